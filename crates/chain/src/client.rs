@@ -1,0 +1,169 @@
+//! A connection to one chain through one signer.
+
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, TxHash};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use serde::Serialize;
+
+use crate::{ChainError, Result, SignerConfig};
+
+/// A connection to one chain, sending as one account.
+#[derive(Clone)]
+pub struct ChainClient {
+    provider: DynProvider,
+    from: Address,
+    chain_id: u64,
+    rpc_url: reqwest::Url,
+}
+
+impl std::fmt::Debug for ChainClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainClient")
+            .field("rpc_url", &redact_url(&self.rpc_url))
+            .field("chain_id", &self.chain_id)
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+/// What `/health` shows of the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainStatus {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Latest block number.
+    pub block_number: u64,
+}
+
+/// The URL without user info, query or fragment, which may carry API keys.
+pub(crate) fn redact_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+impl ChainClient {
+    /// Connects to `rpc_url`, learns the chain id and resolves the sending account.
+    pub async fn connect(rpc_url: &str, signer: SignerConfig) -> Result<Self> {
+        let url: reqwest::Url = rpc_url
+            .parse()
+            .map_err(|_| ChainError::BadUrl(rpc_url.into()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ChainError::BadUrl(rpc_url.into()));
+        }
+        let (provider, from) = match signer {
+            SignerConfig::Unlocked(from) => {
+                // No fillers: the node picks nonce, gas and fees, as with web3.py's transact().
+                let provider = ProviderBuilder::new()
+                    .disable_recommended_fillers()
+                    .connect_http(url.clone())
+                    .erased();
+                let from = match from {
+                    Some(a) => a,
+                    None => *provider
+                        .get_accounts()
+                        .await?
+                        .first()
+                        .ok_or(ChainError::NoAccounts)?,
+                };
+                (provider, from)
+            }
+            SignerConfig::Local(key) => {
+                let from = key.address();
+                // Simple nonce management asks the node for the pending nonce on every send: the
+                // senders here are sequential, and a failed send never leaves a gap behind.
+                let provider = ProviderBuilder::new()
+                    .disable_recommended_fillers()
+                    .with_gas_estimation()
+                    .with_simple_nonce_management()
+                    .fetch_chain_id()
+                    .wallet(EthereumWallet::from(key))
+                    .connect_http(url.clone())
+                    .erased();
+                (provider, from)
+            }
+        };
+        let chain_id = provider.get_chain_id().await?;
+        Ok(Self {
+            provider,
+            from,
+            chain_id,
+            rpc_url: url,
+        })
+    }
+
+    /// The provider, for contract bindings.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// The sending account.
+    pub fn from(&self) -> Address {
+        self.from
+    }
+
+    /// The chain id learned at connect time.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The RPC URL with any credentials removed, for logs and health reports.
+    pub fn rpc_url_redacted(&self) -> String {
+        redact_url(&self.rpc_url)
+    }
+
+    /// Chain id and latest block, read now.
+    pub async fn status(&self) -> Result<ChainStatus> {
+        Ok(ChainStatus {
+            chain_id: self.chain_id,
+            block_number: self.provider.get_block_number().await?,
+        })
+    }
+
+    /// Fails unless contract code is deployed at `address`.
+    pub async fn ensure_code(&self, address: Address) -> Result<()> {
+        let code = self.provider.get_code_at(address).await?;
+        if code.is_empty() {
+            return Err(ChainError::NoContract {
+                address: address.to_string(),
+                chain_id: self.chain_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Polls for the receipt of `tx` until it appears or `timeout` passes.
+    pub async fn wait_receipt(&self, tx: TxHash, timeout: Duration) -> Result<TransactionReceipt> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut delay = Duration::from_millis(5);
+        loop {
+            if let Some(r) = self.provider.get_transaction_receipt(tx).await? {
+                return Ok(r);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ChainError::ReceiptTimeout {
+                    tx: tx.to_string(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Timestamp of block `number`, seconds since the Unix epoch.
+    pub async fn block_timestamp(&self, number: u64) -> Result<u64> {
+        let block = self
+            .provider
+            .get_block_by_number(number.into())
+            .await?
+            .ok_or_else(|| ChainError::Rpc(format!("block {number} not found")))?;
+        Ok(block.header.timestamp)
+    }
+}

@@ -1,0 +1,199 @@
+//! Local chain nodes (Anvil, Ganache) run as child processes: the embedded default and tests.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{ChainError, Result};
+
+/// Which node program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Foundry's Anvil.
+    Anvil,
+    /// Ganache 7 (the seed's choice).
+    Ganache,
+}
+
+/// How to start a local node.
+#[derive(Debug, Clone)]
+pub struct LocalNodeConfig {
+    /// Which program.
+    pub kind: NodeKind,
+    /// Path of the executable.
+    pub program: PathBuf,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// File the chain state is loaded from at start and saved to at exit (Anvil `--state`,
+    /// Ganache `--database.dbPath` directory). `None` keeps the chain in memory only.
+    pub state_path: Option<PathBuf>,
+    /// Extra arguments passed through.
+    pub extra_args: Vec<String>,
+}
+
+/// A running local node. Stop it with [`LocalNode::stop`] to let it save its state; dropping it
+/// kills it outright.
+#[derive(Debug)]
+pub struct LocalNode {
+    child: Child,
+    url: String,
+    kind: NodeKind,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Anvil options that keep a long-running node from slowing down as its chain grows.
+const ANVIL_STEADY_ARGS: &[&str] = &[];
+
+impl LocalNode {
+    /// Starts the node and waits until it listens.
+    pub async fn start(config: &LocalNodeConfig) -> Result<Self> {
+        let port = match (config.kind, config.port) {
+            // Ganache refuses port 0, so pick a free port here.
+            (NodeKind::Ganache, 0) => free_port()?,
+            (_, p) => p,
+        };
+        let mut cmd = Command::new(&config.program);
+        match config.kind {
+            NodeKind::Anvil => {
+                cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+                cmd.args(ANVIL_STEADY_ARGS);
+                if let Some(state) = &config.state_path {
+                    cmd.arg("--state").arg(state);
+                }
+            }
+            NodeKind::Ganache => {
+                cmd.args(["--server.host", "127.0.0.1", "--server.port", &port.to_string()]);
+                cmd.args(["--logging.quiet", "false", "--miner.instamine", "eager"]);
+                if let Some(state) = &config.state_path {
+                    cmd.arg("--database.dbPath").arg(state);
+                }
+            }
+        }
+        cmd.args(&config.extra_args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            ChainError::Node(format!("cannot start {}: {e}", config.program.display()))
+        })?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| ChainError::Node("no stdout".into()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| ChainError::Node("no stderr".into()))?;
+        let kind = config.kind;
+        let (tx, rx) = tokio::sync::oneshot::channel::<u16>();
+        // The node logs every request to stdout; the pipe must be drained for its whole life or
+        // the node blocks on a full pipe.
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(p) = listening_port(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(p);
+                    }
+                }
+                tracing::trace!(target: "twinledger::node", "{line}");
+            }
+        });
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::warn!(target: "twinledger::node", "{line}");
+            }
+        });
+        let port = match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok(p)) if p != 0 => p,
+            Ok(Ok(_)) => port,
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.start_kill();
+                return Err(ChainError::Node(format!(
+                    "{} did not start listening within {} s (exit status: {status:?})",
+                    config.program.display(),
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        Ok(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            kind,
+        })
+    }
+
+    /// The node's HTTP JSON-RPC URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Which program runs.
+    pub fn kind(&self) -> NodeKind {
+        self.kind
+    }
+
+    /// The process id, if still running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Asks the node to exit (SIGTERM, so that it saves its state) and waits; kills it if it
+    /// has not exited after `grace`.
+    pub async fn stop(mut self, grace: Duration) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
+                return Ok(());
+            }
+            tracing::warn!(target: "twinledger::node", "node did not exit in time; killing it");
+        }
+        self.child
+            .kill()
+            .await
+            .map_err(|e| ChainError::Node(format!("cannot kill node: {e}")))
+    }
+
+    /// Kills the node at once (SIGKILL): it saves nothing. For fault tests.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child
+            .kill()
+            .await
+            .map_err(|e| ChainError::Node(format!("cannot kill node: {e}")))
+    }
+}
+
+/// The port in a node's "Listening on 127.0.0.1:PORT" line (Anvil and Ganache both print it).
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = &line[line.find("Listening on ")? + "Listening on ".len()..];
+    rest.trim().rsplit(':').next()?.trim().parse().ok()
+}
+
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| ChainError::Node(format!("cannot find a free port: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listening_port;
+
+    #[test]
+    fn reads_the_port_from_both_nodes_banners() {
+        assert_eq!(listening_port("Listening on 127.0.0.1:38123"), Some(38123));
+        assert_eq!(listening_port("RPC Listening on 127.0.0.1:8545"), Some(8545));
+        assert_eq!(listening_port("Available Accounts"), None);
+    }
+}

@@ -1,0 +1,21 @@
+//! Domain core of twinledger: the JSON model of digital twin states, their
+//! canonical encodings and hashes. This crate does no I/O, so every result
+//! depends only on its inputs and can be checked against outside oracles.
+
+pub mod canonical;
+pub mod jcs;
+pub mod json;
+pub mod seed;
+
+pub use canonical::{CanonicalError, HashScheme};
+pub use jcs::{jcs_json, jcs_sha256};
+pub use json::{JsonError, Limits, Number, Object, Value, parse};
+pub use seed::{seed_json, seed_sha256};
+
+pub mod hash;
+pub mod record;
+pub mod twin;
+
+pub use hash::{Hash, HashParseError, leaf_hash, node_hash};
+pub use record::{LEAF_FORMAT_V1, Record, RecordKind, Salt, UnknownRecordKind};
+pub use twin::{MAX_TWIN_ID_CHARS, TwinId, TwinIdError};

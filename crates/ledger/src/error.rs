@@ -1,0 +1,40 @@
+//! Ledger errors.
+
+use twinledger_chain::ChainError;
+use twinledger_store::StoreError;
+
+/// Result of a ledger operation.
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// Why a ledger operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database failed; nothing was acknowledged.
+    #[error("storage unavailable: {0}")]
+    Store(String),
+    /// The chain failed. For a write, the record is stored as pending and will be anchored when
+    /// the chain is back.
+    #[error("{0}")]
+    Chain(String),
+    /// The state cannot be hashed under the requested scheme.
+    #[error("{0}")]
+    Unhashable(String),
+    /// The twin does not exist.
+    #[error("twin {0} not found")]
+    TwinNotFound(String),
+    /// The ledger is shutting down.
+    #[error("ledger is shutting down")]
+    ShuttingDown,
+}
+
+impl From<StoreError> for LedgerError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+impl From<ChainError> for LedgerError {
+    fn from(e: ChainError) -> Self {
+        Self::Chain(e.to_string())
+    }
+}

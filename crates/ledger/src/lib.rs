@@ -1,0 +1,17 @@
+//! The twinledger ledger: where records are accepted, made durable, anchored and verified.
+//!
+//! [`Ledger::record`] hands a state to the group-commit writer (one thread, one SQLite transaction
+//! for every batch of concurrent submissions), which acknowledges only after the commit. The
+//! anchorer then takes pending records from the store in log order and puts them on chain; in
+//! legacy mode that is the seed's contract, one `updateTwin` transaction per record. Verification
+//! recomputes everything from the stored rows and compares it with the chain.
+
+mod anchor;
+mod error;
+mod ledger;
+mod verify;
+mod writer;
+
+pub use error::{LedgerError, Result};
+pub use ledger::{Health, Ledger, LedgerConfig, Submission, Wait};
+pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};

@@ -1,0 +1,351 @@
+//! Verification: recompute every stored record and compare it with the chain.
+
+use serde::Serialize;
+use twinledger_chain::TxHash;
+use twinledger_core::{Hash, TwinId};
+use twinledger_store::StoredRecord;
+
+use crate::anchor::chain_timestamp;
+use std::sync::Arc;
+
+use twinledger_chain::LegacyContract;
+use twinledger_store::Store;
+
+use crate::{LedgerError, Result};
+
+/// The verdict on a twin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Integrity {
+    /// Everything stored matches the chain.
+    Valid,
+    /// Something stored does not match its hash, its chain link or the chain.
+    Tampered,
+    /// Nothing is wrong, but some records are not anchored yet.
+    Pending,
+}
+
+/// The seed endpoint's answer: the latest state of a twin checked against `getTwin`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedCheck {
+    /// The twin.
+    pub twin_id: String,
+    /// Timestamp of the block holding the anchoring transaction (Unix seconds), empty while
+    /// pending.
+    pub timestamp: String,
+    /// The verdict.
+    pub integrity: Integrity,
+}
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The version concerned, when known.
+    pub version: Option<u64>,
+    /// The log index concerned, when known.
+    pub index: Option<u64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The verdict on a twin's whole history.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwinVerdict {
+    /// The twin.
+    pub twin_id: String,
+    /// The verdict.
+    pub integrity: Integrity,
+    /// Versions checked.
+    pub versions: u64,
+    /// Versions stored but not yet anchored.
+    pub pending: Vec<u64>,
+    /// Everything found wrong.
+    pub problems: Vec<Problem>,
+}
+
+fn problem(row: &StoredRecord, reason: impl Into<String>) -> Problem {
+    Problem {
+        version: u64::try_from(row.version).ok(),
+        index: Some(row.index),
+        reason: reason.into(),
+    }
+}
+
+/// What the stored row claims, recomputed: hash and leaf hash from the state, not from the
+/// stored hash columns, so rewriting a hash column alongside the state changes nothing.
+struct Recomputed {
+    state_hash: String,
+    leaf_hash: Hash,
+}
+
+fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomputed> {
+    let record = match row.decode() {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(problem(row, format!("stored record is unreadable: {e}")));
+            return None;
+        }
+    };
+    let state_hash = match record.scheme.hash(&record.state) {
+        Ok(h) => Hash(h),
+        Err(e) => {
+            problems.push(problem(row, format!("state cannot be hashed: {e}")));
+            return None;
+        }
+    };
+    if state_hash != record.state_hash {
+        problems.push(problem(
+            row,
+            format!(
+                "state does not match its stored hash (expected {}, got {state_hash})",
+                record.state_hash
+            ),
+        ));
+    }
+    let mut recomputed = record.clone();
+    recomputed.state_hash = state_hash;
+    let leaf_hash = recomputed.leaf_hash();
+    if row.leaf_hash != leaf_hash.0 {
+        problems.push(problem(row, "record does not match its stored leaf hash"));
+    }
+    Some(Recomputed {
+        state_hash: state_hash.to_hex(),
+        leaf_hash,
+    })
+}
+
+/// Checks stored records against their hashes and the chain. Needs no running ledger, so the
+/// CLI can verify a data directory on its own.
+#[derive(Clone)]
+pub struct Verifier {
+    store: Arc<dyn Store>,
+    contract: LegacyContract,
+}
+
+impl Verifier {
+    /// A verifier over `store` and the seed contract.
+    pub fn new(store: Arc<dyn Store>, contract: LegacyContract) -> Self {
+        Self { store, contract }
+    }
+
+    fn contract(&self) -> &LegacyContract {
+        &self.contract
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
+            .map_err(Into::into)
+    }
+
+    /// Every stored version of a twin, in version order.
+    pub async fn history(&self, id: &TwinId) -> Result<Vec<StoredRecord>> {
+        let id = id.clone();
+        self.read(move |s| {
+            let mut out = Vec::new();
+            let mut from = 1;
+            loop {
+                let page = s.history(&id, from, 1000)?;
+                let done = page.len() < 1000;
+                if let Some(last) = page.last() {
+                    from = last.version.max(0) as u64 + 1;
+                }
+                out.extend(page);
+                if done {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+    }
+
+    /// The seed endpoint's check: the latest version's recomputed hash and its timestamp must
+    /// equal what `getTwin` returns, and its transaction must be on chain as stored.
+    pub async fn seed_check(&self, id: &TwinId) -> Result<SeedCheck> {
+        let (twin, latest) = {
+            let id = id.clone();
+            self.read(move |s| {
+                let twin = s.twin(&id)?;
+                let latest = match &twin {
+                    Some(t) => s.record(&id, t.latest_version)?,
+                    None => None,
+                };
+                Ok((twin, latest))
+            })
+            .await?
+        };
+        if twin.is_none() {
+            return Err(LedgerError::TwinNotFound(id.to_string()));
+        }
+        let answer = |timestamp: String, integrity| SeedCheck {
+            twin_id: id.to_string(),
+            timestamp,
+            integrity,
+        };
+        let Some(row) = latest else {
+            return Ok(answer(String::new(), Integrity::Tampered));
+        };
+        let mut problems = Vec::new();
+        let recomputed = recompute(&row, &mut problems);
+        let Some(anchor) = row.legacy_anchor() else {
+            let integrity = if problems.is_empty() {
+                Integrity::Pending
+            } else {
+                Integrity::Tampered
+            };
+            return Ok(answer(String::new(), integrity));
+        };
+        let timestamp = anchor.block_timestamp.to_string();
+        let Some(recomputed) = recomputed.filter(|_| problems.is_empty()) else {
+            return Ok(answer(timestamp, Integrity::Tampered));
+        };
+        let on_chain = self.contract().get_twin(id.as_str()).await?;
+        let mut valid = on_chain.data_hash == recomputed.state_hash
+            && on_chain.timestamp == anchor.chain_timestamp
+            && anchor.chain_timestamp == chain_timestamp(row.recorded_at_ms);
+        if valid {
+            valid = self
+                .check_legacy_tx(&row, &recomputed.state_hash)
+                .await?
+                .is_none();
+        }
+        let integrity = if valid {
+            Integrity::Valid
+        } else {
+            Integrity::Tampered
+        };
+        Ok(answer(timestamp, integrity))
+    }
+
+    /// Checks a record's `updateTwin` transaction on chain; `Some(reason)` when it does not
+    /// record this record.
+    async fn check_legacy_tx(&self, row: &StoredRecord, state_hash: &str) -> Result<Option<String>> {
+        let Some(anchor) = row.legacy_anchor() else {
+            return Ok(Some("record is not anchored".into()));
+        };
+        let Ok(tx) = anchor.tx_hash.parse::<TxHash>() else {
+            return Ok(Some(format!("stored transaction hash {:?} is malformed", anchor.tx_hash)));
+        };
+        let receipt = match self.contract().update_receipt(tx).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Some(format!("anchoring transaction {tx} is not on chain"))),
+            Err(e) if e.is_retryable() => return Err(e.into()),
+            Err(e) => return Ok(Some(format!("anchoring transaction {tx}: {e}"))),
+        };
+        let expected_ts = chain_timestamp(row.recorded_at_ms);
+        if !receipt.records(&row.twin_id, &expected_ts, state_hash) {
+            return Ok(Some(format!(
+                "chain records another state for this version in {tx} (hash {}, timestamp {})",
+                receipt.data_hash, receipt.timestamp
+            )));
+        }
+        if receipt.block_number != anchor.block_number
+            || receipt.block_timestamp != anchor.block_timestamp
+        {
+            return Ok(Some(format!(
+                "stored block {} at {} differs from the chain's block {} at {}",
+                anchor.block_number,
+                anchor.block_timestamp,
+                receipt.block_number,
+                receipt.block_timestamp
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Checks every stored version of a twin: each state against its hash, the per-twin chain of
+    /// leaf hashes, dense versions, and each anchoring transaction and the latest `getTwin`
+    /// against the chain.
+    pub async fn verify_twin(&self, id: &TwinId) -> Result<TwinVerdict> {
+        let twin = {
+            let id = id.clone();
+            self.read(move |s| s.twin(&id)).await?
+        };
+        let rows = self.history(id).await?;
+        if twin.is_none() && rows.is_empty() {
+            return Err(LedgerError::TwinNotFound(id.to_string()));
+        }
+        let mut problems = Vec::new();
+        let mut pending = Vec::new();
+        let mut expected_version: u64 = 1;
+        let mut prev_leaf: Option<Hash> = None;
+        let mut latest_anchored: Option<(StoredRecord, String)> = None;
+        for row in &rows {
+            let version = u64::try_from(row.version).unwrap_or(0);
+            if version > expected_version {
+                problems.push(Problem {
+                    version: Some(expected_version),
+                    index: None,
+                    reason: format!(
+                        "versions {expected_version} to {} are missing",
+                        version - 1
+                    ),
+                });
+            } else if version < expected_version {
+                problems.push(problem(row, "version is out of order or duplicated"));
+            }
+            expected_version = version + 1;
+            let Some(recomputed) = recompute(row, &mut problems) else {
+                prev_leaf = None;
+                continue;
+            };
+            let stored_prev = row.prev_leaf_hash.as_deref().and_then(|p| Hash::from_slice(p).ok());
+            if version > 1 && stored_prev != prev_leaf {
+                problems.push(problem(row, "does not link to the previous version's leaf hash"));
+            }
+            prev_leaf = Some(recomputed.leaf_hash);
+            if row.legacy_anchor().is_some() {
+                if let Some(reason) = self.check_legacy_tx(row, &recomputed.state_hash).await? {
+                    problems.push(problem(row, reason));
+                }
+                latest_anchored = Some((row.clone(), recomputed.state_hash));
+            } else {
+                pending.push(version);
+            }
+        }
+        if let Some(t) = &twin {
+            if t.latest_version + 1 != expected_version {
+                problems.push(Problem {
+                    version: Some(t.latest_version),
+                    index: Some(t.latest_index),
+                    reason: format!(
+                        "the twin's latest version is {} but the stored history ends at {}",
+                        t.latest_version,
+                        expected_version.saturating_sub(1)
+                    ),
+                });
+            }
+        }
+        if let Some((row, hash)) = latest_anchored.filter(|_| pending.is_empty()) {
+            let on_chain = self.contract().get_twin(id.as_str()).await?;
+            let ts = row.anchor_timestamp.clone().unwrap_or_default();
+            if on_chain.data_hash != hash || on_chain.timestamp != ts {
+                problems.push(problem(
+                    &row,
+                    format!(
+                        "the contract's current value for this twin (hash {}, timestamp {}) is not the latest version's",
+                        on_chain.data_hash, on_chain.timestamp
+                    ),
+                ));
+            }
+        }
+        let integrity = if !problems.is_empty() {
+            Integrity::Tampered
+        } else if !pending.is_empty() {
+            Integrity::Pending
+        } else {
+            Integrity::Valid
+        };
+        Ok(TwinVerdict {
+            twin_id: id.to_string(),
+            integrity,
+            versions: rows.len() as u64,
+            pending,
+            problems,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! Group commit: one thread appends every batch of concurrent submissions in one transaction.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use twinledger_core::Record;
+use twinledger_store::{NewRecord, Store};
+
+use crate::anchor::AnchorWaiters;
+use crate::{LedgerError, Result};
+
+/// One submission waiting for the writer.
+pub(crate) struct WriteRequest {
+    pub new: NewRecord,
+    pub reply: oneshot::Sender<Result<Record>>,
+    /// Registered for the record's anchor outcome inside the writer, before the anchorer can
+    /// see the record, so that no outcome is missed.
+    pub anchor_waiter: Option<oneshot::Sender<crate::anchor::AnchorOutcome>>,
+}
+
+/// Runs the writer until every sender is dropped.
+pub(crate) fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    batch_max: usize,
+    waiters: Arc<AnchorWaiters>,
+    committed: Arc<tokio::sync::Notify>,
+) {
+    let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
+    let mut replies = Vec::with_capacity(batch_max);
+    while let Some(first) = rx.blocking_recv() {
+        let mut next = Some(first);
+        while let Some(req) = next.take() {
+            news.push(req.new);
+            replies.push((req.reply, req.anchor_waiter));
+            if news.len() < batch_max {
+                next = rx.try_recv().ok();
+            }
+        }
+        match store.append(std::mem::take(&mut news)) {
+            Ok(records) => {
+                for ((reply, waiter), record) in replies.drain(..).zip(records) {
+                    if let Some(w) = waiter {
+                        waiters.register(record.index, w);
+                    }
+                    let _ = reply.send(Ok(record));
+                }
+                committed.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(target: "twinledger::ledger", error = %e, "append failed");
+                let msg = e.to_string();
+                for (reply, _) in replies.drain(..) {
+                    let _ = reply.send(Err(LedgerError::Store(msg.clone())));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Request bodies: strict JSON (no duplicate keys, bounded) parsed by the core parser, with
+//! every rejection answered as `{"error": ...}`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use twinledger_core::json::{self, Object, Value};
+
+use crate::{ApiError, AppState};
+
+/// A request body that is one JSON object.
+pub struct JsonObject(pub Object);
+
+impl FromRequest<AppState> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            if essence != "application/json" && !essence.ends_with("+json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("content type must be application/json, not {essence:?}"),
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    status,
+                    format!(
+                        "request body is larger than {} bytes",
+                        state.config.body_limit
+                    ),
+                )
+            } else {
+                ApiError::new(status, format!("cannot read request body: {rejection}"))
+            }
+        })?;
+        let value = json::parse(&bytes, &state.config.json_limits)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+        match value {
+            Value::Object(o) => Ok(Self(o)),
+            _ => Err(ApiError::unprocessable("request body must be a JSON object")),
+        }
+    }
+}

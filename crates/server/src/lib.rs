@@ -1,0 +1,75 @@
+//! The HTTP API of twinledger (axum).
+//!
+//! [`router`] builds the routes over a [`twinledger_ledger::Ledger`]; [`serve`] runs them until a
+//! shutdown future completes. The seed's two endpoints keep their paths and JSON shapes; every
+//! error is a 4xx or 5xx status with `{"error": "..."}`.
+
+mod body;
+mod error;
+mod routes;
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use twinledger_core::json::Limits;
+use twinledger_ledger::Ledger;
+
+pub use error::ApiError;
+
+/// HTTP limits.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Bounds on the JSON documents accepted.
+    pub json_limits: Limits,
+    /// How long a write waits for its anchor before answering 503 (the record stays pending).
+    pub anchor_wait: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            json_limits: Limits::default(),
+            anchor_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// HTTP limits.
+    pub config: std::sync::Arc<HttpConfig>,
+}
+
+/// The routes, with body limit and request tracing.
+pub fn router(ledger: Ledger, config: HttpConfig) -> Router {
+    let body_limit = config.body_limit;
+    let state = AppState {
+        ledger,
+        config: std::sync::Arc::new(config),
+    };
+    routes::routes()
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

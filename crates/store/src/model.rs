@@ -1,0 +1,204 @@
+//! Rows as the store keeps them.
+
+use std::str::FromStr;
+
+use serde::Serialize;
+use twinledger_core::json::{self, Limits, Value};
+use twinledger_core::{Hash, HashScheme, Record, RecordKind, Salt, TwinId};
+
+/// A record to append: everything but its log index, version and chain link, which the store
+/// assigns inside the append transaction.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// The twin.
+    pub twin_id: TwinId,
+    /// What the record says.
+    pub kind: RecordKind,
+    /// The state object.
+    pub state: Value,
+    /// The state's hash scheme.
+    pub scheme: HashScheme,
+    /// Hash of `state` under `scheme`.
+    pub state_hash: Hash,
+    /// Acceptance time, ms since the Unix epoch.
+    pub recorded_at_ms: i64,
+    /// Leaf salt.
+    pub salt: Salt,
+}
+
+/// Where a record is on its way to the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordStatus {
+    /// Durably stored, not yet on chain.
+    Pending,
+    /// In a mined transaction.
+    Anchored,
+    /// In a transaction with enough confirmations.
+    Confirmed,
+}
+
+impl RecordStatus {
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Anchored => "anchored",
+            Self::Confirmed => "confirmed",
+        }
+    }
+}
+
+/// A legacy-mode anchor: the seed contract's `updateTwin` transaction for one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LegacyAnchor {
+    /// Transaction hash, `0x`-prefixed hex.
+    pub tx_hash: String,
+    /// Block holding the transaction.
+    pub block_number: u64,
+    /// That block's timestamp, seconds since the Unix epoch.
+    pub block_timestamp: u64,
+    /// The `_timestamp` argument given to `updateTwin`.
+    pub chain_timestamp: String,
+}
+
+/// A record row exactly as stored, before any check: verification decodes it with
+/// [`StoredRecord::decode`] and treats every failure as tampering.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    /// Log index.
+    pub index: u64,
+    /// Twin id column.
+    pub twin_id: String,
+    /// Version column.
+    pub version: i64,
+    /// Kind column.
+    pub kind: String,
+    /// State column (JSON text).
+    pub state: String,
+    /// Hash scheme column.
+    pub scheme: String,
+    /// State hash column.
+    pub state_hash: Vec<u8>,
+    /// Previous leaf hash column.
+    pub prev_leaf_hash: Option<Vec<u8>>,
+    /// Acceptance time column.
+    pub recorded_at_ms: i64,
+    /// Salt column.
+    pub salt: Vec<u8>,
+    /// Leaf hash column.
+    pub leaf_hash: Vec<u8>,
+    /// Status column.
+    pub status: String,
+    /// Legacy mode: the `updateTwin` transaction sent for this record, once sent.
+    pub anchor_tx: Option<String>,
+    /// Legacy mode: the `_timestamp` argument of that transaction.
+    pub anchor_timestamp: Option<String>,
+    /// Legacy mode: the block holding that transaction, once mined.
+    pub anchor_block: Option<u64>,
+    /// Legacy mode: that block's timestamp.
+    pub anchor_block_time: Option<u64>,
+}
+
+/// Why a stored row does not decode into a [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredRecordError {
+    /// A column holds a value no valid record has.
+    #[error("column {column}: {reason}")]
+    Column {
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn column(column: &'static str, reason: impl ToString) -> StoredRecordError {
+    StoredRecordError::Column {
+        column,
+        reason: reason.to_string(),
+    }
+}
+
+impl StoredRecord {
+    /// Decodes the row into a record, without checking any hash.
+    pub fn decode(&self) -> Result<Record, StoredRecordError> {
+        let twin_id = TwinId::new(self.twin_id.clone()).map_err(|e| column("twin_id", e))?;
+        let version = u64::try_from(self.version)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| column("version", format!("{} is not a version", self.version)))?;
+        let kind = RecordKind::from_str(&self.kind).map_err(|e| column("kind", e))?;
+        let state = json::parse(self.state.as_bytes(), &Limits::unbounded())
+            .map_err(|e| column("state", e))?;
+        let scheme = HashScheme::from_str(&self.scheme).map_err(|e| column("hash_scheme", e))?;
+        let state_hash = Hash::from_slice(&self.state_hash).map_err(|e| column("state_hash", e))?;
+        let prev_leaf_hash = self
+            .prev_leaf_hash
+            .as_deref()
+            .map(Hash::from_slice)
+            .transpose()
+            .map_err(|e| column("prev_leaf_hash", e))?;
+        let salt = <[u8; 32]>::try_from(self.salt.as_slice())
+            .map(Salt)
+            .map_err(|_| column("salt", format!("expected 32 bytes, got {}", self.salt.len())))?;
+        Ok(Record {
+            index: self.index,
+            twin_id,
+            version,
+            kind,
+            state,
+            scheme,
+            state_hash,
+            prev_leaf_hash,
+            recorded_at_ms: self.recorded_at_ms,
+            salt,
+        })
+    }
+
+    /// The legacy anchor, when the record's transaction was sent and mined.
+    pub fn legacy_anchor(&self) -> Option<LegacyAnchor> {
+        Some(LegacyAnchor {
+            tx_hash: self.anchor_tx.clone()?,
+            block_number: self.anchor_block?,
+            block_timestamp: self.anchor_block_time?,
+            chain_timestamp: self.anchor_timestamp.clone()?,
+        })
+    }
+
+    /// The status column, if it holds a known status.
+    pub fn status(&self) -> Option<RecordStatus> {
+        match self.status.as_str() {
+            "pending" => Some(RecordStatus::Pending),
+            "anchored" => Some(RecordStatus::Anchored),
+            "confirmed" => Some(RecordStatus::Confirmed),
+            _ => None,
+        }
+    }
+}
+
+/// Where a twin's history ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TwinSummary {
+    /// The twin.
+    pub twin_id: String,
+    /// Its newest version.
+    pub latest_version: u64,
+    /// Log index of its newest version.
+    pub latest_index: u64,
+    /// When its first record was accepted.
+    pub created_at_ms: i64,
+    /// When its newest record was accepted.
+    pub updated_at_ms: i64,
+}
+
+/// Counts for health reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Records in the log.
+    pub records: u64,
+    /// Twins.
+    pub twins: u64,
+    /// Records not yet anchored.
+    pub pending: u64,
+}

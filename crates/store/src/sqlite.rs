@@ -1,0 +1,344 @@
+//! The embedded SQLite store: one file, WAL, one writer connection and a small reader pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use twinledger_core::{Hash, Record, TwinId};
+
+use crate::model::{LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary};
+use crate::{Result, Store, StoreError};
+
+/// Migrations in order; `PRAGMA user_version` counts how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, state_hash, \
+     prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, anchor_tx, anchor_block, \
+     anchor_block_time, anchor_timestamp";
+
+/// Readers kept open between calls; more are opened on demand and closed after use.
+const READER_POOL: usize = 8;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut writer = Connection::open(&path).map_err(open_err)?;
+        configure(&writer).map_err(open_err)?;
+        migrate(&mut writer)?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure_reader(&c)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < READER_POOL
+        {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        // A panic while holding the lock leaves no open transaction behind (rusqlite rolls back
+        // on drop), so a poisoned lock is safe to reuse.
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the ledger acknowledges it, power loss included.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if version > supported {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(target: "twinledger::store", version = i + 1, "applied migration");
+    }
+    Ok(())
+}
+
+fn stored_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
+    Ok(StoredRecord {
+        index: row.get::<_, i64>(0)? as u64,
+        twin_id: row.get(1)?,
+        version: row.get(2)?,
+        kind: row.get(3)?,
+        state: row.get(4)?,
+        scheme: row.get(5)?,
+        state_hash: row.get(6)?,
+        prev_leaf_hash: row.get(7)?,
+        recorded_at_ms: row.get(8)?,
+        salt: row.get(9)?,
+        leaf_hash: row.get(10)?,
+        status: row.get(11)?,
+        anchor_tx: row.get(12)?,
+        anchor_block: row.get::<_, Option<i64>>(13)?.map(|v| v as u64),
+        anchor_block_time: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
+        anchor_timestamp: row.get(15)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Record>> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let mut out = Vec::with_capacity(batch.len());
+            {
+                let mut next_index: u64 = tx
+                    .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|v| v as u64)?;
+                let mut get_twin = tx.prepare_cached(
+                    "SELECT latest_version, latest_leaf_hash FROM twins WHERE twin_id = ?1",
+                )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, \
+                     state_hash, prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending')",
+                )?;
+                let mut upsert_twin = tx.prepare_cached(
+                    "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
+                     created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                     ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
+                     latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
+                     updated_at_ms = excluded.updated_at_ms",
+                )?;
+                for new in batch {
+                    let previous: Option<(i64, Vec<u8>)> = get_twin
+                        .query_row([new.twin_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let (version, prev_leaf_hash) = match previous {
+                        None => (1, None),
+                        Some((v, leaf)) => {
+                            let leaf = Hash::from_slice(&leaf).map_err(|e| {
+                                StoreError::Inconsistent(format!(
+                                    "twin {}: latest leaf hash: {e}",
+                                    new.twin_id
+                                ))
+                            })?;
+                            (v as u64 + 1, Some(leaf))
+                        }
+                    };
+                    let record = Record {
+                        index: next_index,
+                        twin_id: new.twin_id,
+                        version,
+                        kind: new.kind,
+                        state: new.state,
+                        scheme: new.scheme,
+                        state_hash: new.state_hash,
+                        prev_leaf_hash,
+                        recorded_at_ms: new.recorded_at_ms,
+                        salt: new.salt,
+                    };
+                    let leaf_hash = record.leaf_hash();
+                    insert.execute(params![
+                        record.index as i64,
+                        record.twin_id.as_str(),
+                        record.version as i64,
+                        record.kind.as_str(),
+                        record.state.to_json(),
+                        record.scheme.as_str(),
+                        record.state_hash.0.as_slice(),
+                        record.prev_leaf_hash.as_ref().map(|h| h.0.to_vec()),
+                        record.recorded_at_ms,
+                        record.salt.0.as_slice(),
+                        leaf_hash.0.as_slice(),
+                    ])?;
+                    upsert_twin.execute(params![
+                        record.twin_id.as_str(),
+                        record.version as i64,
+                        record.index as i64,
+                        leaf_hash.0.as_slice(),
+                        record.recorded_at_ms,
+                    ])?;
+                    next_index += 1;
+                    out.push(record);
+                }
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms \
+                 FROM twins WHERE twin_id = ?1",
+            )?;
+            Ok(stmt
+                .query_row([id.as_str()], |r| {
+                    Ok(TwinSummary {
+                        twin_id: r.get(0)?,
+                        latest_version: r.get::<_, i64>(1)? as u64,
+                        latest_index: r.get::<_, i64>(2)? as u64,
+                        created_at_ms: r.get(3)?,
+                        updated_at_ms: r.get(4)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND version = ?2"
+            ))?;
+            Ok(stmt
+                .query_row(params![id.as_str(), version as i64], stored_record)
+                .optional()?)
+        })
+    }
+
+    fn history(&self, id: &TwinId, from_version: u64, limit: usize) -> Result<Vec<StoredRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND version >= ?2 \
+                 ORDER BY version LIMIT ?3"
+            ))?;
+            let rows = stmt.query_map(
+                params![id.as_str(), from_version as i64, limit as i64],
+                stored_record,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY idx LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit as i64], stored_record)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn set_legacy_anchor(&self, index: u64, anchor: &LegacyAnchor) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "UPDATE records SET status = 'anchored', anchor_tx = ?2, anchor_block = ?3, \
+                 anchor_block_time = ?4, anchor_timestamp = ?5 WHERE idx = ?1",
+            )?
+            .execute(params![
+                index as i64,
+                anchor.tx_hash,
+                anchor.block_number as i64,
+                anchor.block_timestamp as i64,
+                anchor.chain_timestamp,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn set_legacy_sent(&self, index: u64, tx_hash: &str, chain_timestamp: &str) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "UPDATE records SET anchor_tx = ?2, anchor_timestamp = ?3 \
+                 WHERE idx = ?1 AND status = 'pending'",
+            )?
+            .execute(params![index as i64, tx_hash, chain_timestamp])?;
+            Ok(())
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([key, value])?;
+            Ok(())
+        })
+    }
+
+    fn stats(&self) -> Result<StoreStats> {
+        self.read(|c| {
+            let records: i64 =
+                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| r.get(0))?;
+            let twins: i64 = c.query_row("SELECT COUNT(*) FROM twins", [], |r| r.get(0))?;
+            let pending: i64 = c.query_row(
+                "SELECT COUNT(*) FROM records WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(StoreStats {
+                records: records as u64,
+                twins: twins as u64,
+                pending: pending as u64,
+            })
+        })
+    }
+}
