@@ -68,7 +68,12 @@ impl LocalNode {
                 }
             }
             NodeKind::Ganache => {
-                cmd.args(["--server.host", "127.0.0.1", "--server.port", &port.to_string()]);
+                cmd.args([
+                    "--server.host",
+                    "127.0.0.1",
+                    "--server.port",
+                    &port.to_string(),
+                ]);
                 cmd.args(["--logging.quiet", "false", "--miner.instamine", "eager"]);
                 if let Some(state) = &config.state_path {
                     cmd.arg("--database.dbPath").arg(state);
@@ -193,7 +198,10 @@ mod tests {
     #[test]
     fn reads_the_port_from_both_nodes_banners() {
         assert_eq!(listening_port("Listening on 127.0.0.1:38123"), Some(38123));
-        assert_eq!(listening_port("RPC Listening on 127.0.0.1:8545"), Some(8545));
+        assert_eq!(
+            listening_port("RPC Listening on 127.0.0.1:8545"),
+            Some(8545)
+        );
         assert_eq!(listening_port("Available Accounts"), None);
     }
 }

@@ -32,7 +32,10 @@ impl SignerConfig {
     /// Reads a hex private key (with or without `0x`, surrounding whitespace ignored) from a file.
     pub fn from_private_key_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ChainError::Signer(format!("cannot read private key file {}: {e}", path.display()))
+            ChainError::Signer(format!(
+                "cannot read private key file {}: {e}",
+                path.display()
+            ))
         })?;
         let signer: PrivateKeySigner = text.trim().parse().map_err(|_| {
             ChainError::Signer(format!(
@@ -54,7 +57,10 @@ impl SignerConfig {
         })?;
         let password = password.trim_end_matches(['\n', '\r']);
         let signer = PrivateKeySigner::decrypt_keystore(keystore, password).map_err(|e| {
-            ChainError::Signer(format!("cannot decrypt keystore {}: {e}", keystore.display()))
+            ChainError::Signer(format!(
+                "cannot decrypt keystore {}: {e}",
+                keystore.display()
+            ))
         })?;
         Ok(Self::Local(signer))
     }

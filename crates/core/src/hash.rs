@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(Hash::from_hex(&format!("0x{h}")), Ok(h));
         assert!(Hash::from_hex("abc").is_err());
         assert!(Hash::from_hex(&"zz".repeat(32)).is_err());
-        assert_eq!(Hash::from_slice(&[0; 31]), Err(HashParseError::WrongLength(31)));
+        assert_eq!(
+            Hash::from_slice(&[0; 31]),
+            Err(HashParseError::WrongLength(31))
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::HashScheme;
 use crate::hash::{Hash, leaf_hash};
 use crate::json::Value;
 use crate::twin::TwinId;
-use crate::HashScheme;
 
 /// Version byte that opens every leaf; a new leaf layout gets a new number.
 pub const LEAF_FORMAT_V1: u8 = 1;

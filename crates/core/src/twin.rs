@@ -106,7 +106,9 @@ mod tests {
     fn rejects_bad_ids() {
         assert_eq!(TwinId::new(""), Err(TwinIdError::Empty));
         assert_eq!(TwinId::new("é".repeat(129)), Err(TwinIdError::TooLong(129)));
-        for bad in ["a b", "a\tb", "a\nb", "a\u{0}b", "a\u{7f}b", "a\u{a0}b", "a/b", "a\\b", "a+b", "a#b"] {
+        for bad in [
+            "a b", "a\tb", "a\nb", "a\u{0}b", "a\u{7f}b", "a\u{a0}b", "a/b", "a\\b", "a+b", "a#b",
+        ] {
             assert!(
                 matches!(TwinId::new(bad), Err(TwinIdError::ForbiddenChar(_))),
                 "{bad:?} accepted"

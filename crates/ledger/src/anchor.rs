@@ -91,7 +91,16 @@ pub(crate) async fn run_legacy(
             }
             continue;
         }
-        match anchor_legacy_batch(&store, &contract, &waiters, &pending, receipt_timeout, &mut undecodable).await {
+        match anchor_legacy_batch(
+            &store,
+            &contract,
+            &waiters,
+            &pending,
+            receipt_timeout,
+            &mut undecodable,
+        )
+        .await
+        {
             Ok(()) => {
                 backoff = Duration::from_millis(200);
                 state.send_modify(|s| s.last_error = None);
@@ -147,7 +156,11 @@ async fn anchor_legacy_batch(
         let hash = record.state_hash.to_hex();
         // A transaction sent before a crash or a failed receipt wait is looked up first, so the
         // record is not anchored twice.
-        if let Some(tx) = row.anchor_tx.as_deref().and_then(|t| t.parse::<TxHash>().ok()) {
+        if let Some(tx) = row
+            .anchor_tx
+            .as_deref()
+            .and_then(|t| t.parse::<TxHash>().ok())
+        {
             match contract.update_receipt(tx).await {
                 Ok(Some(r)) if r.records(record.twin_id.as_str(), &ts, &hash) => {
                     sent.push((row.index, tx, ts));
@@ -161,11 +174,15 @@ async fn anchor_legacy_batch(
                 Err(_) => {}
             }
         }
-        match contract.send_update(record.twin_id.as_str(), &ts, &hash).await {
+        match contract
+            .send_update(record.twin_id.as_str(), &ts, &hash)
+            .await
+        {
             Ok(tx) => {
                 let s = store.clone();
                 let (idx, txs, tss) = (row.index, tx.to_string(), ts.clone());
-                let _ = tokio::task::spawn_blocking(move || s.set_legacy_sent(idx, &txs, &tss)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || s.set_legacy_sent(idx, &txs, &tss)).await;
                 sent.push((row.index, tx, ts));
             }
             Err(e) => {
@@ -188,7 +205,10 @@ async fn anchor_legacy_batch(
         match stored {
             Ok(Ok(())) => waiters.resolve(index, Ok(anchor)),
             Ok(Err(e)) => {
-                waiters.resolve(index, Err(format!("anchored in {tx} but not recorded: {e}")));
+                waiters.resolve(
+                    index,
+                    Err(format!("anchored in {tx} but not recorded: {e}")),
+                );
                 return Err(ChainError::Node(format!("store: {e}")));
             }
             Err(_) => return Err(ChainError::Node("store task failed".into())),

@@ -139,7 +139,11 @@ impl Ledger {
     /// Records a state. Returns once the record is durable (and anchored, with
     /// [`Wait::Anchored`]). On a chain failure while waiting for the anchor the record stays
     /// stored as pending and the error says so.
-    pub async fn record(&self, sub: Submission, wait: Wait) -> Result<(Record, Option<LegacyAnchor>)> {
+    pub async fn record(
+        &self,
+        sub: Submission,
+        wait: Wait,
+    ) -> Result<(Record, Option<LegacyAnchor>)> {
         let state_hash = sub
             .scheme
             .hash(&sub.state)
@@ -209,7 +213,13 @@ impl Ledger {
     /// Database and chain health.
     pub async fn health(&self) -> Health {
         let database = self.read(|s| s.stats()).await.map_err(|e| e.to_string());
-        let chain = self.inner.contract.client().status().await.map_err(|e| e.to_string());
+        let chain = self
+            .inner
+            .contract
+            .client()
+            .status()
+            .await
+            .map_err(|e| e.to_string());
         Health {
             database,
             chain,

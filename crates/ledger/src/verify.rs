@@ -74,7 +74,6 @@ fn problem(row: &StoredRecord, reason: impl Into<String>) -> Problem {
 /// stored hash columns, so rewriting a hash column alongside the state changes nothing.
 struct Recomputed {
     state_hash: String,
-    leaf_hash: Hash,
 }
 
 fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomputed> {
@@ -103,13 +102,11 @@ fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomput
     }
     let mut recomputed = record.clone();
     recomputed.state_hash = state_hash;
-    let leaf_hash = recomputed.leaf_hash();
-    if row.leaf_hash != leaf_hash.0 {
+    if row.leaf_hash != recomputed.leaf_hash().0 {
         problems.push(problem(row, "record does not match its stored leaf hash"));
     }
     Some(Recomputed {
         state_hash: state_hash.to_hex(),
-        leaf_hash,
     })
 }
 
@@ -223,12 +220,19 @@ impl Verifier {
 
     /// Checks a record's `updateTwin` transaction on chain; `Some(reason)` when it does not
     /// record this record.
-    async fn check_legacy_tx(&self, row: &StoredRecord, state_hash: &str) -> Result<Option<String>> {
+    async fn check_legacy_tx(
+        &self,
+        row: &StoredRecord,
+        state_hash: &str,
+    ) -> Result<Option<String>> {
         let Some(anchor) = row.legacy_anchor() else {
             return Ok(Some("record is not anchored".into()));
         };
         let Ok(tx) = anchor.tx_hash.parse::<TxHash>() else {
-            return Ok(Some(format!("stored transaction hash {:?} is malformed", anchor.tx_hash)));
+            return Ok(Some(format!(
+                "stored transaction hash {:?} is malformed",
+                anchor.tx_hash
+            )));
         };
         let receipt = match self.contract().update_receipt(tx).await {
             Ok(Some(r)) => r,
@@ -280,10 +284,7 @@ impl Verifier {
                 problems.push(Problem {
                     version: Some(expected_version),
                     index: None,
-                    reason: format!(
-                        "versions {expected_version} to {} are missing",
-                        version - 1
-                    ),
+                    reason: format!("versions {expected_version} to {} are missing", version - 1),
                 });
             } else if version < expected_version {
                 problems.push(problem(row, "version is out of order or duplicated"));
@@ -293,11 +294,20 @@ impl Verifier {
                 prev_leaf = None;
                 continue;
             };
-            let stored_prev = row.prev_leaf_hash.as_deref().and_then(|p| Hash::from_slice(p).ok());
+            let stored_prev = row
+                .prev_leaf_hash
+                .as_deref()
+                .and_then(|p| Hash::from_slice(p).ok());
             if version > 1 && stored_prev != prev_leaf {
-                problems.push(problem(row, "does not link to the previous version's leaf hash"));
+                problems.push(problem(
+                    row,
+                    "does not link to the previous version's leaf hash",
+                ));
             }
-            prev_leaf = Some(recomputed.leaf_hash);
+            // Links are checked against the stored leaf hash: an edit of one record is then
+            // reported once, at that record, while a consistent rewrite of its hashes still
+            // breaks the next record's link.
+            prev_leaf = Hash::from_slice(&row.leaf_hash).ok();
             if row.legacy_anchor().is_some() {
                 if let Some(reason) = self.check_legacy_tx(row, &recomputed.state_hash).await? {
                     problems.push(problem(row, reason));

@@ -43,7 +43,9 @@ impl FromRequest<AppState> for JsonObject {
             .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
         match value {
             Value::Object(o) => Ok(Self(o)),
-            _ => Err(ApiError::unprocessable("request body must be a JSON object")),
+            _ => Err(ApiError::unprocessable(
+                "request body must be a JSON object",
+            )),
         }
     }
 }

@@ -28,7 +28,10 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
 }
 
 /// Splits the seed's `{"twin_id": "...", "data": {...}}` body, refusing anything else.
@@ -48,7 +51,9 @@ fn seed_update(body: JsonObject) -> Result<(TwinId, Value), ApiError> {
     }
     let twin_id = match twin_id {
         None => return Err(ApiError::unprocessable("missing field \"twin_id\"")),
-        Some(Value::String(s)) => TwinId::new(s).map_err(|e| ApiError::unprocessable(e.to_string()))?,
+        Some(Value::String(s)) => {
+            TwinId::new(s).map_err(|e| ApiError::unprocessable(e.to_string()))?
+        }
         Some(_) => return Err(ApiError::unprocessable("twin_id must be a string")),
     };
     let data = match data {
@@ -114,7 +119,9 @@ async fn health(State(app): State<AppState>) -> Response {
         Err(e) => json!({"ok": false, "error": e}),
     };
     let chain = match &h.chain {
-        Ok(c) => json!({"ok": true, "chain_id": c.chain_id, "block_number": c.block_number, "contract": h.contract}),
+        Ok(c) => {
+            json!({"ok": true, "chain_id": c.chain_id, "block_number": c.block_number, "contract": h.contract})
+        }
         Err(e) => json!({"ok": false, "error": e, "contract": h.contract}),
     };
     let body = json!({

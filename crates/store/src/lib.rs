@@ -11,8 +11,7 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord, StoredRecordError,
-    TwinSummary,
+    LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord, StoredRecordError, TwinSummary,
 };
 pub use sqlite::SqliteStore;
 

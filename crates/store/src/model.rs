@@ -141,7 +141,12 @@ impl StoredRecord {
             .map_err(|e| column("prev_leaf_hash", e))?;
         let salt = <[u8; 32]>::try_from(self.salt.as_slice())
             .map(Salt)
-            .map_err(|_| column("salt", format!("expected 32 bytes, got {}", self.salt.len())))?;
+            .map_err(|_| {
+                column(
+                    "salt",
+                    format!("expected 32 bytes, got {}", self.salt.len()),
+                )
+            })?;
         Ok(Record {
             index: self.index,
             twin_id,

@@ -28,7 +28,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -327,7 +329,9 @@ impl Store for SqliteStore {
     fn stats(&self) -> Result<StoreStats> {
         self.read(|c| {
             let records: i64 =
-                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| r.get(0))?;
+                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
+                    r.get(0)
+                })?;
             let twins: i64 = c.query_row("SELECT COUNT(*) FROM twins", [], |r| r.get(0))?;
             let pending: i64 = c.query_row(
                 "SELECT COUNT(*) FROM records WHERE status = 'pending'",

@@ -1,0 +1,254 @@
+//! Connecting to the configured chain: an existing node, or the embedded Anvil; and finding or
+//! deploying the contract.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use twinledger_chain::{
+    Address, ChainClient, LegacyContract, LocalNode, LocalNodeConfig, NodeKind, SignerConfig,
+};
+use twinledger_store::Store;
+
+use crate::settings::Settings;
+
+/// A chain connection, and the embedded node behind it if we started one.
+pub struct Chain {
+    /// The client.
+    pub client: ChainClient,
+    /// The embedded node, stopped by [`Chain::stop`].
+    pub node: Option<LocalNode>,
+    /// Where the embedded node's URL and pid are written for other commands.
+    node_file: Option<PathBuf>,
+}
+
+/// What `serve` writes about its embedded node, for `verify` and for cleanup after a crash.
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeFile {
+    url: String,
+    pid: u32,
+}
+
+/// The signer the settings ask for.
+pub fn signer(settings: &Settings) -> Result<SignerConfig> {
+    let c = &settings.chain;
+    Ok(match (&c.private_key_file, &c.keystore) {
+        (Some(_), Some(_)) => bail!("give either a private key file or a keystore, not both"),
+        (Some(file), None) => SignerConfig::from_private_key_file(file)?,
+        (None, Some(keystore)) => {
+            let password = c
+                .password_file
+                .as_ref()
+                .context("a keystore needs a password file (--password-file)")?;
+            SignerConfig::from_keystore(keystore, password)?
+        }
+        (None, None) => {
+            let from = c
+                .from
+                .as_deref()
+                .map(|a| {
+                    a.parse::<Address>()
+                        .with_context(|| format!("invalid --from address {a:?}"))
+                })
+                .transpose()?;
+            SignerConfig::Unlocked(from)
+        }
+    })
+}
+
+/// The Anvil executable: configured, else `node_modules/.bin/anvil` in the working directory or
+/// beside the binary's checkout, else `anvil` on `PATH`.
+pub fn find_anvil(settings: &Settings) -> Result<PathBuf> {
+    if let Some(p) = &settings.chain.anvil {
+        return Ok(p.clone());
+    }
+    let mut candidates = vec![PathBuf::from("node_modules/.bin/anvil")];
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/twinledger -> the checkout's node_modules
+        for dir in exe.ancestors().skip(1).take(4) {
+            candidates.push(dir.join("node_modules/.bin/anvil"));
+        }
+    }
+    if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
+        return Ok(p);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(p) = std::env::split_paths(&path)
+            .map(|d| d.join("anvil"))
+            .find(|p| p.is_file())
+        {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "cannot find anvil: run `npm ci` in the twinledger checkout, set chain.anvil \
+         (TWINLEDGER_CHAIN__ANVIL), or pass --rpc to use another node"
+    )
+}
+
+impl Chain {
+    /// Connects to `chain.rpc`, or starts the embedded Anvil with its state in the data
+    /// directory when `embedded` is allowed and no RPC is configured.
+    pub async fn connect(settings: &Settings, embedded: bool) -> Result<Self> {
+        let signer = signer(settings)?;
+        if let Some(rpc) = &settings.chain.rpc {
+            let client = ChainClient::connect(rpc, signer)
+                .await
+                .context("cannot connect to the chain")?;
+            return Ok(Self {
+                client,
+                node: None,
+                node_file: None,
+            });
+        }
+        let node_file = settings.data_dir.join("node.json");
+        if !embedded {
+            // Another command (verify) reads the node a running `serve` started.
+            let text = std::fs::read_to_string(&node_file).with_context(|| {
+                "no chain configured and no embedded node running: start `twinledger serve` \
+                 or pass --rpc"
+            })?;
+            let file: NodeFile = serde_json::from_str(&text).context("unreadable node.json")?;
+            let client = ChainClient::connect(&file.url, signer)
+                .await
+                .context("cannot reach the embedded node of the running `twinledger serve`")?;
+            return Ok(Self {
+                client,
+                node: None,
+                node_file: None,
+            });
+        }
+        stop_stale_node(&node_file).await;
+        let program = find_anvil(settings)?;
+        let state_path = settings.data_dir.join("anvil-state.json");
+        let node = LocalNode::start(&LocalNodeConfig {
+            kind: NodeKind::Anvil,
+            program,
+            port: 0,
+            state_path: Some(state_path),
+            extra_args: Vec::new(),
+        })
+        .await
+        .context("cannot start the embedded Anvil")?;
+        tracing::info!(target: "twinledger::node", url = node.url(), "embedded Anvil started");
+        let file = NodeFile {
+            url: node.url().to_owned(),
+            pid: node.pid().unwrap_or(0),
+        };
+        std::fs::write(&node_file, serde_json::to_vec(&file)?)
+            .with_context(|| format!("cannot write {}", node_file.display()))?;
+        let client = match ChainClient::connect(node.url(), signer).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = node.stop(Duration::from_secs(10)).await;
+                return Err(e).context("cannot connect to the embedded Anvil");
+            }
+        };
+        Ok(Self {
+            client,
+            node: Some(node),
+            node_file: Some(node_file),
+        })
+    }
+
+    /// Stops the embedded node, letting it save its state.
+    pub async fn stop(self) {
+        if let Some(node) = self.node {
+            if let Err(e) = node.stop(Duration::from_secs(30)).await {
+                tracing::warn!(target: "twinledger::node", error = %e, "stopping the embedded Anvil");
+            }
+        }
+        if let Some(f) = self.node_file {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// An embedded node left running by a killed `serve` would hold stale state; ask it to save
+/// and exit before starting a new one on the same state file.
+async fn stop_stale_node(node_file: &Path) {
+    let Ok(text) = std::fs::read_to_string(node_file) else {
+        return;
+    };
+    let Ok(file) = serde_json::from_str::<NodeFile>(&text) else {
+        return;
+    };
+    let pid = nix::unistd::Pid::from_raw(file.pid as i32);
+    if file.pid == 0 || nix::sys::signal::kill(pid, None).is_err() {
+        return;
+    }
+    tracing::warn!(target: "twinledger::node", pid = file.pid, "stopping an embedded node left by an earlier run");
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..100 {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+}
+
+pub fn contract_key(chain_id: u64) -> String {
+    format!("legacy_contract.{chain_id}")
+}
+
+/// The contract to use: `chain.contract`, else the one recorded for this chain. When none is
+/// recorded and `deploy_if_missing`, deploys one and records it. A recorded contract whose code
+/// has vanished means the chain lost its state, which is an error, never a silent redeploy.
+pub async fn contract(
+    settings: &Settings,
+    client: &ChainClient,
+    store: &dyn Store,
+    deploy_if_missing: bool,
+) -> Result<LegacyContract> {
+    let key = contract_key(client.chain_id());
+    let configured = settings
+        .chain
+        .contract
+        .as_deref()
+        .map(|a| {
+            a.parse::<Address>()
+                .with_context(|| format!("invalid contract address {a:?}"))
+        })
+        .transpose()?;
+    let recorded = store
+        .meta(&key)?
+        .map(|a| {
+            a.parse::<Address>()
+                .with_context(|| format!("corrupt recorded contract address {a:?}"))
+        })
+        .transpose()?;
+    let address = match (configured, recorded) {
+        (Some(a), _) => a,
+        (None, Some(a)) => a,
+        (None, None) if deploy_if_missing => {
+            let a = LegacyContract::deploy(client)
+                .await
+                .context("cannot deploy the contract")?;
+            store.set_meta(&key, &a.to_string())?;
+            tracing::info!(target: "twinledger::chain", contract = %a, chain_id = client.chain_id(), "deployed DigitalTwinStorage");
+            a
+        }
+        (None, None) => bail!(
+            "no contract for chain {}: run `twinledger deploy` or pass --contract",
+            client.chain_id()
+        ),
+    };
+    match LegacyContract::at(client.clone(), address).await {
+        Ok(c) => {
+            if configured.is_some() && recorded != Some(address) {
+                store.set_meta(&key, &address.to_string())?;
+            }
+            Ok(c)
+        }
+        Err(twinledger_chain::ChainError::NoContract { .. }) if recorded == Some(address) => bail!(
+            "the chain has lost its state: contract {address} recorded in {} is not on chain {} \
+             (was the node's state file deleted or reset?). Records anchored there can no longer \
+             be verified; restore the chain state or point --rpc at the right chain",
+            settings.database_path().display(),
+            client.chain_id()
+        ),
+        Err(e) => Err(e).context("the configured contract is unusable"),
+    }
+}

@@ -1,0 +1,100 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::cmd;
+
+/// twinledger: tamper-evident records of digital twins, anchored on an Ethereum chain.
+#[derive(Debug, Parser)]
+#[command(name = "twinledger", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML configuration file (default: ./twinledger.toml if present).
+    #[arg(long, global = true, env = "TWINLEDGER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the database and the embedded chain's state.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (starts a local Anvil unless --rpc is given).
+    Serve(cmd::serve::ServeArgs),
+    /// Deploy the DigitalTwinStorage contract and record its address.
+    Deploy(cmd::deploy::DeployArgs),
+    /// Record a new state of a twin through the running service.
+    Update(cmd::update::UpdateArgs),
+    /// Verify every stored version of a twin against its hashes and the chain.
+    Verify(cmd::verify::VerifyArgs),
+}
+
+/// Options that say which chain, which contract and who signs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ChainArgs {
+    /// JSON-RPC URL of an existing node (default: the embedded Anvil).
+    #[arg(long, value_name = "URL")]
+    pub rpc: Option<String>,
+    /// Address of a deployed DigitalTwinStorage contract.
+    #[arg(long, value_name = "ADDRESS")]
+    pub contract: Option<String>,
+    /// Send from this unlocked node account (default: the node's first account).
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: Option<String>,
+    /// Sign locally with the hex private key in this file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keystore", "from"])]
+    pub private_key_file: Option<PathBuf>,
+    /// Sign locally with this encrypted JSON keystore.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "password_file",
+        conflicts_with = "from"
+    )]
+    pub keystore: Option<PathBuf>,
+    /// File holding the keystore's password.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl ChainArgs {
+    /// The options given, as a settings layer.
+    pub fn layer(&self) -> Value {
+        let mut chain = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                chain.insert(k.into(), v);
+            }
+        };
+        put("rpc", self.rpc.clone().map(Value::from));
+        put("contract", self.contract.clone().map(Value::from));
+        put("from", self.from.clone().map(Value::from));
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));
+        put("private_key_file", path(&self.private_key_file));
+        put("keystore", path(&self.keystore));
+        put("password_file", path(&self.password_file));
+        json!({ "chain": chain })
+    }
+}
+
+/// Merges settings layers: `b`'s keys win.
+pub fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(am), Value::Object(bm)) = (a.as_object_mut(), b) {
+        for (k, v) in bm {
+            let merged = match am.remove(&k) {
+                Some(old) if old.is_object() && v.is_object() => merge(old, v),
+                _ => v,
+            };
+            am.insert(k, merged);
+        }
+    }
+    a
+}

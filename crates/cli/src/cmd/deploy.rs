@@ -1,0 +1,43 @@
+//! `twinledger deploy`: deploys the seed's contract and records its address.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use twinledger_chain::LegacyContract;
+
+use crate::chain::Chain;
+use crate::cli::ChainArgs;
+use crate::settings::Settings;
+
+/// Options of `deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Chain and signer.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+impl DeployArgs {
+    /// Deploys, prints the address on stdout and records it for this chain in the data
+    /// directory, where `serve` finds it.
+    pub async fn run(self, settings: Settings) -> Result<ExitCode> {
+        let store = super::open_store(&settings)?;
+        let chain = Chain::connect(&settings, true).await?;
+        let deployed = LegacyContract::deploy(&chain.client).await;
+        let chain_id = chain.client.chain_id();
+        chain.stop().await;
+        let address = deployed.context("deployment failed")?;
+        twinledger_store::Store::set_meta(
+            store.as_ref(),
+            &crate::chain::contract_key(chain_id),
+            &address.to_string(),
+        )?;
+        eprintln!(
+            "deployed DigitalTwinStorage on chain {chain_id}; recorded in {}",
+            settings.database_path().display()
+        );
+        println!("{address}");
+        Ok(ExitCode::SUCCESS)
+    }
+}

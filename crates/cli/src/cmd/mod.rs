@@ -1,0 +1,49 @@
+//! One module per subcommand.
+
+pub mod deploy;
+pub mod serve;
+pub mod update;
+pub mod verify;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::{Cli, Command, merge};
+use crate::settings::Settings;
+
+/// Loads settings with the flags of `cli` on top and runs its subcommand.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let mut flags = json!({});
+    if let Some(d) = &cli.data_dir {
+        flags = merge(flags, json!({ "data_dir": d }));
+    }
+    let layer = match &cli.command {
+        Command::Serve(a) => a.layer(),
+        Command::Deploy(a) => a.chain.layer(),
+        Command::Update(_) => json!({}),
+        Command::Verify(a) => a.chain.layer(),
+    };
+    let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
+    match cli.command {
+        Command::Serve(a) => a.run(settings).await,
+        Command::Deploy(a) => a.run(settings).await,
+        Command::Update(a) => a.run(settings).await,
+        Command::Verify(a) => a.run(settings).await,
+    }
+}
+
+/// Creates the data directory and opens the database in it.
+pub fn open_store(settings: &Settings) -> Result<std::sync::Arc<twinledger_store::SqliteStore>> {
+    use anyhow::Context;
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        format!(
+            "cannot create data directory {}",
+            settings.data_dir.display()
+        )
+    })?;
+    Ok(std::sync::Arc::new(twinledger_store::SqliteStore::open(
+        settings.database_path(),
+    )?))
+}

@@ -1,0 +1,107 @@
+//! `twinledger serve`: the HTTP service.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use twinledger_ledger::{Ledger, LedgerConfig};
+use twinledger_server::HttpConfig;
+
+use crate::chain::{self, Chain};
+use crate::cli::{ChainArgs, merge};
+use crate::settings::Settings;
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8000).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Chain, contract and signer.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+impl ServeArgs {
+    /// The options given, as a settings layer.
+    pub fn layer(&self) -> serde_json::Value {
+        let mut layer = self.chain.layer();
+        if let Some(l) = &self.listen {
+            layer = merge(layer, json!({ "listen": l }));
+        }
+        layer
+    }
+
+    /// Runs the service until SIGINT or SIGTERM.
+    pub async fn run(self, settings: Settings) -> Result<ExitCode> {
+        let store = super::open_store(&settings)?;
+        let chain = Chain::connect(&settings, true).await?;
+        let contract = match chain::contract(&settings, &chain.client, store.as_ref(), true).await {
+            Ok(c) => c,
+            Err(e) => {
+                chain.stop().await;
+                return Err(e);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                chain.stop().await;
+                return Err(e).with_context(|| format!("cannot listen on {}", settings.listen));
+            }
+        };
+        let local = listener.local_addr()?;
+        tracing::info!(
+            target: "twinledger",
+            listen = %local,
+            chain_id = chain.client.chain_id(),
+            rpc = %chain.client.rpc_url_redacted(),
+            contract = %contract.address(),
+            data_dir = %settings.data_dir.display(),
+            "twinledger serving"
+        );
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        println!("listening on http://{local}");
+        let ledger = Ledger::start(
+            store,
+            contract,
+            LedgerConfig {
+                batch_max: settings.ledger.batch_max,
+                receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
+            },
+        );
+        let router = twinledger_server::router(
+            ledger.clone(),
+            HttpConfig {
+                body_limit: settings.http.body_limit,
+                anchor_wait: Duration::from_secs(settings.http.anchor_wait_secs),
+                ..HttpConfig::default()
+            },
+        );
+        let served = twinledger_server::serve(listener, router, shutdown_signal()).await;
+        ledger.shutdown();
+        chain.stop().await;
+        served.context("HTTP server failed")?;
+        tracing::info!(target: "twinledger", "stopped");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!(target: "twinledger", "shutting down");
+}

@@ -1,0 +1,153 @@
+//! Configuration: defaults, then `twinledger.toml`, then `TWINLEDGER_*` environment variables
+//! (`__` separates nested keys), then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything the program can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where the database and the embedded chain's state live.
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Chain access.
+    pub chain: ChainSettings,
+    /// HTTP limits.
+    pub http: HttpSettings,
+    /// Group commit.
+    pub ledger: LedgerSettings,
+}
+
+/// Chain access. With no `rpc`, `serve` runs an embedded Anvil.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChainSettings {
+    /// JSON-RPC URL of an existing node.
+    pub rpc: Option<String>,
+    /// Address of an already deployed `DigitalTwinStorage`.
+    pub contract: Option<String>,
+    /// The embedded node's executable; found in `node_modules` or on `PATH` when unset.
+    pub anvil: Option<PathBuf>,
+    /// Account to send from when the node signs (unlocked accounts); its first account if unset.
+    pub from: Option<String>,
+    /// File holding a hex private key to sign with locally.
+    pub private_key_file: Option<PathBuf>,
+    /// Encrypted JSON keystore to sign with locally.
+    pub keystore: Option<PathBuf>,
+    /// File holding the keystore's password.
+    pub password_file: Option<PathBuf>,
+    /// Seconds to wait for a receipt.
+    pub receipt_timeout_secs: u64,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSettings {
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Seconds a write waits for its anchor before answering 503.
+    pub anchor_wait_secs: u64,
+}
+
+/// Group commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerSettings {
+    /// Most records committed in one transaction.
+    pub batch_max: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            chain: ChainSettings {
+                receipt_timeout_secs: 60,
+                ..ChainSettings::default()
+            },
+            http: HttpSettings {
+                body_limit: 1024 * 1024,
+                anchor_wait_secs: 60,
+            },
+            ledger: LedgerSettings { batch_max: 1024 },
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/twinledger`, else `~/.local/share/twinledger`, else `./twinledger-data`.
+fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("twinledger");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h).join(".local/share/twinledger");
+    }
+    PathBuf::from("twinledger-data")
+}
+
+impl Settings {
+    /// Loads the layers. `config` names the TOML file; without it `./twinledger.toml` is read if
+    /// present. `flags` holds only the options given on the command line.
+    pub fn load(config: Option<&Path>, flags: serde_json::Value) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config {
+            Some(path) => {
+                anyhow::ensure!(path.is_file(), "config file {} not found", path.display());
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("twinledger.toml")),
+        }
+        figment = figment
+            .merge(Env::prefixed("TWINLEDGER_").split("__").ignore(&["config"]))
+            .merge(Serialized::globals(flags));
+        figment.extract().context("invalid configuration")
+    }
+
+    /// The database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("twinledger.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[chain]\nrpc = \"http://file\"\n",
+        )
+        .expect("write");
+        let s = Settings::load(Some(&file), serde_json::json!({})).expect("load");
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.chain.rpc.as_deref(), Some("http://file"));
+        assert_eq!(s.http.body_limit, 1024 * 1024);
+        let s = Settings::load(
+            Some(&file),
+            serde_json::json!({"chain": {"rpc": "http://flag"}}),
+        )
+        .expect("load");
+        assert_eq!(s.chain.rpc.as_deref(), Some("http://flag"));
+        assert_eq!(s.listen.port(), 9000);
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        assert!(
+            Settings::load(
+                Some(Path::new("/nonexistent/x.toml")),
+                serde_json::json!({})
+            )
+            .is_err()
+        );
+    }
+}
