@@ -59,9 +59,12 @@ impl ChainClient {
         }
         let (provider, from) = match signer {
             SignerConfig::Unlocked(from) => {
-                // No fillers: the node picks nonce, gas and fees, as with web3.py's transact().
+                // The node picks the nonce, as with web3.py's transact(); gas is estimated here
+                // because nodes differ in their default (Ganache's 90,000 is too little for a
+                // deployment or an updateTwin with a long id).
                 let provider = ProviderBuilder::new()
                     .disable_recommended_fillers()
+                    .with_gas_estimation()
                     .connect_http(url.clone())
                     .erased();
                 let from = match from {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::Rng;
+use rand::RngCore;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use twinledger_chain::{ChainStatus, LegacyContract};
@@ -150,7 +150,7 @@ impl Ledger {
             .map(Hash)
             .map_err(|e| LedgerError::Unhashable(e.to_string()))?;
         let mut salt = [0u8; 32];
-        rand::rng().fill_bytes(&mut salt);
+        rand::thread_rng().fill_bytes(&mut salt);
         let new = NewRecord {
             twin_id: sub.twin_id,
             kind: RecordKind::Reported,

@@ -1,1 +1,164 @@
-//! placeholder
+//! Test support for twinledger, used only by tests: where the pinned Anvil and Ganache are,
+//! free loopback ports, and [`App`], which runs the real `twinledger serve` binary on a fresh
+//! data directory and stops it afterwards.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn node_bin(name: &str) -> PathBuf {
+    let p = workspace_root().join("node_modules/.bin").join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/setup.sh (npm ci) first",
+        p.display()
+    );
+    p
+}
+
+/// The pinned Anvil from `node_modules`.
+pub fn anvil_bin() -> PathBuf {
+    node_bin("anvil")
+}
+
+/// The pinned Ganache from `node_modules`.
+pub fn ganache_bin() -> PathBuf {
+    node_bin("ganache")
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A running `twinledger serve`.
+pub struct App {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The data directory it runs on.
+    pub data_dir: PathBuf,
+    output: Arc<Mutex<String>>,
+}
+
+impl App {
+    /// Starts `bin serve --listen 127.0.0.1:0 --data-dir DATA_DIR ARGS...` and waits until it
+    /// prints the address it listens on.
+    pub fn spawn(bin: &Path, data_dir: &Path, args: &[&str]) -> App {
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("RUST_LOG", "info,twinledger::node=warn")
+            .env("NO_COLOR", "1")
+            .current_dir(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start twinledger");
+        let output = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+                if let Ok(mut o) = out.lock() {
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            }
+        });
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut o) = out.lock() {
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            }
+        });
+        let base_url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "twinledger serve did not start:\n{}",
+                    output.lock().map(|o| o.clone()).unwrap_or_default()
+                );
+            }
+        };
+        App {
+            child,
+            base_url,
+            data_dir: data_dir.to_path_buf(),
+            output,
+        }
+    }
+
+    /// Everything the process printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// The service URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// SIGTERM, then waits for a clean exit (the embedded node saves its state).
+    pub fn terminate(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("twinledger did not exit after SIGTERM");
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // Graceful, so that an embedded Anvil is stopped too rather than orphaned.
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

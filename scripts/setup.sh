@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what twinledger needs on a fresh Debian/Ubuntu machine with Rust and Node.js:
+# Debian packages for building (pkg-config, OpenSSL headers) and the sqlite3 CLI used in the
+# README walkthrough; the pinned npm packages (Anvil, Ganache, solc-js, OpenZeppelin) into
+# ./node_modules. Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
+command -v cc >/dev/null || missing+=(build-essential)
+command -v node >/dev/null || missing+=(nodejs npm)
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || {
+    echo "setup: cargo not found; install Rust from your distribution or rustup first" >&2
+    exit 1
+}
+
+# npm ci reinstalls exactly what package-lock.json pins; skip it when that is already there.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "setup: installing npm packages (npm ci)" >&2
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+chmod +x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil 2>/dev/null || true
