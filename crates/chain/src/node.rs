@@ -104,10 +104,10 @@ impl LocalNode {
             let mut tx = Some(tx);
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(p) = listening_port(&line) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(p);
-                    }
+                if let Some(p) = listening_port(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(p);
                 }
                 tracing::trace!(target: "twinledger::node", "{line}");
             }

@@ -73,13 +73,12 @@ pub fn find_anvil(settings: &Settings) -> Result<PathBuf> {
     if let Some(p) = candidates.into_iter().find(|p| p.is_file()) {
         return Ok(p);
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(p) = std::env::split_paths(&path)
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(p) = std::env::split_paths(&path)
             .map(|d| d.join("anvil"))
             .find(|p| p.is_file())
-        {
-            return Ok(p);
-        }
+    {
+        return Ok(p);
     }
     bail!(
         "cannot find anvil: run `npm ci` in the twinledger checkout, set chain.anvil \
@@ -154,10 +153,10 @@ impl Chain {
 
     /// Stops the embedded node, letting it save its state.
     pub async fn stop(self) {
-        if let Some(node) = self.node {
-            if let Err(e) = node.stop(Duration::from_secs(30)).await {
-                tracing::warn!(target: "twinledger::node", error = %e, "stopping the embedded Anvil");
-            }
+        if let Some(node) = self.node
+            && let Err(e) = node.stop(Duration::from_secs(30)).await
+        {
+            tracing::warn!(target: "twinledger::node", error = %e, "stopping the embedded Anvil");
         }
         if let Some(f) = self.node_file {
             let _ = std::fs::remove_file(f);

@@ -317,18 +317,18 @@ impl Verifier {
                 pending.push(version);
             }
         }
-        if let Some(t) = &twin {
-            if t.latest_version + 1 != expected_version {
-                problems.push(Problem {
-                    version: Some(t.latest_version),
-                    index: Some(t.latest_index),
-                    reason: format!(
-                        "the twin's latest version is {} but the stored history ends at {}",
-                        t.latest_version,
-                        expected_version.saturating_sub(1)
-                    ),
-                });
-            }
+        if let Some(t) = &twin
+            && t.latest_version + 1 != expected_version
+        {
+            problems.push(Problem {
+                version: Some(t.latest_version),
+                index: Some(t.latest_index),
+                reason: format!(
+                    "the twin's latest version is {} but the stored history ends at {}",
+                    t.latest_version,
+                    expected_version.saturating_sub(1)
+                ),
+            });
         }
         if let Some((row, hash)) = latest_anchored.filter(|_| pending.is_empty()) {
             let on_chain = self.contract().get_twin(id.as_str()).await?;

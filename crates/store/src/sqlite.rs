@@ -146,7 +146,7 @@ impl Store for SqliteStore {
             let tx = conn.transaction()?;
             let mut out = Vec::with_capacity(batch.len());
             {
-                let mut next_index: u64 = tx
+                let first_index: u64 = tx
                     .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
                         r.get::<_, i64>(0)
                     })
@@ -166,7 +166,7 @@ impl Store for SqliteStore {
                      latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
                      updated_at_ms = excluded.updated_at_ms",
                 )?;
-                for new in batch {
+                for (index, new) in (first_index..).zip(batch) {
                     let previous: Option<(i64, Vec<u8>)> = get_twin
                         .query_row([new.twin_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?;
@@ -183,7 +183,7 @@ impl Store for SqliteStore {
                         }
                     };
                     let record = Record {
-                        index: next_index,
+                        index,
                         twin_id: new.twin_id,
                         version,
                         kind: new.kind,
@@ -215,7 +215,6 @@ impl Store for SqliteStore {
                         leaf_hash.0.as_slice(),
                         record.recorded_at_ms,
                     ])?;
-                    next_index += 1;
                     out.push(record);
                 }
             }

@@ -38,13 +38,17 @@ impl ServeArgs {
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let store = super::open_store(&settings)?;
         let chain = Chain::connect(&settings, true).await?;
-        let contract = match chain::contract(&settings, &chain.client, store.as_ref(), true).await {
-            Ok(c) => c,
-            Err(e) => {
-                chain.stop().await;
-                return Err(e);
-            }
-        };
+        // Only the embedded chain gets a contract deployed automatically; on any other chain that
+        // costs real gas and is an explicit `twinledger deploy`.
+        let embedded = chain.node.is_some();
+        let contract =
+            match chain::contract(&settings, &chain.client, store.as_ref(), embedded).await {
+                Ok(c) => c,
+                Err(e) => {
+                    chain.stop().await;
+                    return Err(e);
+                }
+            };
         let listener = match tokio::net::TcpListener::bind(settings.listen).await {
             Ok(l) => l,
             Err(e) => {

@@ -1,0 +1,133 @@
+//! Faults: the chain node going away, the service restarting.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use twinledger_chain::NodeKind;
+use twinledger_testkit::{App, free_port};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_outage_answers_503_loses_nothing_and_shows_nothing_valid() {
+    let dir = data_dir();
+    let state = dir.path().join("external-anvil.json");
+    let port = free_port();
+    let node = start_node(NodeKind::Anvil, port, Some(state.clone())).await;
+    let rpc = node.url().to_owned();
+    deploy(dir.path(), &rpc);
+    let app = App::spawn(&bin(), dir.path(), &["--rpc", &rpc]);
+    let (status, _) = post_update(&app, "boiler", json!({"t": 1})).await;
+    assert_eq!(status, 200);
+
+    // Stop the node gracefully (it saves its state), as an operator restarting it would.
+    node.stop(Duration::from_secs(30)).await.expect("stop node");
+
+    let (status, body) = post_update(&app, "boiler", json!({"t": 2})).await;
+    assert_eq!(status, 503, "{body}");
+    let msg = body["error"].as_str().expect("error");
+    assert!(
+        msg.contains("pending") && msg.contains("version 2"),
+        "{msg}"
+    );
+    let (status, body) = post_update(&app, "kiln", json!({"t": 9})).await;
+    assert_eq!(status, 503, "{body}");
+
+    // Stored, pending, never Valid.
+    assert_eq!(record_count(dir.path()), 3);
+    let (status, body) = get(&app, "/get_twin_from_blockchain/boiler").await;
+    assert_ne!(body["integrity"], "Valid", "{status} {body}");
+    let (status, body) = get(&app, "/get_twin_from_blockchain/kiln").await;
+    assert_eq!(
+        (status, body["integrity"].as_str()),
+        (200, Some("Pending")),
+        "{body}"
+    );
+    let (status, health) = get(&app, "/health").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["database"]["pending"], 2);
+    assert_eq!(health["chain"]["ok"], false);
+
+    // The node comes back: the pending records are anchored without anyone asking.
+    let node = start_node(NodeKind::Anvil, port, Some(state)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, health) = get(&app, "/health").await;
+        if health["database"]["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backlog not drained: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(integrity(&app, "boiler").await, "Valid");
+    assert_eq!(integrity(&app, "kiln").await, "Valid");
+    let anchored: i64 = db(dir.path())
+        .query_row(
+            "SELECT COUNT(*) FROM records WHERE status = 'anchored'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(anchored, 3);
+    drop(app);
+    node.stop(Duration::from_secs(30)).await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_service_finds_its_data_and_contract_again() {
+    let dir = data_dir();
+    let mut app = embedded_app(dir.path());
+    let (status, _) = post_update(&app, "press", json!({"bar": 3.5})).await;
+    assert_eq!(status, 200);
+    let (_, health) = get(&app, "/health").await;
+    let contract = health["chain"]["contract"].clone();
+    app.terminate();
+    assert!(
+        dir.path().join("anvil-state.json").is_file(),
+        "chain state persisted"
+    );
+    assert!(
+        !dir.path().join("node.json").exists(),
+        "node file removed on clean exit"
+    );
+
+    let app = embedded_app(dir.path());
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(
+        health["chain"]["contract"], contract,
+        "same contract, not a new one"
+    );
+    assert_eq!(integrity(&app, "press").await, "Valid");
+    let (status, _) = post_update(&app, "press", json!({"bar": 3.6})).await;
+    assert_eq!(status, 200);
+    assert_eq!(integrity(&app, "press").await, "Valid");
+    let version: i64 = db(dir.path())
+        .query_row(
+            "SELECT latest_version FROM twins WHERE twin_id = 'press'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("twin");
+    assert_eq!(version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_embedded_chain_is_reported_at_start_never_shown_valid() {
+    let dir = data_dir();
+    let mut app = embedded_app(dir.path());
+    let (status, _) = post_update(&app, "x", json!({"a": 1})).await;
+    assert_eq!(status, 200);
+    app.terminate();
+    std::fs::remove_file(dir.path().join("anvil-state.json")).expect("delete chain state");
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lost its state"), "{stderr}");
+}

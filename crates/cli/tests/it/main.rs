@@ -1,0 +1,8 @@
+//! End-to-end tests of the `twinledger` binary against real Anvil and Ganache processes and real
+//! SQLite files.
+
+mod cli;
+mod concurrency;
+mod faults;
+mod seed_api;
+mod support;

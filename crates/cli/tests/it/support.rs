@@ -1,0 +1,127 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use twinledger_chain::{LocalNode, LocalNodeConfig, NodeKind};
+use twinledger_testkit::{App, anvil_bin, ganache_bin};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_twinledger"))
+}
+
+/// Runs the binary with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    std::process::Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("twinledger runs")
+}
+
+/// A fresh data directory.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Starts the service on the embedded Anvil.
+pub fn embedded_app(dir: &Path) -> App {
+    App::spawn(&bin(), dir, &[])
+}
+
+/// Starts a node of `kind` on a free port, with state in `state` if given.
+pub async fn start_node(kind: NodeKind, port: u16, state: Option<PathBuf>) -> LocalNode {
+    let program = match kind {
+        NodeKind::Anvil => anvil_bin(),
+        NodeKind::Ganache => ganache_bin(),
+    };
+    LocalNode::start(&LocalNodeConfig {
+        kind,
+        program,
+        port,
+        state_path: state,
+        extra_args: Vec::new(),
+    })
+    .await
+    .expect("node starts")
+}
+
+/// `twinledger deploy --rpc URL` into `dir`; returns the printed address.
+pub fn deploy(dir: &Path, rpc: &str) -> String {
+    let out = run(&[
+        "deploy",
+        "--rpc",
+        rpc,
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "deploy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// An HTTP client.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// POSTs the seed's update body; returns status and JSON answer.
+pub async fn post_update(app: &App, twin_id: &str, data: Value) -> (u16, Value) {
+    post_raw(
+        app,
+        &json!({ "twin_id": twin_id, "data": data }).to_string(),
+    )
+    .await
+}
+
+/// POSTs raw bytes as JSON to the seed's update endpoint.
+pub async fn post_raw(app: &App, body: &str) -> (u16, Value) {
+    let r = http()
+        .post(app.url("/update_twin_on_blockchain/"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON answer"))
+}
+
+/// GETs a path; returns status and JSON answer.
+pub async fn get(app: &App, path: &str) -> (u16, Value) {
+    let r = http().get(app.url(path)).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("JSON answer"))
+}
+
+/// The seed's integrity check of a twin.
+pub async fn integrity(app: &App, twin_id: &str) -> String {
+    let (status, body) = get(app, &format!("/get_twin_from_blockchain/{twin_id}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["integrity"].as_str().expect("integrity").to_owned()
+}
+
+/// Opens the service's database directly, as an attacker or an operator with sqlite3 would.
+pub fn db(dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(dir.join("twinledger.db")).expect("open db")
+}
+
+/// Number of records stored.
+pub fn record_count(dir: &Path) -> i64 {
+    db(dir)
+        .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+        .expect("count")
+}
