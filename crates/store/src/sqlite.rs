@@ -345,3 +345,157 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use twinledger_core::json::{Limits, parse};
+    use twinledger_core::{HashScheme, RecordKind, Salt};
+
+    fn new(twin: &str, state: &str) -> NewRecord {
+        let state = parse(state.as_bytes(), &Limits::default()).expect("json");
+        NewRecord {
+            twin_id: TwinId::new(twin).expect("id"),
+            kind: RecordKind::Reported,
+            state_hash: Hash(HashScheme::SeedSha256.hash(&state).expect("hash")),
+            state,
+            scheme: HashScheme::SeedSha256,
+            recorded_at_ms: 1_700_000_000_000,
+            salt: Salt([7; 32]),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("t.db")).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn append_assigns_dense_indexes_and_versions_and_links_each_twin() {
+        let (_dir, store) = open();
+        let first = store
+            .append(vec![
+                new("a", r#"{"x":1}"#),
+                new("b", r#"{"y":1}"#),
+                new("a", r#"{"x":2}"#),
+            ])
+            .expect("append");
+        let second = store.append(vec![new("a", r#"{"x":3}"#)]).expect("append");
+        let all: Vec<_> = first.iter().chain(&second).collect();
+        assert_eq!(
+            all.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(
+            all.iter().map(|r| r.version).collect::<Vec<_>>(),
+            [1, 1, 2, 3]
+        );
+        assert_eq!(all[0].prev_leaf_hash, None);
+        assert_eq!(all[2].prev_leaf_hash, Some(all[0].leaf_hash()));
+        assert_eq!(all[3].prev_leaf_hash, Some(all[2].leaf_hash()));
+
+        let a = TwinId::new("a").expect("id");
+        let summary = store.twin(&a).expect("read").expect("twin a");
+        assert_eq!((summary.latest_version, summary.latest_index), (3, 3));
+        let history = store.history(&a, 1, 10).expect("history");
+        assert_eq!(history.len(), 3);
+        for (stored, record) in history.iter().zip([all[0], all[2], all[3]]) {
+            assert_eq!(
+                &stored.decode().expect("decodes"),
+                record,
+                "stored exactly as appended"
+            );
+            assert_eq!(stored.leaf_hash, record.leaf_hash().0);
+        }
+        assert_eq!(store.history(&a, 3, 10).expect("page").len(), 1);
+        assert_eq!(
+            store.stats().expect("stats"),
+            StoreStats {
+                records: 4,
+                twins: 2,
+                pending: 4
+            }
+        );
+    }
+
+    #[test]
+    fn pending_records_come_in_log_order_until_anchored() {
+        let (_dir, store) = open();
+        store
+            .append(vec![new("a", "{}"), new("b", "{}"), new("c", "{}")])
+            .expect("append");
+        store
+            .set_legacy_sent(0, "0xaa", "1700000000")
+            .expect("sent");
+        let pending = store.pending(10).expect("pending");
+        assert_eq!(
+            pending.iter().map(|r| r.index).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert_eq!(pending[0].anchor_tx.as_deref(), Some("0xaa"));
+        assert!(pending[0].legacy_anchor().is_none(), "sent is not anchored");
+        let anchor = LegacyAnchor {
+            tx_hash: "0xaa".into(),
+            block_number: 5,
+            block_timestamp: 1_700_000_001,
+            chain_timestamp: "1700000000".into(),
+        };
+        store.set_legacy_anchor(0, &anchor).expect("anchor");
+        let pending = store.pending(10).expect("pending");
+        assert_eq!(pending.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
+        let a = store
+            .record(&TwinId::new("a").expect("id"), 1)
+            .expect("read")
+            .expect("a");
+        assert_eq!(a.legacy_anchor(), Some(anchor));
+        assert_eq!(a.status(), Some(crate::RecordStatus::Anchored));
+    }
+
+    #[test]
+    fn data_survives_reopening_and_meta_round_trips() {
+        let (dir, store) = open();
+        store
+            .append(vec![new("a", r#"{"k":"v"}"#)])
+            .expect("append");
+        store.set_meta("legacy_contract.1", "0xabc").expect("meta");
+        drop(store);
+        let store = SqliteStore::open(dir.path().join("t.db")).expect("reopen");
+        assert_eq!(
+            store.meta("legacy_contract.1").expect("meta").as_deref(),
+            Some("0xabc")
+        );
+        assert_eq!(store.meta("missing").expect("meta"), None);
+        let next = store.append(vec![new("a", "{}")]).expect("append");
+        assert_eq!((next[0].index, next[0].version), (1, 2));
+    }
+
+    #[test]
+    fn a_database_from_a_newer_program_is_refused() {
+        let (dir, store) = open();
+        drop(store);
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        let err = SqliteStore::open(dir.path().join("t.db")).expect_err("refused");
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tampered_row_decodes_to_a_precise_error() {
+        let (dir, store) = open();
+        store.append(vec![new("a", r#"{"x":1}"#)]).expect("append");
+        let conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute("UPDATE records SET state = '{not json'", [])
+            .expect("tamper");
+        let row = store
+            .record(&TwinId::new("a").expect("id"), 1)
+            .expect("read")
+            .expect("row");
+        let err = row.decode().expect_err("undecodable");
+        assert!(err.to_string().starts_with("column state:"), "{err}");
+    }
+}
