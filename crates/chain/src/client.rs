@@ -38,14 +38,10 @@ pub struct ChainStatus {
     pub block_number: u64,
 }
 
-/// The URL without user info, query or fragment, which may carry API keys.
+/// The URL reduced to scheme, host and port: providers carry API keys in the path, the query
+/// or the user info.
 pub(crate) fn redact_url(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
+    crate::error::redact_url_str(url.as_str())
 }
 
 impl ChainClient {
@@ -53,9 +49,9 @@ impl ChainClient {
     pub async fn connect(rpc_url: &str, signer: SignerConfig) -> Result<Self> {
         let url: reqwest::Url = rpc_url
             .parse()
-            .map_err(|_| ChainError::BadUrl(rpc_url.into()))?;
+            .map_err(|_| ChainError::BadUrl("not a URL"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(ChainError::BadUrl(rpc_url.into()));
+            return Err(ChainError::BadUrl("expected an http:// or https:// URL"));
         }
         let (provider, from) = match signer {
             SignerConfig::Unlocked(from) => {
@@ -158,6 +154,11 @@ impl ChainClient {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// Whether the node knows transaction `tx` (mined or still waiting in its pool).
+    pub async fn knows_transaction(&self, tx: TxHash) -> Result<bool> {
+        Ok(self.provider.get_transaction_by_hash(tx).await?.is_some())
     }
 
     /// Timestamp of block `number`, seconds since the Unix epoch.

@@ -42,9 +42,9 @@ pub enum ChainError {
     /// A local node process could not be started or stopped.
     #[error("local node: {0}")]
     Node(String),
-    /// The RPC URL is not a valid http(s) URL.
-    #[error("invalid RPC URL {0:?}")]
-    BadUrl(String),
+    /// The RPC URL is not a valid http(s) URL (the URL itself is not repeated: it may hold a key).
+    #[error("invalid RPC URL: {0}")]
+    BadUrl(&'static str),
 }
 
 impl ChainError {
@@ -57,10 +57,46 @@ impl ChainError {
 impl From<TransportError> for ChainError {
     fn from(e: TransportError) -> Self {
         match &e {
-            RpcError::ErrorResp(resp) => Self::Rpc(resp.to_string()),
-            RpcError::Transport(_) => Self::Unreachable(e.to_string()),
-            _ => Self::Rpc(e.to_string()),
+            RpcError::ErrorResp(resp) => Self::Rpc(redact_urls(&resp.to_string())),
+            RpcError::Transport(_) => Self::Unreachable(redact_urls(&e.to_string())),
+            _ => Self::Rpc(redact_urls(&e.to_string())),
         }
+    }
+}
+
+/// Replaces every http(s) URL in `msg` by its scheme, host and port: RPC providers put API keys
+/// in the path, the query or the user info, and error texts (reqwest's among them) quote the
+/// whole URL.
+pub(crate) fn redact_urls(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(pos) = rest
+        .find("http://")
+        .into_iter()
+        .chain(rest.find("https://"))
+        .min()
+    {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .unwrap_or(tail.len());
+        out.push_str(&redact_url_str(&tail[..end]));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `scheme://host:port/` of a URL, or a placeholder if it does not parse.
+pub(crate) fn redact_url_str(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}/", u.scheme()),
+            (Some(h), None) => format!("{}://{h}/", u.scheme()),
+            _ => "<url>".into(),
+        },
+        Err(_) => "<url>".into(),
     }
 }
 
@@ -68,7 +104,7 @@ impl From<alloy::contract::Error> for ChainError {
     fn from(e: alloy::contract::Error) -> Self {
         match e {
             alloy::contract::Error::TransportError(t) => t.into(),
-            other => Self::Rpc(other.to_string()),
+            other => Self::Rpc(redact_urls(&other.to_string())),
         }
     }
 }
@@ -77,7 +113,27 @@ impl From<alloy::providers::PendingTransactionError> for ChainError {
     fn from(e: alloy::providers::PendingTransactionError) -> Self {
         match e {
             alloy::providers::PendingTransactionError::TransportError(t) => t.into(),
-            other => Self::Unreachable(other.to_string()),
+            other => Self::Unreachable(redact_urls(&other.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_urls;
+
+    #[test]
+    fn urls_lose_user_path_and_query() {
+        let msg = "error sending request for url (https://user:pw@rpc.example:8545/v3/KEY123?key=SECRET); x";
+        let red = redact_urls(msg);
+        assert_eq!(
+            red,
+            "error sending request for url (https://rpc.example:8545/); x"
+        );
+        assert_eq!(
+            redact_urls("http://127.0.0.1:9/a http://h/b"),
+            "http://127.0.0.1:9/ http://h/"
+        );
+        assert_eq!(redact_urls("no url here"), "no url here");
     }
 }

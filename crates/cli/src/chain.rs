@@ -174,7 +174,9 @@ async fn stop_stale_node(node_file: &Path) {
         return;
     };
     let pid = nix::unistd::Pid::from_raw(file.pid as i32);
-    if file.pid == 0 || nix::sys::signal::kill(pid, None).is_err() {
+    // After a reboot the pid may belong to another program: only an anvil is stopped.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", file.pid)).unwrap_or_default();
+    if file.pid == 0 || !String::from_utf8_lossy(&cmdline).contains("anvil") {
         return;
     }
     tracing::warn!(target: "twinledger::node", pid = file.pid, "stopping an embedded node left by an earlier run");
@@ -234,6 +236,20 @@ pub async fn contract(
             client.chain_id()
         ),
     };
+    // A chain behind the blocks our records were anchored in has lost them (a dev node whose
+    // state was not saved): its answers would read those records as Tampered, or worse.
+    if let Some(anchored) = store.latest_anchor_block()? {
+        let head = client.status().await?.block_number;
+        if head < anchored {
+            bail!(
+                "the chain has lost its state: records in {} were anchored up to block {anchored} \
+                 but chain {} is at block {head} (was the node's state file deleted, reset or not \
+                 saved?). Restore the chain state or point --rpc at the right chain",
+                settings.database_path().display(),
+                client.chain_id()
+            );
+        }
+    }
     match LegacyContract::at(client.clone(), address).await {
         Ok(c) => {
             if configured.is_some() && recorded != Some(address) {

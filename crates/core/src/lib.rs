@@ -19,3 +19,8 @@ pub mod twin;
 pub use hash::{Hash, HashParseError, leaf_hash, node_hash};
 pub use record::{LEAF_FORMAT_V1, Record, RecordKind, Salt, UnknownRecordKind};
 pub use twin::{MAX_TWIN_ID_CHARS, TwinId, TwinIdError};
+pub mod proof;
+pub mod tree;
+
+pub use proof::{ConsistencyProof, InclusionProof, ProofError};
+pub use tree::{CompletedNode, Frontier, NodeSource, TreeHead, range_root, root_of};

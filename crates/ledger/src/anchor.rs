@@ -166,6 +166,12 @@ async fn anchor_legacy_batch(
                     sent.push((row.index, tx, ts));
                     continue;
                 }
+                // Not mined yet but still in the node's pool: wait for it rather than send
+                // a second transaction for the same record.
+                Ok(None) if matches!(contract.client().knows_transaction(tx).await, Ok(true)) => {
+                    sent.push((row.index, tx, ts));
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) if e.is_retryable() => {
                     failure = Some(e);

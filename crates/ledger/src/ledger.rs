@@ -85,7 +85,12 @@ pub struct Ledger {
 impl Ledger {
     /// Starts the writer and the anchorer over `store`, anchoring with the seed contract.
     /// Records left pending by an earlier run are anchored first.
-    pub fn start(store: Arc<dyn Store>, contract: LegacyContract, config: LedgerConfig) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        contract: LegacyContract,
+        config: LedgerConfig,
+    ) -> Result<Self> {
+        let frontier = store.frontier()?;
         let (wtx, wrx) = mpsc::channel(config.batch_max * 4);
         let waiters = Arc::new(AnchorWaiters::default());
         let committed = Arc::new(Notify::new());
@@ -96,9 +101,8 @@ impl Ledger {
             let batch_max = config.batch_max.max(1);
             std::thread::Builder::new()
                 .name("twinledger-writer".into())
-                .spawn(move || writer::run(store, wrx, batch_max, waiters, committed))
-                .map_err(|e| tracing::error!(target: "twinledger::ledger", error = %e, "cannot start writer"))
-                .ok();
+                .spawn(move || writer::run(store, wrx, batch_max, waiters, committed, frontier))
+                .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }
         tokio::spawn(anchor::run_legacy(
             store.clone(),
@@ -109,7 +113,7 @@ impl Ledger {
             config.receipt_timeout,
             shutdown_rx,
         ));
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 verifier: Verifier::new(store.clone(), contract.clone()),
                 store,
@@ -118,7 +122,7 @@ impl Ledger {
                 anchor_state: state_rx,
                 shutdown: shutdown_tx,
             }),
-        }
+        })
     }
 
     /// Stops the anchorer; records not yet anchored stay pending for the next start.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use twinledger_core::Record;
+use twinledger_core::{Frontier, Record};
 use twinledger_store::{NewRecord, Store};
 
 use crate::anchor::AnchorWaiters;
@@ -25,6 +25,7 @@ pub(crate) fn run(
     batch_max: usize,
     waiters: Arc<AnchorWaiters>,
     committed: Arc<tokio::sync::Notify>,
+    mut frontier: Frontier,
 ) {
     let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
     let mut replies = Vec::with_capacity(batch_max);
@@ -37,8 +38,9 @@ pub(crate) fn run(
                 next = rx.try_recv().ok();
             }
         }
-        match store.append(std::mem::take(&mut news)) {
-            Ok(records) => {
+        match store.append(std::mem::take(&mut news), &frontier) {
+            Ok((records, next)) => {
+                frontier = next;
                 for ((reply, waiter), record) in replies.drain(..).zip(records) {
                     if let Some(w) = waiter {
                         waiters.register(record.index, w);

@@ -15,14 +15,28 @@ pub use model::{
 };
 pub use sqlite::SqliteStore;
 
-use twinledger_core::{Record, TwinId};
+use twinledger_core::{ConsistencyProof, Frontier, InclusionProof, Record, TreeHead, TwinId};
 
 /// What the ledger needs from a database.
 pub trait Store: Send + Sync + 'static {
     /// Appends `batch` in one durable transaction, assigning each record the next log index and
-    /// its twin's next version (chained to the twin's previous leaf). Returns the records in
-    /// batch order.
-    fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Record>>;
+    /// its twin's next version (chained to the twin's previous leaf), and storing the tree nodes
+    /// the new leaves complete. `frontier` is the tree before the batch; returns the records in
+    /// batch order and the tree after it (the given frontier is untouched if the append fails).
+    fn append(&self, batch: Vec<NewRecord>, frontier: &Frontier)
+    -> Result<(Vec<Record>, Frontier)>;
+
+    /// The tree's frontier, rebuilt from stored nodes (at start-up).
+    fn frontier(&self) -> Result<Frontier>;
+
+    /// Inclusion proof of leaf `index` in the tree of `size` leaves.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof>;
+
+    /// Consistency proof from the tree of `first` leaves to the tree of `second`.
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof>;
+
+    /// The head of the tree of `size` leaves, from stored nodes.
+    fn tree_head(&self, size: u64) -> Result<TreeHead>;
 
     /// The twin's summary, if the twin exists.
     fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>>;
@@ -42,6 +56,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks record `index` anchored by a legacy (seed contract) transaction.
     fn set_legacy_anchor(&self, index: u64, anchor: &LegacyAnchor) -> Result<()>;
+
+    /// The highest block number any record was anchored in, if any: a chain whose head is below
+    /// it has lost blocks we depend on.
+    fn latest_anchor_block(&self) -> Result<Option<u64>>;
 
     /// A stored fact about this ledger.
     fn meta(&self, key: &str) -> Result<Option<String>>;

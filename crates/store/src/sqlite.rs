@@ -4,13 +4,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use twinledger_core::{Hash, Record, TwinId};
+use twinledger_core::{
+    ConsistencyProof, Frontier, Hash, InclusionProof, NodeSource, Record, TreeHead, TwinId,
+};
 
 use crate::model::{LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary};
 use crate::{Result, Store, StoreError};
 
 /// Migrations in order; `PRAGMA user_version` counts how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_tree.sql"),
+];
 
 const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, state_hash, \
      prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, anchor_tx, anchor_block, \
@@ -119,6 +124,32 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Stored tree nodes, read through one connection.
+struct Nodes<'c>(&'c Connection);
+
+impl NodeSource for Nodes<'_> {
+    type Error = StoreError;
+
+    fn node(&self, level: u32, index: u64) -> Result<Hash> {
+        let bytes: Option<Vec<u8>> = if level == 0 {
+            self.0
+                .prepare_cached("SELECT leaf_hash FROM records WHERE idx = ?1")?
+                .query_row([index as i64], |r| r.get(0))
+                .optional()?
+        } else {
+            self.0
+                .prepare_cached("SELECT hash FROM tree_nodes WHERE level = ?1 AND idx = ?2")?
+                .query_row(params![level as i64, index as i64], |r| r.get(0))
+                .optional()?
+        };
+        let bytes = bytes.ok_or_else(|| {
+            StoreError::Inconsistent(format!("tree node ({level}, {index}) is missing"))
+        })?;
+        Hash::from_slice(&bytes)
+            .map_err(|e| StoreError::Inconsistent(format!("tree node ({level}, {index}): {e}")))
+    }
+}
+
 fn stored_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
     Ok(StoredRecord {
         index: row.get::<_, i64>(0)? as u64,
@@ -141,16 +172,30 @@ fn stored_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
 }
 
 impl Store for SqliteStore {
-    fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Record>> {
+    fn append(
+        &self,
+        batch: Vec<NewRecord>,
+        frontier: &Frontier,
+    ) -> Result<(Vec<Record>, Frontier)> {
         self.write(|conn| {
             let tx = conn.transaction()?;
             let mut out = Vec::with_capacity(batch.len());
+            let mut frontier = frontier.clone();
             {
                 let first_index: u64 = tx
                     .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
                         r.get::<_, i64>(0)
                     })
                     .map(|v| v as u64)?;
+                if first_index != frontier.size() {
+                    return Err(StoreError::Inconsistent(format!(
+                        "the log holds {first_index} records but its tree {}",
+                        frontier.size()
+                    )));
+                }
+                let mut insert_node = tx.prepare_cached(
+                    "INSERT INTO tree_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
+                )?;
                 let mut get_twin = tx.prepare_cached(
                     "SELECT latest_version, latest_leaf_hash FROM twins WHERE twin_id = ?1",
                 )?;
@@ -208,6 +253,13 @@ impl Store for SqliteStore {
                         record.salt.0.as_slice(),
                         leaf_hash.0.as_slice(),
                     ])?;
+                    for node in frontier.push(leaf_hash) {
+                        insert_node.execute(params![
+                            node.level as i64,
+                            node.index as i64,
+                            node.hash.0.as_slice()
+                        ])?;
+                    }
                     upsert_twin.execute(params![
                         record.twin_id.as_str(),
                         record.version as i64,
@@ -219,7 +271,34 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit()?;
-            Ok(out)
+            Ok((out, frontier))
+        })
+    }
+
+    fn frontier(&self) -> Result<Frontier> {
+        self.read(|c| {
+            let size: i64 =
+                c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
+                    r.get(0)
+                })?;
+            Frontier::load(&Nodes(c), size as u64)
+        })
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
+        self.read(|c| InclusionProof::generate(&Nodes(c), index, size))
+    }
+
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
+        self.read(|c| ConsistencyProof::generate(&Nodes(c), first, second))
+    }
+
+    fn tree_head(&self, size: u64) -> Result<TreeHead> {
+        self.read(|c| {
+            Ok(TreeHead {
+                size,
+                root: twinledger_core::range_root(&Nodes(c), 0, size)?,
+            })
         })
     }
 
@@ -306,6 +385,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn latest_anchor_block(&self) -> Result<Option<u64>> {
+        self.read(|c| {
+            let b: Option<i64> =
+                c.query_row("SELECT MAX(anchor_block) FROM records", [], |r| r.get(0))?;
+            Ok(b.map(|b| b as u64))
+        })
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.read(|c| {
             Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
@@ -365,6 +452,11 @@ mod tests {
         }
     }
 
+    fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
+        let frontier = store.frontier().expect("frontier");
+        store.append(batch, &frontier).expect("append").0
+    }
+
     fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path().join("t.db")).expect("open");
@@ -374,14 +466,15 @@ mod tests {
     #[test]
     fn append_assigns_dense_indexes_and_versions_and_links_each_twin() {
         let (_dir, store) = open();
-        let first = store
-            .append(vec![
+        let first = append(
+            &store,
+            vec![
                 new("a", r#"{"x":1}"#),
                 new("b", r#"{"y":1}"#),
                 new("a", r#"{"x":2}"#),
-            ])
-            .expect("append");
-        let second = store.append(vec![new("a", r#"{"x":3}"#)]).expect("append");
+            ],
+        );
+        let second = append(&store, vec![new("a", r#"{"x":3}"#)]);
         let all: Vec<_> = first.iter().chain(&second).collect();
         assert_eq!(
             all.iter().map(|r| r.index).collect::<Vec<_>>(),
@@ -422,9 +515,7 @@ mod tests {
     #[test]
     fn pending_records_come_in_log_order_until_anchored() {
         let (_dir, store) = open();
-        store
-            .append(vec![new("a", "{}"), new("b", "{}"), new("c", "{}")])
-            .expect("append");
+        append(&store, vec![new("a", "{}"), new("b", "{}"), new("c", "{}")]);
         store
             .set_legacy_sent(0, "0xaa", "1700000000")
             .expect("sent");
@@ -455,9 +546,7 @@ mod tests {
     #[test]
     fn data_survives_reopening_and_meta_round_trips() {
         let (dir, store) = open();
-        store
-            .append(vec![new("a", r#"{"k":"v"}"#)])
-            .expect("append");
+        append(&store, vec![new("a", r#"{"k":"v"}"#)]);
         store.set_meta("legacy_contract.1", "0xabc").expect("meta");
         drop(store);
         let store = SqliteStore::open(dir.path().join("t.db")).expect("reopen");
@@ -466,7 +555,7 @@ mod tests {
             Some("0xabc")
         );
         assert_eq!(store.meta("missing").expect("meta"), None);
-        let next = store.append(vec![new("a", "{}")]).expect("append");
+        let next = append(&store, vec![new("a", "{}")]);
         assert_eq!((next[0].index, next[0].version), (1, 2));
     }
 
@@ -487,7 +576,7 @@ mod tests {
     #[test]
     fn a_tampered_row_decodes_to_a_precise_error() {
         let (dir, store) = open();
-        store.append(vec![new("a", r#"{"x":1}"#)]).expect("append");
+        append(&store, vec![new("a", r#"{"x":1}"#)]);
         let conn = Connection::open(dir.path().join("t.db")).expect("open");
         conn.execute("UPDATE records SET state = '{not json'", [])
             .expect("tamper");
@@ -497,5 +586,47 @@ mod tests {
             .expect("row");
         let err = row.decode().expect_err("undecodable");
         assert!(err.to_string().starts_with("column state:"), "{err}");
+    }
+
+    #[test]
+    fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistency() {
+        let (_dir, store) = open();
+        let mut leaves = Vec::new();
+        for batch in 0..7 {
+            let records = append(
+                &store,
+                (0..batch * 3 + 1)
+                    .map(|i| new(&format!("t{i}"), "{}"))
+                    .collect(),
+            );
+            leaves.extend(records.iter().map(Record::leaf_hash));
+        }
+        let n = leaves.len() as u64;
+        let frontier = store.frontier().expect("frontier");
+        assert_eq!(
+            frontier.head(),
+            TreeHead {
+                size: n,
+                root: twinledger_core::root_of(&leaves)
+            }
+        );
+        for size in [1, 2, 5, 17, n] {
+            let head = store.tree_head(size).expect("head");
+            assert_eq!(
+                head.root,
+                twinledger_core::root_of(&leaves[..size as usize])
+            );
+            for index in 0..size {
+                let proof = store.inclusion_proof(index, size).expect("proof");
+                proof
+                    .verify(&leaves[index as usize], &head.root)
+                    .expect("inclusion");
+            }
+            if size < n {
+                let full = store.tree_head(n).expect("head");
+                let proof = store.consistency_proof(size, n).expect("proof");
+                proof.verify(&head.root, &full.root).expect("consistency");
+            }
+        }
     }
 }

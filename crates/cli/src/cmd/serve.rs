@@ -75,7 +75,7 @@ impl ServeArgs {
                 batch_max: settings.ledger.batch_max,
                 receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
             },
-        );
+        )?;
         let router = twinledger_server::router(
             ledger.clone(),
             HttpConfig {
