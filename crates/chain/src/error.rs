@@ -14,6 +14,9 @@ pub enum ChainError {
     /// The node answered with an error; retrying the same request will not help.
     #[error("chain node refused the request: {0}")]
     Rpc(String),
+    /// The contract refused the call (a revert with a known reason); retrying will not help.
+    #[error("{0}")]
+    Refused(String),
     /// The transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(String),

@@ -8,6 +8,7 @@
 mod client;
 mod error;
 mod legacy;
+mod log;
 mod node;
 mod signer;
 
@@ -15,5 +16,6 @@ pub use alloy::primitives::{Address, TxHash};
 pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
+pub use log::{AnchorReceipt, AnchoredRoot, LogContract};
 pub use node::{LocalNode, LocalNodeConfig, NodeKind};
 pub use signer::SignerConfig;

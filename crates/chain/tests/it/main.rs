@@ -1,5 +1,7 @@
 //! Chain tests against real Anvil and Ganache processes.
 
+mod log_contract;
+
 use std::time::Duration;
 
 use twinledger_chain::{

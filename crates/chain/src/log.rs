@@ -1,0 +1,242 @@
+//! The TwinLedger contract: anchors tree heads of the Merkle log, refusing any head that does not
+//! extend the last one.
+
+use std::time::Duration;
+
+use alloy::network::TransactionBuilder;
+use alloy::primitives::{Address, B256, TxHash};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol;
+use alloy::sol_types::SolInterface;
+use serde::Serialize;
+use twinledger_core::{ConsistencyProof, Hash, InclusionProof, TreeHead};
+
+use crate::{ChainClient, ChainError, Result};
+
+sol!(
+    #[sol(rpc)]
+    #[allow(missing_docs)]
+    #[derive(Debug)]
+    TwinLedger,
+    "../../contracts/out/TwinLedger.json"
+);
+
+/// A head as anchored on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchoredRoot {
+    /// The root.
+    pub root: Hash,
+    /// Timestamp of the block that anchored it.
+    pub timestamp: u64,
+    /// That block.
+    pub block_number: u64,
+}
+
+/// A mined `anchor` transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchorReceipt {
+    /// Transaction hash.
+    pub tx_hash: TxHash,
+    /// Block holding it.
+    pub block_number: u64,
+    /// That block's hash (to notice reorganisations).
+    pub block_hash: B256,
+    /// That block's timestamp.
+    pub block_timestamp: u64,
+    /// Gas used.
+    pub gas_used: u64,
+}
+
+fn b256(h: &Hash) -> B256 {
+    B256::from(h.0)
+}
+
+fn hash(b: B256) -> Hash {
+    Hash(b.0)
+}
+
+/// The TwinLedger contract at one address.
+#[derive(Debug, Clone)]
+pub struct LogContract {
+    client: ChainClient,
+    address: Address,
+}
+
+impl LogContract {
+    /// Deploys TwinLedger with `admin` holding the admin role and `anchorer` the anchoring role.
+    pub async fn deploy(
+        client: &ChainClient,
+        admin: Address,
+        anchorer: Address,
+    ) -> Result<Address> {
+        let mut code = TwinLedger::BYTECODE.to_vec();
+        code.extend_from_slice(&alloy::sol_types::SolValue::abi_encode(&(admin, anchorer)));
+        let tx = TransactionRequest::default()
+            .from(client.from())
+            .with_deploy_code(code);
+        let pending = client.provider().send_transaction(tx).await?;
+        let receipt = client
+            .wait_receipt(*pending.tx_hash(), Duration::from_secs(120))
+            .await?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted(receipt.transaction_hash.to_string()));
+        }
+        receipt
+            .contract_address
+            .ok_or_else(|| ChainError::Rpc("deployment receipt has no contract address".into()))
+    }
+
+    /// Binds to an existing deployment, checking that code is there.
+    pub async fn at(client: ChainClient, address: Address) -> Result<Self> {
+        client.ensure_code(address).await?;
+        Ok(Self { client, address })
+    }
+
+    /// The contract address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The client.
+    pub fn client(&self) -> &ChainClient {
+        &self.client
+    }
+
+    fn instance(&self) -> TwinLedger::TwinLedgerInstance<&alloy::providers::DynProvider> {
+        TwinLedger::new(self.address, self.client.provider())
+    }
+
+    /// Sends `anchor(head.size, head.root, proof)`; returns once the node accepted it. A revert
+    /// the node reports at once (estimation) is decoded into a readable reason.
+    pub async fn send_anchor(
+        &self,
+        head: &TreeHead,
+        proof: Option<&ConsistencyProof>,
+    ) -> Result<TxHash> {
+        let path: Vec<B256> = proof
+            .map(|p| p.path.iter().map(b256).collect())
+            .unwrap_or_default();
+        let instance = self.instance();
+        let call = instance
+            .anchor(head.size, b256(&head.root), path)
+            .from(self.client.from());
+        match call.send().await {
+            Ok(pending) => Ok(*pending.tx_hash()),
+            Err(e) => Err(decode_revert(e)),
+        }
+    }
+
+    /// Waits for an `anchor` transaction to be mined.
+    pub async fn wait_anchor(&self, tx: TxHash, timeout: Duration) -> Result<AnchorReceipt> {
+        let receipt = self.client.wait_receipt(tx, timeout).await?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted(tx.to_string()));
+        }
+        let block_number = receipt
+            .block_number
+            .ok_or_else(|| ChainError::Rpc(format!("receipt of {tx} has no block number")))?;
+        let block_hash = receipt
+            .block_hash
+            .ok_or_else(|| ChainError::Rpc(format!("receipt of {tx} has no block hash")))?;
+        let block_timestamp = self.client.block_timestamp(block_number).await?;
+        Ok(AnchorReceipt {
+            tx_hash: tx,
+            block_number,
+            block_hash,
+            block_timestamp,
+            gas_used: receipt.gas_used,
+        })
+    }
+
+    /// The latest anchored head (size 0 before the first anchor).
+    pub async fn latest_head(&self) -> Result<TreeHead> {
+        let r = self.instance().latestHead().call().await?;
+        Ok(TreeHead {
+            size: r.size,
+            root: hash(r.root),
+        })
+    }
+
+    /// The root anchored for tree size `size`, if any.
+    pub async fn anchored_root(&self, size: u64) -> Result<Option<AnchoredRoot>> {
+        let r = self.instance().anchoredRoot(size).call().await?;
+        if r.root == B256::ZERO {
+            return Ok(None);
+        }
+        Ok(Some(AnchoredRoot {
+            root: hash(r.root),
+            timestamp: r.timestamp,
+            block_number: r.blockNumber,
+        }))
+    }
+
+    /// The contract's own inclusion check against its anchored root for `proof.size`.
+    pub async fn verify_inclusion(&self, leaf_hash: &Hash, proof: &InclusionProof) -> Result<bool> {
+        let path: Vec<B256> = proof.path.iter().map(b256).collect();
+        Ok(self
+            .instance()
+            .verifyInclusion(proof.index, proof.size, b256(leaf_hash), path)
+            .call()
+            .await?)
+    }
+
+    /// Whether `account` holds the anchoring role.
+    pub async fn is_anchorer(&self, account: Address) -> Result<bool> {
+        let role = self.instance().ANCHORER_ROLE().call().await?;
+        Ok(self.instance().hasRole(role, account).call().await?)
+    }
+
+    /// Grants (or with `revoke`, revokes) the anchoring role; the sender must be an admin.
+    pub async fn set_anchorer(&self, account: Address, grant: bool) -> Result<TxHash> {
+        let instance = self.instance();
+        let role = instance.ANCHORER_ROLE().call().await?;
+        let from = self.client.from();
+        let pending = if grant {
+            instance.grantRole(role, account).from(from).send().await
+        } else {
+            instance.revokeRole(role, account).from(from).send().await
+        }
+        .map_err(decode_revert)?;
+        let tx = *pending.tx_hash();
+        let receipt = self
+            .client
+            .wait_receipt(tx, Duration::from_secs(120))
+            .await?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted(tx.to_string()));
+        }
+        Ok(tx)
+    }
+}
+
+/// Turns a contract call error into a chain error, naming the contract's custom error when the
+/// node returned revert data.
+fn decode_revert(e: alloy::contract::Error) -> ChainError {
+    if let Some(data) = e.as_revert_data() {
+        if let Ok(err) = TwinLedger::TwinLedgerErrors::abi_decode(&data) {
+            return ChainError::Refused(describe(&err));
+        }
+    }
+    e.into()
+}
+
+fn describe(err: &TwinLedger::TwinLedgerErrors) -> String {
+    use TwinLedger::TwinLedgerErrors as E;
+    match err {
+        E::SizeNotGrowing(e) => format!(
+            "the contract refused the head: size {} does not exceed the anchored size {}",
+            e.proposedSize, e.latestSize
+        ),
+        E::InconsistentHead(e) => format!(
+            "the contract refused the head: size {} is not consistent with the anchored head of size {}",
+            e.proposedSize, e.latestSize
+        ),
+        E::MalformedAnchor(_) => "the contract refused a malformed anchor".into(),
+        E::AccessControlUnauthorizedAccount(e) => format!(
+            "account {} lacks the role {} on the contract",
+            e.account, e.neededRole
+        ),
+        other => format!("the contract refused the call: {other:?}"),
+    }
+}
