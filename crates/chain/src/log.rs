@@ -213,10 +213,10 @@ impl LogContract {
 /// Turns a contract call error into a chain error, naming the contract's custom error when the
 /// node returned revert data.
 fn decode_revert(e: alloy::contract::Error) -> ChainError {
-    if let Some(data) = e.as_revert_data() {
-        if let Ok(err) = TwinLedger::TwinLedgerErrors::abi_decode(&data) {
-            return ChainError::Refused(describe(&err));
-        }
+    if let Some(data) = e.as_revert_data()
+        && let Ok(err) = TwinLedger::TwinLedgerErrors::abi_decode(&data)
+    {
+        return ChainError::Refused(describe(&err));
     }
     e.into()
 }
