@@ -7,11 +7,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use twinledger_chain::{
-    Address, ChainClient, LegacyContract, LocalNode, LocalNodeConfig, NodeKind, SignerConfig,
+    Address, ChainClient, LegacyContract, LocalNode, LocalNodeConfig, LogContract, NodeKind,
+    SignerConfig,
 };
+use twinledger_ledger::Anchoring;
 use twinledger_store::Store;
 
-use crate::settings::Settings;
+use crate::settings::{Mode, Settings};
 
 /// A chain connection, and the embedded node behind it if we started one.
 pub struct Chain {
@@ -190,20 +192,54 @@ async fn stop_stale_node(node_file: &Path) {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
 }
 
-pub fn contract_key(chain_id: u64) -> String {
-    format!("legacy_contract.{chain_id}")
+/// The mode to run in: as configured, else as the data directory was created, else log.
+pub fn resolve_mode(settings: &Settings, stored: Option<&str>) -> Mode {
+    settings.mode.unwrap_or(match stored {
+        Some("legacy") => Mode::Legacy,
+        _ => Mode::Log,
+    })
+}
+
+/// The meta key under which the contract of `mode` on chain `chain_id` is recorded.
+pub fn contract_key(mode: Mode, chain_id: u64) -> String {
+    match mode {
+        Mode::Legacy => format!("legacy_contract.{chain_id}"),
+        Mode::Log => format!("log_contract.{chain_id}"),
+    }
+}
+
+/// Deploys the contract of `mode`: for the log, TwinLedger with the sender as admin and
+/// anchorer.
+pub async fn deploy(mode: Mode, client: &ChainClient) -> Result<Address> {
+    Ok(match mode {
+        Mode::Legacy => LegacyContract::deploy(client).await?,
+        Mode::Log => LogContract::deploy(client, client.from(), client.from()).await?,
+    })
 }
 
 /// The contract to use: `chain.contract`, else the one recorded for this chain. When none is
 /// recorded and `deploy_if_missing`, deploys one and records it. A recorded contract whose code
 /// has vanished means the chain lost its state, which is an error, never a silent redeploy.
+/// A data directory keeps the mode it was first used in.
 pub async fn contract(
     settings: &Settings,
     client: &ChainClient,
     store: &dyn Store,
     deploy_if_missing: bool,
-) -> Result<LegacyContract> {
-    let key = contract_key(client.chain_id());
+) -> Result<Anchoring> {
+    let stored = store.meta("mode")?;
+    let mode = resolve_mode(settings, stored.as_deref());
+    match stored {
+        Some(m) if m != mode.as_str() => bail!(
+            "the data directory {} holds a ledger in {m} mode; it cannot be used in {} mode \
+             (use --mode {m}, or another data directory)",
+            settings.data_dir.display(),
+            mode.as_str()
+        ),
+        Some(_) => {}
+        None => store.set_meta("mode", mode.as_str())?,
+    }
+    let key = contract_key(mode, client.chain_id());
     let configured = settings
         .chain
         .contract
@@ -224,11 +260,11 @@ pub async fn contract(
         (Some(a), _) => a,
         (None, Some(a)) => a,
         (None, None) if deploy_if_missing => {
-            let a = LegacyContract::deploy(client)
+            let a = deploy(mode, client)
                 .await
                 .context("cannot deploy the contract")?;
             store.set_meta(&key, &a.to_string())?;
-            tracing::info!(target: "twinledger::chain", contract = %a, chain_id = client.chain_id(), "deployed DigitalTwinStorage");
+            tracing::info!(target: "twinledger::chain", contract = %a, chain_id = client.chain_id(), mode = mode.as_str(), "deployed the contract");
             a
         }
         (None, None) => bail!(
@@ -250,7 +286,15 @@ pub async fn contract(
             );
         }
     }
-    match LegacyContract::at(client.clone(), address).await {
+    let bound = match mode {
+        Mode::Legacy => LegacyContract::at(client.clone(), address)
+            .await
+            .map(Anchoring::Legacy),
+        Mode::Log => LogContract::at(client.clone(), address)
+            .await
+            .map(Anchoring::Log),
+    };
+    match bound {
         Ok(c) => {
             if configured.is_some() && recorded != Some(address) {
                 store.set_meta(&key, &address.to_string())?;

@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP service (starts a local Anvil unless --rpc is given).
     Serve(cmd::serve::ServeArgs),
-    /// Deploy the DigitalTwinStorage contract and record its address.
+    /// Deploy the contract of the configured mode and record its address.
     Deploy(cmd::deploy::DeployArgs),
     /// Record a new state of a twin through the running service.
     Update(cmd::update::UpdateArgs),
@@ -40,6 +40,9 @@ pub enum Command {
 /// Options that say which chain, which contract and who signs.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ChainArgs {
+    /// Anchoring mode: `log` (Merkle log, default) or `legacy` (the seed's contract).
+    #[arg(long, value_enum)]
+    pub mode: Option<crate::settings::Mode>,
     /// JSON-RPC URL of an existing node (default: the embedded Anvil).
     #[arg(long, value_name = "URL")]
     pub rpc: Option<String>,
@@ -81,7 +84,11 @@ impl ChainArgs {
         put("private_key_file", path(&self.private_key_file));
         put("keystore", path(&self.keystore));
         put("password_file", path(&self.password_file));
-        json!({ "chain": chain })
+        let mut layer = json!({ "chain": chain });
+        if let Some(m) = self.mode {
+            layer["mode"] = json!(m.as_str());
+        }
+        layer
     }
 }
 

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the database and the embedded chain's state live.
     pub data_dir: PathBuf,
+    /// How records are anchored; unset: the mode the data directory was created in, else `log`.
+    pub mode: Option<Mode>,
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
     /// Chain access.
@@ -22,6 +24,41 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Group commit.
     pub ledger: LedgerSettings,
+    /// Log-mode anchoring.
+    pub anchor: AnchorSettings,
+}
+
+/// How records are anchored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The Merkle log: tree heads on the TwinLedger contract, many records per transaction.
+    Log,
+    /// The seed's DigitalTwinStorage contract: one transaction per record.
+    Legacy,
+}
+
+impl Mode {
+    /// The mode's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Legacy => "legacy",
+        }
+    }
+}
+
+/// Log-mode anchoring (group commit on chain).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnchorSettings {
+    /// Most records one anchor covers.
+    pub batch_max: u64,
+    /// Least time between two anchors, in milliseconds.
+    pub min_interval_ms: u64,
+    /// Anchors in flight (sent, not yet mined) at most.
+    pub in_flight: usize,
+    /// Blocks (the anchor's own included) before a record counts as confirmed.
+    pub confirmations: u64,
 }
 
 /// Chain access. With no `rpc`, `serve` runs an embedded Anvil.
@@ -65,6 +102,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             data_dir: default_data_dir(),
+            mode: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             chain: ChainSettings {
                 receipt_timeout_secs: 60,
@@ -75,6 +113,12 @@ impl Default for Settings {
                 anchor_wait_secs: 60,
             },
             ledger: LedgerSettings { batch_max: 1024 },
+            anchor: AnchorSettings {
+                batch_max: 100_000,
+                min_interval_ms: 0,
+                in_flight: 1,
+                confirmations: 1,
+            },
         }
     }
 }

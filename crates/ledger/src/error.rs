@@ -22,6 +22,9 @@ pub enum LedgerError {
     /// The twin does not exist.
     #[error("twin {0} not found")]
     TwinNotFound(String),
+    /// The database's log and the chain's anchored heads disagree.
+    #[error("{0}")]
+    Diverged(String),
     /// The ledger is shutting down.
     #[error("ledger is shutting down")]
     ShuttingDown,

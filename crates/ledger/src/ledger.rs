@@ -1,35 +1,72 @@
 //! The ledger: accepts submissions, anchors them, verifies them.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use twinledger_chain::{ChainStatus, LegacyContract};
+use tokio::sync::{mpsc, oneshot, watch};
+use twinledger_chain::{ChainClient, ChainStatus, LegacyContract, LogContract};
 use twinledger_core::json::Value;
 use twinledger_core::{Hash, HashScheme, Record, RecordKind, Salt, TwinId};
-use twinledger_store::{LegacyAnchor, NewRecord, Store, StoreStats};
+use twinledger_store::{NewRecord, Store, StoreStats, StoredRecord};
 
-use crate::anchor::{self, AnchorState, AnchorWaiters};
+use crate::anchor::legacy;
+use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
+use crate::anchor::{AnchorInfo, AnchorState, AnchorWaiters, AnchoredSizes, Level};
 use crate::verify::Verifier;
 use crate::writer::{self, WriteRequest};
 use crate::{LedgerError, Result};
+
+/// Which contract records are anchored with.
+#[derive(Debug, Clone)]
+pub enum Anchoring {
+    /// The seed's `DigitalTwinStorage`: one `updateTwin` per record.
+    Legacy(LegacyContract),
+    /// `TwinLedger`: tree heads of the Merkle log, many records per transaction.
+    Log(LogContract),
+}
+
+impl Anchoring {
+    /// The chain client.
+    pub fn client(&self) -> &ChainClient {
+        match self {
+            Self::Legacy(c) => c.client(),
+            Self::Log(c) => c.client(),
+        }
+    }
+
+    /// The contract address.
+    pub fn address(&self) -> twinledger_chain::Address {
+        match self {
+            Self::Legacy(c) => c.address(),
+            Self::Log(c) => c.address(),
+        }
+    }
+
+    /// `"legacy"` or `"log"`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Legacy(_) => "legacy",
+            Self::Log(_) => "log",
+        }
+    }
+}
 
 /// Ledger tuning.
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     /// Most submissions committed in one database transaction.
     pub batch_max: usize,
-    /// How long to wait for a transaction's receipt before treating the chain as failing.
-    pub receipt_timeout: Duration,
+    /// Log-mode anchoring.
+    pub anchor: AnchorConfig,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
         Self {
             batch_max: 1024,
-            receipt_timeout: Duration::from_secs(60),
+            anchor: AnchorConfig::default(),
         }
     }
 }
@@ -39,6 +76,8 @@ impl Default for LedgerConfig {
 pub struct Submission {
     /// The twin.
     pub twin_id: TwinId,
+    /// What the record says.
+    pub kind: RecordKind,
     /// The state object.
     pub state: Value,
     /// The hash scheme.
@@ -52,11 +91,27 @@ pub enum Wait {
     Stored,
     /// Until the record's anchoring transaction is mined.
     Anchored,
+    /// Until that transaction has the configured confirmations.
+    Confirmed,
+}
+
+/// Where a record is on its way to the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Durably stored, not yet on chain.
+    Pending,
+    /// In a mined transaction.
+    Anchored,
+    /// In a transaction with enough confirmations.
+    Confirmed,
 }
 
 /// What `/health` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
+    /// `"legacy"` or `"log"`.
+    pub mode: &'static str,
     /// Database counts, or the error reading them.
     pub database: std::result::Result<StoreStats, String>,
     /// Chain status, or the error reaching it.
@@ -65,13 +120,17 @@ pub struct Health {
     pub contract: String,
     /// The last anchoring error, while anchoring fails.
     pub anchoring_error: Option<String>,
+    /// Log mode: anchored and confirmed sizes.
+    pub anchored: Option<AnchoredSizes>,
 }
 
 struct Inner {
     store: Arc<dyn Store>,
-    contract: LegacyContract,
+    anchoring: Anchoring,
     verifier: Verifier,
     writer: mpsc::Sender<WriteRequest>,
+    tree: watch::Receiver<u64>,
+    sizes: watch::Receiver<AnchoredSizes>,
     anchor_state: watch::Receiver<AnchorState>,
     shutdown: watch::Sender<bool>,
 }
@@ -82,43 +141,80 @@ pub struct Ledger {
     inner: Arc<Inner>,
 }
 
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
+        .map_err(Into::into)
+}
+
 impl Ledger {
-    /// Starts the writer and the anchorer over `store`, anchoring with the seed contract.
-    /// Records left pending by an earlier run are anchored first.
-    pub fn start(
+    /// Starts the writer and the anchorer over `store`. In log mode the database's log is first
+    /// reconciled with the head anchored on chain; records left pending by an earlier run are
+    /// anchored first.
+    pub async fn start(
         store: Arc<dyn Store>,
-        contract: LegacyContract,
+        anchoring: Anchoring,
         config: LedgerConfig,
     ) -> Result<Self> {
-        let frontier = store.frontier()?;
-        let (wtx, wrx) = mpsc::channel(config.batch_max * 4);
+        let frontier = blocking(&store, |s| s.frontier()).await?;
+        let anchored_head = match &anchoring {
+            Anchoring::Log(c) => Some(reconcile(&store, c).await?),
+            Anchoring::Legacy(_) => None,
+        };
+        let (wtx, wrx) = mpsc::channel(config.batch_max.max(1) * 4);
         let waiters = Arc::new(AnchorWaiters::default());
-        let committed = Arc::new(Notify::new());
+        let (tree_tx, tree_rx) = watch::channel(frontier.size());
         let (state_tx, state_rx) = watch::channel(AnchorState::default());
+        let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         {
-            let (store, waiters, committed) = (store.clone(), waiters.clone(), committed.clone());
+            let (store, waiters) = (store.clone(), waiters.clone());
             let batch_max = config.batch_max.max(1);
             std::thread::Builder::new()
                 .name("twinledger-writer".into())
-                .spawn(move || writer::run(store, wrx, batch_max, waiters, committed, frontier))
+                .spawn(move || writer::run(store, wrx, batch_max, waiters, tree_tx, frontier))
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }
-        tokio::spawn(anchor::run_legacy(
-            store.clone(),
-            contract.clone(),
-            waiters,
-            committed,
-            state_tx,
-            config.receipt_timeout,
-            shutdown_rx,
-        ));
+        match (&anchoring, anchored_head) {
+            (Anchoring::Log(contract), Some(head)) => {
+                let anchorer = LogAnchorer {
+                    store: store.clone(),
+                    contract: contract.clone(),
+                    waiters,
+                    tree: tree_rx.clone(),
+                    sizes: sizes_tx,
+                    state: state_tx,
+                    config: config.anchor.clone(),
+                    shutdown: shutdown_rx,
+                };
+                tokio::spawn(anchorer.run(head));
+            }
+            (Anchoring::Legacy(contract), _) => {
+                tokio::spawn(legacy::run_legacy(
+                    store.clone(),
+                    contract.clone(),
+                    waiters,
+                    tree_rx.clone(),
+                    state_tx,
+                    config.anchor.receipt_timeout,
+                    shutdown_rx,
+                ));
+            }
+            (Anchoring::Log(_), None) => unreachable!("log mode reconciles before starting"),
+        }
         Ok(Self {
             inner: Arc::new(Inner {
-                verifier: Verifier::new(store.clone(), contract.clone()),
+                verifier: Verifier::new(store.clone(), anchoring.clone()),
                 store,
-                contract,
+                anchoring,
                 writer: wtx,
+                tree: tree_rx,
+                sizes: sizes_rx,
                 anchor_state: state_rx,
                 shutdown: shutdown_tx,
             }),
@@ -135,19 +231,34 @@ impl Ledger {
         &self.inner.store
     }
 
-    /// The contract.
-    pub fn contract(&self) -> &LegacyContract {
-        &self.inner.contract
+    /// The contract records are anchored with.
+    pub fn anchoring(&self) -> &Anchoring {
+        &self.inner.anchoring
     }
 
-    /// Records a state. Returns once the record is durable (and anchored, with
-    /// [`Wait::Anchored`]). On a chain failure while waiting for the anchor the record stays
-    /// stored as pending and the error says so.
+    /// A verifier over the same store and contract.
+    pub fn verifier(&self) -> &Verifier {
+        &self.inner.verifier
+    }
+
+    /// Number of records in the log.
+    pub fn tree_size(&self) -> u64 {
+        *self.inner.tree.borrow()
+    }
+
+    /// Log mode: the anchored and confirmed sizes.
+    pub fn anchored_sizes(&self) -> AnchoredSizes {
+        *self.inner.sizes.borrow()
+    }
+
+    /// Records a state. Returns once the record is durable, and, as `wait` asks, anchored or
+    /// confirmed. On a chain failure while waiting the record stays stored as pending and the
+    /// error says so.
     pub async fn record(
         &self,
         sub: Submission,
         wait: Wait,
-    ) -> Result<(Record, Option<LegacyAnchor>)> {
+    ) -> Result<(Record, Option<AnchorInfo>)> {
         let state_hash = sub
             .scheme
             .hash(&sub.state)
@@ -157,20 +268,25 @@ impl Ledger {
         rand::thread_rng().fill_bytes(&mut salt);
         let new = NewRecord {
             twin_id: sub.twin_id,
-            kind: RecordKind::Reported,
+            kind: sub.kind,
             state: sub.state,
             scheme: sub.scheme,
             state_hash,
             recorded_at_ms: now_ms(),
             salt: Salt(salt),
         };
+        let level = match wait {
+            Wait::Stored => None,
+            Wait::Anchored => Some(Level::Anchored),
+            Wait::Confirmed => Some(Level::Confirmed),
+        };
         let (reply_tx, reply_rx) = oneshot::channel();
-        let (anchor_tx, anchor_rx) = match wait {
-            Wait::Anchored => {
+        let (anchor_tx, anchor_rx) = match level {
+            Some(level) => {
                 let (t, r) = oneshot::channel();
-                (Some(t), Some(r))
+                (Some((level, t)), Some(r))
             }
-            Wait::Stored => (None, None),
+            None => (None, None),
         };
         self.inner
             .writer
@@ -198,37 +314,66 @@ impl Ledger {
         Ok((record, anchor))
     }
 
-    /// A verifier over the same store and contract.
-    pub fn verifier(&self) -> &Verifier {
-        &self.inner.verifier
-    }
-
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
-            .map_err(Into::into)
+    /// A stored record's status and, once anchored, where.
+    pub async fn status(&self, row: &StoredRecord) -> Result<(Status, Option<AnchorInfo>)> {
+        match &self.inner.anchoring {
+            Anchoring::Legacy(_) => Ok(match row.legacy_anchor() {
+                Some(a) => (
+                    Status::Anchored,
+                    Some(AnchorInfo {
+                        tx_hash: a.tx_hash,
+                        block_number: a.block_number,
+                        block_timestamp: a.block_timestamp,
+                        tree_size: None,
+                    }),
+                ),
+                None => (Status::Pending, None),
+            }),
+            Anchoring::Log(_) => {
+                let sizes = self.anchored_sizes();
+                if row.index >= sizes.anchored {
+                    return Ok((Status::Pending, None));
+                }
+                let index = row.index;
+                let anchor = blocking(&self.inner.store, move |s| s.anchor_covering(index)).await?;
+                let status = if row.index < sizes.confirmed {
+                    Status::Confirmed
+                } else {
+                    Status::Anchored
+                };
+                Ok((status, anchor.as_ref().and_then(covering_info)))
+            }
+        }
     }
 
     /// Database and chain health.
     pub async fn health(&self) -> Health {
-        let database = self.read(|s| s.stats()).await.map_err(|e| e.to_string());
+        let database = blocking(&self.inner.store, |s| s.stats())
+            .await
+            .map(|mut stats| {
+                if let Anchoring::Log(_) = self.inner.anchoring {
+                    stats.pending = stats.records.saturating_sub(self.anchored_sizes().anchored);
+                }
+                stats
+            })
+            .map_err(|e| e.to_string());
         let chain = self
             .inner
-            .contract
+            .anchoring
             .client()
             .status()
             .await
             .map_err(|e| e.to_string());
         Health {
+            mode: self.inner.anchoring.mode(),
             database,
             chain,
-            contract: self.inner.contract.address().to_string(),
+            contract: self.inner.anchoring.address().to_string(),
             anchoring_error: self.inner.anchor_state.borrow().last_error.clone(),
+            anchored: match self.inner.anchoring {
+                Anchoring::Log(_) => Some(self.anchored_sizes()),
+                Anchoring::Legacy(_) => None,
+            },
         }
     }
 }

@@ -12,6 +12,8 @@ mod ledger;
 mod verify;
 mod writer;
 
+pub use anchor::log::AnchorConfig;
+pub use anchor::{AnchorInfo, AnchoredSizes};
 pub use error::{LedgerError, Result};
-pub use ledger::{Health, Ledger, LedgerConfig, Submission, Wait};
+pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};
 pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};

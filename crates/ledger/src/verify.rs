@@ -5,13 +5,14 @@ use twinledger_chain::TxHash;
 use twinledger_core::{Hash, TwinId};
 use twinledger_store::StoredRecord;
 
-use crate::anchor::chain_timestamp;
 use std::sync::Arc;
 
-use twinledger_chain::LegacyContract;
+use twinledger_chain::{LegacyContract, LogContract};
+use twinledger_core::TreeHead;
 use twinledger_store::Store;
 
-use crate::{LedgerError, Result};
+use crate::anchor::legacy::chain_timestamp;
+use crate::{Anchoring, LedgerError, Result};
 
 /// The verdict on a twin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +75,7 @@ fn problem(row: &StoredRecord, reason: impl Into<String>) -> Problem {
 /// stored hash columns, so rewriting a hash column alongside the state changes nothing.
 struct Recomputed {
     state_hash: String,
+    leaf_hash: Hash,
 }
 
 fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomputed> {
@@ -102,11 +104,13 @@ fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomput
     }
     let mut recomputed = record.clone();
     recomputed.state_hash = state_hash;
-    if row.leaf_hash != recomputed.leaf_hash().0 {
+    let leaf_hash = recomputed.leaf_hash();
+    if row.leaf_hash != leaf_hash.0 {
         problems.push(problem(row, "record does not match its stored leaf hash"));
     }
     Some(Recomputed {
         state_hash: state_hash.to_hex(),
+        leaf_hash,
     })
 }
 
@@ -115,17 +119,48 @@ fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomput
 #[derive(Clone)]
 pub struct Verifier {
     store: Arc<dyn Store>,
-    contract: LegacyContract,
+    anchoring: Anchoring,
 }
 
 impl Verifier {
-    /// A verifier over `store` and the seed contract.
-    pub fn new(store: Arc<dyn Store>, contract: LegacyContract) -> Self {
-        Self { store, contract }
+    /// A verifier over `store` and the contract records are anchored with.
+    pub fn new(store: Arc<dyn Store>, anchoring: Anchoring) -> Self {
+        Self { store, anchoring }
     }
 
-    fn contract(&self) -> &LegacyContract {
-        &self.contract
+    fn legacy(&self) -> Option<&LegacyContract> {
+        match &self.anchoring {
+            Anchoring::Legacy(c) => Some(c),
+            Anchoring::Log(_) => None,
+        }
+    }
+
+    /// Checks that leaf `index`, recomputed as `leaf_hash`, is in the anchored tree `head`, by
+    /// an inclusion proof built from the stored tree; `Some(reason)` when it is not.
+    async fn check_included(
+        &self,
+        index: u64,
+        leaf_hash: Hash,
+        head: TreeHead,
+    ) -> Result<Option<String>> {
+        let proof = match self
+            .read(move |s| s.inclusion_proof(index, head.size))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Some(format!(
+                    "no inclusion proof in the anchored tree of size {}: {e}",
+                    head.size
+                )));
+            }
+        };
+        Ok(proof.verify(&leaf_hash, &head.root).err().map(|e| {
+            format!(
+                "record is not in the tree of size {} anchored on chain ({e})",
+                head.size
+            )
+        }))
     }
 
     async fn read<T: Send + 'static>(
@@ -188,6 +223,12 @@ impl Verifier {
         };
         let mut problems = Vec::new();
         let recomputed = recompute(&row, &mut problems);
+        if let Anchoring::Log(contract) = &self.anchoring {
+            let (timestamp, integrity) = self
+                .seed_check_log(contract, &row, recomputed, problems)
+                .await?;
+            return Ok(answer(timestamp, integrity));
+        }
         let Some(anchor) = row.legacy_anchor() else {
             let integrity = if problems.is_empty() {
                 Integrity::Pending
@@ -200,7 +241,10 @@ impl Verifier {
         let Some(recomputed) = recomputed.filter(|_| problems.is_empty()) else {
             return Ok(answer(timestamp, Integrity::Tampered));
         };
-        let on_chain = self.contract().get_twin(id.as_str()).await?;
+        let Some(contract) = self.legacy() else {
+            return Ok(answer(timestamp, Integrity::Tampered));
+        };
+        let on_chain = contract.get_twin(id.as_str()).await?;
         let mut valid = on_chain.data_hash == recomputed.state_hash
             && on_chain.timestamp == anchor.chain_timestamp
             && anchor.chain_timestamp == chain_timestamp(row.recorded_at_ms);
@@ -216,6 +260,46 @@ impl Verifier {
             Integrity::Tampered
         };
         Ok(answer(timestamp, integrity))
+    }
+
+    /// Log mode: the record must be in the first anchored tree that holds it, whose root is read
+    /// from the contract; the timestamp is that anchor's block time, as the contract stores it.
+    async fn seed_check_log(
+        &self,
+        contract: &LogContract,
+        row: &StoredRecord,
+        recomputed: Option<Recomputed>,
+        problems: Vec<Problem>,
+    ) -> Result<(String, Integrity)> {
+        let index = row.index;
+        let covering = self.read(move |s| s.anchor_covering(index)).await?;
+        let Some(covering) = covering else {
+            let integrity = if problems.is_empty() {
+                Integrity::Pending
+            } else {
+                Integrity::Tampered
+            };
+            return Ok((String::new(), integrity));
+        };
+        let Some(anchored) = contract.anchored_root(covering.size).await? else {
+            return Ok((String::new(), Integrity::Tampered));
+        };
+        let timestamp = anchored.timestamp.to_string();
+        let Some(recomputed) = recomputed.filter(|_| problems.is_empty()) else {
+            return Ok((timestamp, Integrity::Tampered));
+        };
+        let head = TreeHead {
+            size: covering.size,
+            root: anchored.root,
+        };
+        let integrity = match self
+            .check_included(index, recomputed.leaf_hash, head)
+            .await?
+        {
+            None => Integrity::Valid,
+            Some(_) => Integrity::Tampered,
+        };
+        Ok((timestamp, integrity))
     }
 
     /// Checks a record's `updateTwin` transaction on chain; `Some(reason)` when it does not
@@ -234,7 +318,10 @@ impl Verifier {
                 anchor.tx_hash
             )));
         };
-        let receipt = match self.contract().update_receipt(tx).await {
+        let Some(contract) = self.legacy() else {
+            return Ok(Some("not a legacy-mode ledger".into()));
+        };
+        let receipt = match contract.update_receipt(tx).await {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(Some(format!("anchoring transaction {tx} is not on chain"))),
             Err(e) if e.is_retryable() => return Err(e.into()),
@@ -278,6 +365,10 @@ impl Verifier {
         let mut expected_version: u64 = 1;
         let mut prev_leaf: Option<Hash> = None;
         let mut latest_anchored: Option<(StoredRecord, String)> = None;
+        let log_head = match &self.anchoring {
+            Anchoring::Log(c) => Some(c.latest_head().await?),
+            Anchoring::Legacy(_) => None,
+        };
         for row in &rows {
             let version = u64::try_from(row.version).unwrap_or(0);
             if version > expected_version {
@@ -308,7 +399,16 @@ impl Verifier {
             // reported once, at that record, while a consistent rewrite of its hashes still
             // breaks the next record's link.
             prev_leaf = Hash::from_slice(&row.leaf_hash).ok();
-            if row.legacy_anchor().is_some() {
+            if let Some(head) = log_head {
+                if row.index >= head.size {
+                    pending.push(version);
+                } else if let Some(reason) = self
+                    .check_included(row.index, recomputed.leaf_hash, head)
+                    .await?
+                {
+                    problems.push(problem(row, reason));
+                }
+            } else if row.legacy_anchor().is_some() {
                 if let Some(reason) = self.check_legacy_tx(row, &recomputed.state_hash).await? {
                     problems.push(problem(row, reason));
                 }
@@ -330,8 +430,11 @@ impl Verifier {
                 ),
             });
         }
-        if let Some((row, hash)) = latest_anchored.filter(|_| pending.is_empty()) {
-            let on_chain = self.contract().get_twin(id.as_str()).await?;
+        if let (Some((row, hash)), Some(contract)) = (
+            latest_anchored.filter(|_| pending.is_empty()),
+            self.legacy(),
+        ) {
+            let on_chain = contract.get_twin(id.as_str()).await?;
             let ts = row.anchor_timestamp.clone().unwrap_or_default();
             if on_chain.data_hash != hash || on_chain.timestamp != ts {
                 problems.push(problem(

@@ -6,7 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use twinledger_core::{Frontier, Record};
 use twinledger_store::{NewRecord, Store};
 
-use crate::anchor::AnchorWaiters;
+use crate::anchor::{AnchorOutcome, AnchorWaiters, Level};
 use crate::{LedgerError, Result};
 
 /// One submission waiting for the writer.
@@ -15,7 +15,7 @@ pub(crate) struct WriteRequest {
     pub reply: oneshot::Sender<Result<Record>>,
     /// Registered for the record's anchor outcome inside the writer, before the anchorer can
     /// see the record, so that no outcome is missed.
-    pub anchor_waiter: Option<oneshot::Sender<crate::anchor::AnchorOutcome>>,
+    pub anchor_waiter: Option<(Level, oneshot::Sender<AnchorOutcome>)>,
 }
 
 /// Runs the writer until every sender is dropped.
@@ -24,7 +24,7 @@ pub(crate) fn run(
     mut rx: mpsc::Receiver<WriteRequest>,
     batch_max: usize,
     waiters: Arc<AnchorWaiters>,
-    committed: Arc<tokio::sync::Notify>,
+    tree: tokio::sync::watch::Sender<u64>,
     mut frontier: Frontier,
 ) {
     let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
@@ -42,12 +42,13 @@ pub(crate) fn run(
             Ok((records, next)) => {
                 frontier = next;
                 for ((reply, waiter), record) in replies.drain(..).zip(records) {
-                    if let Some(w) = waiter {
-                        waiters.register(record.index, w);
+                    if let Some((level, w)) = waiter {
+                        waiters.register(record.index, level, w);
                     }
                     let _ = reply.send(Ok(record));
                 }
-                committed.notify_one();
+                // Published after the waiters are registered, so no anchor can outrun them.
+                tree.send_replace(frontier.size());
             }
             Err(e) => {
                 tracing::error!(target: "twinledger::ledger", error = %e, "append failed");

@@ -52,9 +52,10 @@ impl From<LedgerError> for ApiError {
         let status = match &e {
             LedgerError::TwinNotFound(_) => StatusCode::NOT_FOUND,
             LedgerError::Unhashable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            LedgerError::Store(_) | LedgerError::Chain(_) | LedgerError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            LedgerError::Store(_)
+            | LedgerError::Chain(_)
+            | LedgerError::Diverged(_)
+            | LedgerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, e.to_string())
     }

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use twinledger_core::json::Value;
-use twinledger_core::{HashScheme, TwinId};
+use twinledger_core::{HashScheme, RecordKind, TwinId};
 use twinledger_ledger::{LedgerError, Submission, Wait};
 
 use crate::body::JsonObject;
@@ -70,6 +70,7 @@ async fn update_twin(State(app): State<AppState>, body: JsonObject) -> Result<Re
     let (twin_id, data) = seed_update(body)?;
     let submission = Submission {
         twin_id,
+        kind: RecordKind::Reported,
         state: data,
         scheme: HashScheme::SeedSha256,
     };
@@ -124,13 +125,17 @@ async fn health(State(app): State<AppState>) -> Response {
         }
         Err(e) => json!({"ok": false, "error": e, "contract": h.contract}),
     };
-    let body = json!({
+    let mut body = json!({
         "status": if healthy { "ok" } else { "degraded" },
-        "mode": "legacy",
+        "mode": h.mode,
         "database": database,
         "chain": chain,
         "anchoring": {"last_error": h.anchoring_error},
     });
+    if let Some(sizes) = h.anchored {
+        body["anchoring"]["anchored_size"] = json!(sizes.anchored);
+        body["anchoring"]["confirmed_size"] = json!(sizes.confirmed);
+    }
     let status = if healthy {
         StatusCode::OK
     } else {

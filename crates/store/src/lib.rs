@@ -11,11 +11,12 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord, StoredRecordError, TwinSummary,
+    Anchor, LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord, StoredRecordError,
+    TwinSummary,
 };
 pub use sqlite::SqliteStore;
 
-use twinledger_core::{ConsistencyProof, Frontier, InclusionProof, Record, TreeHead, TwinId};
+use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, Record, TreeHead, TwinId};
 
 /// What the ledger needs from a database.
 pub trait Store: Send + Sync + 'static {
@@ -60,6 +61,34 @@ pub trait Store: Send + Sync + 'static {
     /// The highest block number any record was anchored in, if any: a chain whose head is below
     /// it has lost blocks we depend on.
     fn latest_anchor_block(&self) -> Result<Option<u64>>;
+
+    /// Notes an anchoring transaction sent for the tree head `(size, root)`.
+    fn put_anchor_sent(&self, size: u64, root: &Hash, prev_size: u64, tx_hash: &str) -> Result<()>;
+
+    /// Marks the anchor of `size` mined in `block_number`.
+    fn set_anchor_mined(
+        &self,
+        size: u64,
+        block_number: u64,
+        block_hash: &str,
+        block_time: u64,
+        gas_used: u64,
+    ) -> Result<()>;
+
+    /// Marks every mined anchor up to `size` confirmed.
+    fn set_anchors_confirmed(&self, up_to_size: u64) -> Result<()>;
+
+    /// Forgets an anchor whose transaction never landed.
+    fn delete_anchor(&self, size: u64) -> Result<()>;
+
+    /// Anchors in size order, from `from_size`, at most `limit`.
+    fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>>;
+
+    /// The smallest mined (or confirmed) anchor whose tree holds leaf `index`.
+    fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>>;
+
+    /// The latest mined (or confirmed) anchor.
+    fn latest_mined_anchor(&self) -> Result<Option<Anchor>>;
 
     /// A stored fact about this ledger.
     fn meta(&self, key: &str) -> Result<Option<String>>;

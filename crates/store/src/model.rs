@@ -207,3 +207,26 @@ pub struct StoreStats {
     /// Records not yet anchored.
     pub pending: u64,
 }
+
+/// A tree head sent to the TwinLedger contract, and where it landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anchor {
+    /// Tree size anchored.
+    pub size: u64,
+    /// Root of that tree.
+    pub root: Hash,
+    /// The previously anchored size the consistency proof started from.
+    pub prev_size: u64,
+    /// The anchoring transaction.
+    pub tx_hash: String,
+    /// `sent`, `mined` or `confirmed`.
+    pub status: String,
+    /// Block holding the transaction, once mined.
+    pub block_number: Option<u64>,
+    /// That block's hash.
+    pub block_hash: Option<String>,
+    /// That block's timestamp.
+    pub block_time: Option<u64>,
+    /// Gas the transaction used.
+    pub gas_used: Option<u64>,
+}

@@ -8,14 +8,18 @@ use twinledger_core::{
     ConsistencyProof, Frontier, Hash, InclusionProof, NodeSource, Record, TreeHead, TwinId,
 };
 
-use crate::model::{LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary};
+use crate::model::{Anchor, LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary};
 use crate::{Result, Store, StoreError};
 
 /// Migrations in order; `PRAGMA user_version` counts how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_tree.sql"),
+    include_str!("../migrations/sqlite/0003_anchors.sql"),
 ];
+
+const ANCHOR_COLUMNS: &str =
+    "size, root, prev_size, tx_hash, status, block_number, block_hash, block_time, gas_used";
 
 const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, state_hash, \
      prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, anchor_tx, anchor_block, \
@@ -148,6 +152,24 @@ impl NodeSource for Nodes<'_> {
         Hash::from_slice(&bytes)
             .map_err(|e| StoreError::Inconsistent(format!("tree node ({level}, {index}): {e}")))
     }
+}
+
+fn anchor_row(row: &Row<'_>) -> rusqlite::Result<Anchor> {
+    let root: Vec<u8> = row.get(1)?;
+    let root = Hash::from_slice(&root).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    Ok(Anchor {
+        size: row.get::<_, i64>(0)? as u64,
+        root,
+        prev_size: row.get::<_, i64>(2)? as u64,
+        tx_hash: row.get(3)?,
+        status: row.get(4)?,
+        block_number: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        block_hash: row.get(6)?,
+        block_time: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        gas_used: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+    })
 }
 
 fn stored_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
@@ -387,9 +409,106 @@ impl Store for SqliteStore {
 
     fn latest_anchor_block(&self) -> Result<Option<u64>> {
         self.read(|c| {
-            let b: Option<i64> =
-                c.query_row("SELECT MAX(anchor_block) FROM records", [], |r| r.get(0))?;
+            let b: Option<i64> = c.query_row(
+                "SELECT MAX(b) FROM (SELECT MAX(anchor_block) AS b FROM records \
+                 UNION ALL SELECT MAX(block_number) FROM anchors)",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(b.map(|b| b as u64))
+        })
+    }
+
+    fn put_anchor_sent(&self, size: u64, root: &Hash, prev_size: u64, tx_hash: &str) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO anchors (size, root, prev_size, tx_hash, status) \
+                 VALUES (?1, ?2, ?3, ?4, 'sent') ON CONFLICT (size) DO UPDATE SET \
+                 root = excluded.root, prev_size = excluded.prev_size, tx_hash = excluded.tx_hash, \
+                 status = 'sent', block_number = NULL, block_hash = NULL, block_time = NULL, \
+                 gas_used = NULL",
+            )?
+            .execute(params![
+                size as i64,
+                root.0.as_slice(),
+                prev_size as i64,
+                tx_hash
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn set_anchor_mined(
+        &self,
+        size: u64,
+        block_number: u64,
+        block_hash: &str,
+        block_time: u64,
+        gas_used: u64,
+    ) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "UPDATE anchors SET status = 'mined', block_number = ?2, block_hash = ?3, \
+                 block_time = ?4, gas_used = ?5 WHERE size = ?1",
+            )?
+            .execute(params![
+                size as i64,
+                block_number as i64,
+                block_hash,
+                block_time as i64,
+                gas_used as i64
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn set_anchors_confirmed(&self, up_to_size: u64) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "UPDATE anchors SET status = 'confirmed' WHERE size <= ?1 AND status = 'mined'",
+            )?
+            .execute([up_to_size as i64])?;
+            Ok(())
+        })
+    }
+
+    fn delete_anchor(&self, size: u64) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached("DELETE FROM anchors WHERE size = ?1")?
+                .execute([size as i64])?;
+            Ok(())
+        })
+    }
+
+    fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE size >= ?1 ORDER BY size LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![from_size as i64, limit as i64], anchor_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE size > ?1 AND status != 'sent' \
+                 ORDER BY size LIMIT 1"
+            ))?
+            .query_row([index as i64], anchor_row)
+            .optional()?)
+        })
+    }
+
+    fn latest_mined_anchor(&self) -> Result<Option<Anchor>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE status != 'sent' \
+                 ORDER BY size DESC LIMIT 1"
+            ))?
+            .query_row([], anchor_row)
+            .optional()?)
         })
     }
 

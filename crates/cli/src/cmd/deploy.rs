@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use twinledger_chain::LegacyContract;
 
 use crate::chain::Chain;
 use crate::cli::ChainArgs;
@@ -24,13 +23,27 @@ impl DeployArgs {
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let store = super::open_store(&settings)?;
         let chain = Chain::connect(&settings, true).await?;
-        let deployed = LegacyContract::deploy(&chain.client).await;
+        let mode = crate::chain::resolve_mode(
+            &settings,
+            twinledger_store::Store::meta(store.as_ref(), "mode")?.as_deref(),
+        );
+        let stored = twinledger_store::Store::meta(store.as_ref(), "mode")?;
+        if let Some(m) = stored.as_deref().filter(|m| *m != mode.as_str()) {
+            chain.stop().await;
+            anyhow::bail!(
+                "the data directory {} holds a ledger in {m} mode, not {}",
+                settings.data_dir.display(),
+                mode.as_str()
+            );
+        }
+        let deployed = crate::chain::deploy(mode, &chain.client).await;
         let chain_id = chain.client.chain_id();
         chain.stop().await;
         let address = deployed.context("deployment failed")?;
+        twinledger_store::Store::set_meta(store.as_ref(), "mode", mode.as_str())?;
         twinledger_store::Store::set_meta(
             store.as_ref(),
-            &crate::chain::contract_key(chain_id),
+            &crate::chain::contract_key(mode, chain_id),
             &address.to_string(),
         )?;
         eprintln!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
-use twinledger_ledger::{Ledger, LedgerConfig};
+use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig};
 use twinledger_server::HttpConfig;
 
 use crate::chain::{self, Chain};
@@ -56,26 +56,43 @@ impl ServeArgs {
                 return Err(e).with_context(|| format!("cannot listen on {}", settings.listen));
             }
         };
+        let a = &settings.anchor;
+        let (address, mode) = (contract.address(), contract.mode());
+        let ledger = match Ledger::start(
+            store,
+            contract,
+            LedgerConfig {
+                batch_max: settings.ledger.batch_max,
+                anchor: AnchorConfig {
+                    batch_max: a.batch_max,
+                    min_interval: Duration::from_millis(a.min_interval_ms),
+                    in_flight: a.in_flight,
+                    confirmations: a.confirmations,
+                    receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
+                },
+            },
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                chain.stop().await;
+                return Err(e.into());
+            }
+        };
         let local = listener.local_addr()?;
         tracing::info!(
             target: "twinledger",
             listen = %local,
             chain_id = chain.client.chain_id(),
             rpc = %chain.client.rpc_url_redacted(),
-            contract = %contract.address(),
+            contract = %address,
+            mode,
             data_dir = %settings.data_dir.display(),
             "twinledger serving"
         );
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on http://{local}");
-        let ledger = Ledger::start(
-            store,
-            contract,
-            LedgerConfig {
-                batch_max: settings.ledger.batch_max,
-                receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
-            },
-        )?;
         let router = twinledger_server::router(
             ledger.clone(),
             HttpConfig {

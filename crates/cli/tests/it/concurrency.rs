@@ -6,9 +6,18 @@ use serde_json::json;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thirty_two_clients_on_distinct_twins_and_one_shared_twin() {
+async fn thirty_two_clients_on_distinct_twins_and_one_shared_twin_in_log_mode() {
+    thirty_two_clients("log").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_clients_on_distinct_twins_and_one_shared_twin_in_legacy_mode() {
+    thirty_two_clients("legacy").await;
+}
+
+async fn thirty_two_clients(mode: &str) {
     let dir = data_dir();
-    let app = std::sync::Arc::new(embedded_app(dir.path()));
+    let app = std::sync::Arc::new(embedded_app_in(dir.path(), mode));
     const CLIENTS: usize = 32;
     const ROUNDS: usize = 3;
     let mut tasks = Vec::new();

@@ -9,14 +9,23 @@ use twinledger_testkit::{App, free_port};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_chain_outage_answers_503_loses_nothing_and_shows_nothing_valid() {
+async fn a_chain_outage_answers_503_loses_nothing_and_shows_nothing_valid_in_log_mode() {
+    chain_outage("log").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_outage_answers_503_loses_nothing_and_shows_nothing_valid_in_legacy_mode() {
+    chain_outage("legacy").await;
+}
+
+async fn chain_outage(mode: &str) {
     let dir = data_dir();
     let state = dir.path().join("external-anvil.json");
     let port = free_port();
     let node = start_node(NodeKind::Anvil, port, Some(state.clone())).await;
     let rpc = node.url().to_owned();
-    deploy(dir.path(), &rpc);
-    let app = App::spawn(&bin(), dir.path(), &["--rpc", &rpc]);
+    deploy_in(dir.path(), &rpc, mode);
+    let app = App::spawn(&bin(), dir.path(), &["--rpc", &rpc, "--mode", mode]);
     let (status, _) = post_update(&app, "boiler", json!({"t": 1})).await;
     assert_eq!(status, 200);
 
@@ -62,22 +71,33 @@ async fn a_chain_outage_answers_503_loses_nothing_and_shows_nothing_valid() {
     }
     assert_eq!(integrity(&app, "boiler").await, "Valid");
     assert_eq!(integrity(&app, "kiln").await, "Valid");
-    let anchored: i64 = db(dir.path())
-        .query_row(
-            "SELECT COUNT(*) FROM records WHERE status = 'anchored'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(anchored, 3);
+    if mode == "legacy" {
+        let anchored: i64 = db(dir.path())
+            .query_row(
+                "SELECT COUNT(*) FROM records WHERE status = 'anchored'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(anchored, 3);
+    } else {
+        let (_, health) = get(&app, "/health").await;
+        assert_eq!(health["anchoring"]["anchored_size"], 3, "{health}");
+    }
     drop(app);
     node.stop(Duration::from_secs(30)).await.expect("stop");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_service_finds_its_data_and_contract_again() {
+    for mode in ["log", "legacy"] {
+        restart_in(mode).await;
+    }
+}
+
+async fn restart_in(mode: &str) {
     let dir = data_dir();
-    let mut app = embedded_app(dir.path());
+    let mut app = embedded_app_in(dir.path(), mode);
     let (status, _) = post_update(&app, "press", json!({"bar": 3.5})).await;
     assert_eq!(status, 200);
     let (_, health) = get(&app, "/health").await;

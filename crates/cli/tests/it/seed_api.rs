@@ -42,31 +42,57 @@ async fn seed_demo(app: &App) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_demo_on_the_embedded_anvil() {
+async fn seed_demo_on_the_embedded_anvil_in_log_mode() {
     let dir = data_dir();
     let app = embedded_app(dir.path());
     seed_demo(&app).await;
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["mode"], "log");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_demo_on_ganache() {
+async fn seed_demo_on_the_embedded_anvil_in_legacy_mode() {
+    let dir = data_dir();
+    let app = embedded_app_in(dir.path(), "legacy");
+    seed_demo(&app).await;
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["mode"], "legacy");
+}
+
+async fn seed_demo_on_ganache(mode: &str) {
     let dir = data_dir();
     let node = start_node(NodeKind::Ganache, 0, None).await;
-    let address = deploy(dir.path(), node.url());
+    let address = deploy_in(dir.path(), node.url(), mode);
     assert!(
         address.starts_with("0x") && address.len() == 42,
         "{address}"
     );
-    let app = App::spawn(&bin(), dir.path(), &["--rpc", node.url()]);
+    let app = App::spawn(&bin(), dir.path(), &["--rpc", node.url(), "--mode", mode]);
     seed_demo(&app).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_block_timestamp_is_that_of_the_block_holding_the_transaction() {
+async fn seed_demo_on_ganache_in_log_mode() {
+    seed_demo_on_ganache("log").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_demo_on_ganache_in_legacy_mode() {
+    seed_demo_on_ganache("legacy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_timestamp_is_that_of_the_block_holding_the_transaction_in_both_modes() {
+    for mode in ["log", "legacy"] {
+        block_timestamp_in(mode).await;
+    }
+}
+
+async fn block_timestamp_in(mode: &str) {
     let dir = data_dir();
     let node = start_node(NodeKind::Anvil, 0, None).await;
-    deploy(dir.path(), node.url());
-    let app = App::spawn(&bin(), dir.path(), &["--rpc", node.url()]);
+    deploy_in(dir.path(), node.url(), mode);
+    let app = App::spawn(&bin(), dir.path(), &["--rpc", node.url(), "--mode", mode]);
     let (_, body) = post_update(&app, "t", json!({"a": 1})).await;
     let tx = body["tx_hash"].as_str().expect("tx").to_owned();
     let rpc = |method: &str, params: serde_json::Value| {
@@ -105,9 +131,9 @@ async fn the_block_timestamp_is_that_of_the_block_holding_the_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn history_is_kept_and_an_edited_timestamp_is_tampering() {
+async fn legacy_history_is_kept_and_an_edited_timestamp_is_tampering() {
     let dir = data_dir();
-    let app = embedded_app(dir.path());
+    let app = embedded_app_in(dir.path(), "legacy");
     for v in 1..=3 {
         let (status, body) = post_update(&app, "pump-1", json!({"rpm": v * 100})).await;
         assert_eq!(status, 200, "{body}");

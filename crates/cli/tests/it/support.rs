@@ -28,9 +28,29 @@ pub fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
-/// Starts the service on the embedded Anvil.
+/// Starts the service on the embedded Anvil, in the default (log) mode.
 pub fn embedded_app(dir: &Path) -> App {
     App::spawn(&bin(), dir, &[])
+}
+
+/// Starts the service on the embedded Anvil in `mode` (`log` or `legacy`).
+pub fn embedded_app_in(dir: &Path, mode: &str) -> App {
+    App::spawn(&bin(), dir, &["--mode", mode])
+}
+
+/// `twinledger deploy --mode MODE --rpc URL` into `dir`; returns the printed address.
+pub fn deploy_in(dir: &Path, rpc: &str, mode: &str) -> String {
+    let d = dir.to_str().expect("utf-8 path");
+    let out = run(&["deploy", "--mode", mode, "--rpc", rpc, "--data-dir", d]);
+    assert!(
+        out.status.success(),
+        "deploy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 /// Starts a node of `kind` on a free port, with state in `state` if given.
@@ -48,26 +68,6 @@ pub async fn start_node(kind: NodeKind, port: u16, state: Option<PathBuf>) -> Lo
     })
     .await
     .expect("node starts")
-}
-
-/// `twinledger deploy --rpc URL` into `dir`; returns the printed address.
-pub fn deploy(dir: &Path, rpc: &str) -> String {
-    let out = run(&[
-        "deploy",
-        "--rpc",
-        rpc,
-        "--data-dir",
-        dir.to_str().expect("utf-8 path"),
-    ]);
-    assert!(
-        out.status.success(),
-        "deploy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
 }
 
 /// An HTTP client.

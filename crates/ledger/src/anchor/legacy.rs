@@ -1,62 +1,21 @@
-//! Anchoring: puts pending records on chain in log order.
+//! Legacy mode: one `updateTwin` transaction of the seed contract per record, in log order.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::watch;
 use twinledger_chain::{ChainError, LegacyContract, TxHash};
 use twinledger_store::{LegacyAnchor, Store, StoredRecord};
 
-/// What a waiter learns about its record's anchor.
-pub(crate) type AnchorOutcome = Result<LegacyAnchor, String>;
-
-/// Callers waiting for the anchor of a record, by log index.
-#[derive(Default)]
-pub(crate) struct AnchorWaiters {
-    by_index: Mutex<HashMap<u64, oneshot::Sender<AnchorOutcome>>>,
-}
-
-impl AnchorWaiters {
-    pub fn register(&self, index: u64, tx: oneshot::Sender<AnchorOutcome>) {
-        if let Ok(mut m) = self.by_index.lock() {
-            m.insert(index, tx);
-        }
-    }
-
-    fn resolve(&self, index: u64, outcome: AnchorOutcome) {
-        let waiter = self.by_index.lock().ok().and_then(|mut m| m.remove(&index));
-        if let Some(w) = waiter {
-            let _ = w.send(outcome);
-        }
-    }
-
-    /// Fails every waiter: while the head of the queue cannot be anchored, nothing behind it can
-    /// (records are anchored in log order), so every caller learns it now.
-    fn fail_all(&self, msg: &str) {
-        let all: Vec<_> = match self.by_index.lock() {
-            Ok(mut m) => m.drain().collect(),
-            Err(_) => return,
-        };
-        for (_, w) in all {
-            let _ = w.send(Err(msg.to_owned()));
-        }
-    }
-}
-
-/// The chain's health as the anchorer last saw it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AnchorState {
-    /// The last error, while the chain is failing.
-    pub last_error: Option<String>,
-}
+use super::{AnchorInfo, AnchorState, AnchorWaiters};
 
 /// Runs the legacy anchorer: one `updateTwin` per record, in log order.
 pub(crate) async fn run_legacy(
     store: Arc<dyn Store>,
     contract: LegacyContract,
     waiters: Arc<AnchorWaiters>,
-    committed: Arc<Notify>,
+    mut tree: watch::Receiver<u64>,
     state: watch::Sender<AnchorState>,
     receipt_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -85,7 +44,7 @@ pub(crate) async fn run_legacy(
         };
         if pending.is_empty() {
             tokio::select! {
-                _ = committed.notified() => {}
+                _ = tree.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 _ = shutdown.changed() => {}
             }
@@ -148,7 +107,7 @@ async fn anchor_legacy_batch(
             Err(e) => {
                 tracing::error!(target: "twinledger::anchor", index = row.index, error = %e, "pending record is corrupt; not anchoring it");
                 undecodable.insert(row.index);
-                waiters.resolve(row.index, Err(format!("stored record is corrupt: {e}")));
+                waiters.resolve_one(row.index, Err(format!("stored record is corrupt: {e}")));
                 continue;
             }
         };
@@ -209,9 +168,17 @@ async fn anchor_legacy_batch(
         let a = anchor.clone();
         let stored = tokio::task::spawn_blocking(move || s.set_legacy_anchor(index, &a)).await;
         match stored {
-            Ok(Ok(())) => waiters.resolve(index, Ok(anchor)),
+            Ok(Ok(())) => waiters.resolve_one(
+                index,
+                Ok(AnchorInfo {
+                    tx_hash: anchor.tx_hash,
+                    block_number: anchor.block_number,
+                    block_timestamp: anchor.block_timestamp,
+                    tree_size: None,
+                }),
+            ),
             Ok(Err(e)) => {
-                waiters.resolve(
+                waiters.resolve_one(
                     index,
                     Err(format!("anchored in {tx} but not recorded: {e}")),
                 );

@@ -1,0 +1,158 @@
+//! Anchoring: puts records on chain in log order, and tells waiting callers when it happened.
+
+pub(crate) mod legacy;
+pub(crate) mod log;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// Where a record was anchored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchorInfo {
+    /// The anchoring transaction.
+    pub tx_hash: String,
+    /// Block holding it.
+    pub block_number: u64,
+    /// That block's timestamp (Unix seconds).
+    pub block_timestamp: u64,
+    /// Log mode: the anchored tree size (the record is one of its leaves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tree_size: Option<u64>,
+}
+
+/// What a waiter learns.
+pub(crate) type AnchorOutcome = Result<AnchorInfo, String>;
+
+/// How far a waiter waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    Anchored,
+    Confirmed,
+}
+
+/// Waiting callers by level and log index.
+type Waiting = BTreeMap<(Level, u64), Vec<oneshot::Sender<AnchorOutcome>>>;
+
+/// Callers waiting for records to be anchored or confirmed, by log index.
+#[derive(Default)]
+pub(crate) struct AnchorWaiters {
+    waiting: Mutex<Waiting>,
+}
+
+impl AnchorWaiters {
+    pub fn register(&self, index: u64, level: Level, tx: oneshot::Sender<AnchorOutcome>) {
+        if let Ok(mut m) = self.waiting.lock() {
+            m.entry((level, index)).or_default().push(tx);
+        }
+    }
+
+    /// Resolves every waiter at `level` for a record below `size` (log mode: an anchored tree of
+    /// `size` leaves holds them all).
+    pub fn resolve_below(&self, level: Level, size: u64, info: &AnchorInfo) {
+        let done: Vec<_> = match self.waiting.lock() {
+            Ok(mut m) => {
+                let rest = m.split_off(&(level, size));
+                let below = std::mem::replace(&mut *m, rest);
+                // Keys of other levels that sorted below were split off with these; put back.
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    below.into_iter().partition(|((l, _), _)| *l == level);
+                m.extend(others);
+                mine
+            }
+            Err(_) => return,
+        };
+        for (_, senders) in done {
+            for s in senders {
+                let _ = s.send(Ok(info.clone()));
+            }
+        }
+    }
+
+    /// Resolves the waiters of one record at every level (legacy mode has no confirmations).
+    pub fn resolve_one(&self, index: u64, outcome: AnchorOutcome) {
+        let senders: Vec<_> = match self.waiting.lock() {
+            Ok(mut m) => [Level::Anchored, Level::Confirmed]
+                .into_iter()
+                .filter_map(|l| m.remove(&(l, index)))
+                .flatten()
+                .collect(),
+            Err(_) => return,
+        };
+        for s in senders {
+            let _ = s.send(outcome.clone());
+        }
+    }
+
+    /// Fails every waiter: while the head of the log cannot be anchored nothing behind it can
+    /// be either (records are anchored in log order), so every caller learns it now.
+    pub fn fail_all(&self, msg: &str) {
+        let all = match self.waiting.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => return,
+        };
+        for s in all.into_values().flatten() {
+            let _ = s.send(Err(msg.to_owned()));
+        }
+    }
+}
+
+/// The chain's health as the anchorer last saw it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AnchorState {
+    /// The last error, while anchoring is failing.
+    pub last_error: Option<String>,
+}
+
+/// The anchored and confirmed tree sizes (log mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct AnchoredSizes {
+    /// Records below this index are in a mined anchor.
+    pub anchored: u64,
+    /// Records below this index are in an anchor with enough confirmations.
+    pub confirmed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> AnchorInfo {
+        AnchorInfo {
+            tx_hash: "0x1".into(),
+            block_number: 1,
+            block_timestamp: 1,
+            tree_size: Some(3),
+        }
+    }
+
+    #[test]
+    fn resolving_below_a_size_leaves_later_records_and_other_levels_waiting() {
+        let w = AnchorWaiters::default();
+        let mut rx = Vec::new();
+        for (index, level) in [
+            (0, Level::Anchored),
+            (2, Level::Anchored),
+            (3, Level::Anchored),
+            (1, Level::Confirmed),
+        ] {
+            let (tx, r) = oneshot::channel();
+            w.register(index, level, tx);
+            rx.push(r);
+        }
+        w.resolve_below(Level::Anchored, 3, &info());
+        assert_eq!(rx[0].try_recv().expect("resolved"), Ok(info()));
+        assert_eq!(rx[1].try_recv().expect("resolved"), Ok(info()));
+        assert!(
+            rx[2].try_recv().is_err(),
+            "index 3 is not in a tree of size 3"
+        );
+        assert!(rx[3].try_recv().is_err(), "confirmation is another level");
+        w.resolve_below(Level::Confirmed, 3, &info());
+        assert!(rx[3].try_recv().is_ok());
+        w.fail_all("down");
+        assert_eq!(rx[2].try_recv().expect("failed"), Err("down".into()));
+    }
+}
