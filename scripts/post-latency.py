@@ -27,5 +27,9 @@ for i in range(n):
     times.append((time.perf_counter() - t0) * 1000)
     if resp.status != 200:
         sys.exit(f"POST {i} answered {resp.status}: {payload!r}")
+window = max(1, n // 5)
+for start in range(0, n, window):
+    chunk = times[start:start + window]
+    print(f"  POSTs {start + 1}-{start + len(chunk)}: {len(chunk) / (sum(chunk) / 1000):.0f}/s, median {statistics.median(chunk):.2f} ms")
 times.sort()
 print(f"{n} POSTs: median {statistics.median(times):.2f} ms, p90 {times[int(0.9 * (n - 1))]:.2f} ms, max {times[-1]:.2f} ms")

@@ -17,5 +17,5 @@ pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
 pub use log::{AnchorReceipt, AnchoredRoot, LogContract};
-pub use node::{LocalNode, LocalNodeConfig, NodeKind};
+pub use node::{LocalNode, LocalNodeConfig, NodeKind, anvil_snapshot};
 pub use signer::SignerConfig;

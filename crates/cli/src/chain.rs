@@ -32,6 +32,11 @@ struct NodeFile {
     pid: u32,
 }
 
+/// Where the embedded Anvil keeps its state.
+pub fn anvil_state_path(settings: &Settings) -> PathBuf {
+    settings.data_dir.join("anvil-state.json")
+}
+
 /// The signer the settings ask for.
 pub fn signer(settings: &Settings) -> Result<SignerConfig> {
     let c = &settings.chain;
@@ -122,7 +127,7 @@ impl Chain {
         }
         stop_stale_node(&node_file).await;
         let program = find_anvil(settings)?;
-        let state_path = settings.data_dir.join("anvil-state.json");
+        let state_path = anvil_state_path(settings);
         let node = LocalNode::start(&LocalNodeConfig {
             kind: NodeKind::Anvil,
             program,
@@ -151,6 +156,30 @@ impl Chain {
             node: Some(node),
             node_file: Some(node_file),
         })
+    }
+
+    /// While the embedded node runs, saves its state atomically every `interval` (a kill then
+    /// loses at most that much of the chain, never the whole file).
+    pub fn snapshot_every(
+        &self,
+        interval: Duration,
+        path: PathBuf,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let node = self.node.as_ref()?;
+        if interval.is_zero() {
+            return None;
+        }
+        let url = node.url().to_owned();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = twinledger_chain::anvil_snapshot(&url, &path).await {
+                    tracing::warn!(target: "twinledger::node", error = %e, "snapshot of the embedded Anvil failed");
+                }
+            }
+        }))
     }
 
     /// Stops the embedded node, letting it save its state.

@@ -80,6 +80,8 @@ pub struct ChainSettings {
     pub password_file: Option<PathBuf>,
     /// Seconds to wait for a receipt.
     pub receipt_timeout_secs: u64,
+    /// Seconds between atomic snapshots of the embedded Anvil's state (0: only at exit).
+    pub snapshot_interval_secs: u64,
 }
 
 /// HTTP limits.
@@ -106,6 +108,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             chain: ChainSettings {
                 receipt_timeout_secs: 60,
+                snapshot_interval_secs: 30,
                 ..ChainSettings::default()
             },
             http: HttpSettings {

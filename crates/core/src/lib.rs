@@ -24,3 +24,6 @@ pub mod tree;
 
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
 pub use tree::{CompletedNode, Frontier, NodeSource, TreeHead, range_root, root_of};
+pub mod bundle;
+
+pub use bundle::{BUNDLE_FORMAT, BundleAnchor, BundleError, ProofBundle};

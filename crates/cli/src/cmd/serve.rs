@@ -101,7 +101,14 @@ impl ServeArgs {
                 ..HttpConfig::default()
             },
         );
+        let snapshots = chain.snapshot_every(
+            Duration::from_secs(settings.chain.snapshot_interval_secs),
+            chain::anvil_state_path(&settings),
+        );
         let served = twinledger_server::serve(listener, router, shutdown_signal()).await;
+        if let Some(s) = snapshots {
+            s.abort();
+        }
         ledger.shutdown();
         chain.stop().await;
         served.context("HTTP server failed")?;

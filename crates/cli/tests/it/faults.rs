@@ -151,3 +151,31 @@ async fn a_lost_embedded_chain_is_reported_at_start_never_shown_valid() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("lost its state"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hard_kill_of_service_and_embedded_chain_keeps_the_last_snapshot() {
+    let dir = data_dir();
+    // The service reads twinledger.toml from its working directory, the data directory here.
+    std::fs::write(
+        dir.path().join("twinledger.toml"),
+        "[chain]\nsnapshot_interval_secs = 1\n",
+    )
+    .expect("config");
+    let mut app = App::spawn(&bin(), dir.path(), &[]);
+    let (status, _) = post_update(&app, "valve", json!({"open": true})).await;
+    assert_eq!(status, 200);
+    // Wait for a periodic snapshot (1 s here) to include the anchor.
+    let node: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("node.json")).expect("node.json"))
+            .expect("json");
+    let anvil_pid = node["pid"].as_u64().expect("pid") as i32;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.kill();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(anvil_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill anvil");
+    let app = App::spawn(&bin(), dir.path(), &[]);
+    assert_eq!(integrity(&app, "valve").await, "Valid");
+}
