@@ -35,6 +35,8 @@ pub enum Command {
     Update(cmd::update::UpdateArgs),
     /// Verify every stored version of a twin against its hashes and the chain.
     Verify(cmd::verify::VerifyArgs),
+    /// Verify a proof bundle with no database, against a chain and contract you name.
+    VerifyProof(cmd::verify_proof::VerifyProofArgs),
 }
 
 /// Options that say which chain, which contract and who signs.

@@ -39,6 +39,9 @@ pub struct BundleAnchor {
 pub struct ProofBundle {
     /// The record.
     pub record: Record,
+    /// The record's leaf bytes, as the bundle states them (informative: checked against the
+    /// record, which is what counts).
+    pub leaf: Vec<u8>,
     /// Its leaf hash, as the bundle states it.
     pub leaf_hash: Hash,
     /// Inclusion of the leaf in the tree of `tree_head.size` leaves.
@@ -193,7 +196,7 @@ impl ProofBundle {
         let mut out = Object::new();
         out.insert("format", text(BUNDLE_FORMAT));
         out.insert("record", Value::Object(record));
-        out.insert("leaf", text(hex::encode(r.leaf())));
+        out.insert("leaf", text(hex::encode(&self.leaf)));
         out.insert("leaf_hash", text(self.leaf_hash.to_hex()));
         out.insert("inclusion_proof", Value::Object(proof));
         out.insert("tree_head", Value::Object(head));
@@ -303,8 +306,10 @@ impl ProofBundle {
             ],
             "anchor",
         )?;
+        let leaf = hex::decode(string(top, "leaf")?).map_err(|_| malformed("leaf must be hex"))?;
         let bundle = Self {
             record,
+            leaf,
             leaf_hash: hash_field(top, "leaf_hash")?,
             inclusion_proof: InclusionProof {
                 index: u64_field(p, "leaf_index")?,
@@ -323,14 +328,6 @@ impl ProofBundle {
                 block_timestamp: u64_field(a, "block_timestamp")?,
             },
         };
-        // "leaf" is informative (for readers of the file); it must still agree with the record.
-        let leaf = string(top, "leaf")?;
-        if leaf != hex::encode(bundle.record.leaf()) {
-            return Err(BundleError::LeafHash {
-                expected: bundle.leaf_hash,
-                got: bundle.record.leaf_hash(),
-            });
-        }
         Ok(bundle)
     }
 
@@ -355,6 +352,11 @@ impl ProofBundle {
                 expected: self.leaf_hash,
                 got: leaf,
             });
+        }
+        if self.leaf != r.leaf() {
+            return Err(BundleError::Malformed(
+                "the leaf bytes do not encode the record".into(),
+            ));
         }
         let p = &self.inclusion_proof;
         if p.index != r.index || p.size != self.tree_head.size {
@@ -411,6 +413,7 @@ mod tests {
         let head = frontier.head();
         let record = records.swap_remove(6);
         ProofBundle {
+            leaf: record.leaf(),
             leaf_hash: record.leaf_hash(),
             inclusion_proof: InclusionProof::generate(&nodes, 6, head.size).expect("proof"),
             record,

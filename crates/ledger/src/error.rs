@@ -22,6 +22,13 @@ pub enum LedgerError {
     /// The twin does not exist.
     #[error("twin {0} not found")]
     TwinNotFound(String),
+    /// The twin exists but not this version.
+    #[error("twin {0} has no version {1}")]
+    VersionNotFound(String, u64),
+    /// The request cannot be served in the ledger's current state (for example a proof of a
+    /// record not anchored yet).
+    #[error("{0}")]
+    Conflict(String),
     /// The database's log and the chain's anchored heads disagree.
     #[error("{0}")]
     Diverged(String),

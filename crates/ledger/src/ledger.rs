@@ -8,7 +8,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use twinledger_chain::{ChainClient, ChainStatus, LegacyContract, LogContract};
 use twinledger_core::json::Value;
-use twinledger_core::{Hash, HashScheme, Record, RecordKind, Salt, TwinId};
+use twinledger_core::{
+    BundleAnchor, Hash, HashScheme, ProofBundle, Record, RecordKind, Salt, TreeHead, TwinId,
+};
 use twinledger_store::{NewRecord, Store, StoreStats, StoredRecord};
 
 use crate::anchor::legacy;
@@ -344,6 +346,61 @@ impl Ledger {
                 Ok((status, anchor.as_ref().and_then(covering_info)))
             }
         }
+    }
+
+    /// Reads from the store on a blocking thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        blocking(&self.inner.store, f).await
+    }
+
+    /// The proof bundle of one version of a twin (log mode, once anchored): the record, its
+    /// inclusion proof in the first anchored tree that holds it, that tree's head, and where it
+    /// was anchored.
+    pub async fn proof_bundle(&self, id: &TwinId, version: u64) -> Result<ProofBundle> {
+        let Anchoring::Log(contract) = &self.inner.anchoring else {
+            return Err(LedgerError::Conflict(
+                "proof bundles exist in log mode only; this ledger runs in legacy mode".into(),
+            ));
+        };
+        let row = {
+            let id = id.clone();
+            self.read(move |s| s.record(&id, version)).await?
+        }
+        .ok_or_else(|| LedgerError::VersionNotFound(id.to_string(), version))?;
+        let record = row.decode().map_err(|e| {
+            LedgerError::Conflict(format!(
+                "the stored record is corrupt ({e}); run `twinledger audit`"
+            ))
+        })?;
+        let index = record.index;
+        let anchor = self.read(move |s| s.anchor_covering(index)).await?;
+        let (Some(anchor), true) = (anchor, index < self.anchored_sizes().anchored) else {
+            return Err(LedgerError::Conflict(format!(
+                "twin {id} version {version} is not anchored yet; retry once it is"
+            )));
+        };
+        let size = anchor.size;
+        let proof = self.read(move |s| s.inclusion_proof(index, size)).await?;
+        Ok(ProofBundle {
+            leaf: record.leaf(),
+            leaf_hash: record.leaf_hash(),
+            record,
+            inclusion_proof: proof,
+            tree_head: TreeHead {
+                size,
+                root: anchor.root,
+            },
+            anchor: BundleAnchor {
+                chain_id: contract.client().chain_id(),
+                contract: contract.address().to_string(),
+                tx_hash: anchor.tx_hash,
+                block_number: anchor.block_number.unwrap_or_default(),
+                block_timestamp: anchor.block_time.unwrap_or_default(),
+            },
+        })
     }
 
     /// Database and chain health.

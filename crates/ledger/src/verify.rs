@@ -157,7 +157,8 @@ impl Verifier {
         };
         Ok(proof.verify(&leaf_hash, &head.root).err().map(|e| {
             format!(
-                "record is not in the tree of size {} anchored on chain ({e})",
+                "record is not in the tree of size {} anchored on chain, or a record next to it \
+                 in the log was altered ({e}); `twinledger audit` tells which",
                 head.size
             )
         }))
@@ -364,6 +365,7 @@ impl Verifier {
         let mut pending = Vec::new();
         let mut expected_version: u64 = 1;
         let mut prev_leaf: Option<Hash> = None;
+        let mut prev_sound = true;
         let mut latest_anchored: Option<(StoredRecord, String)> = None;
         let log_head = match &self.anchoring {
             Anchoring::Log(c) => Some(c.latest_head().await?),
@@ -380,16 +382,22 @@ impl Verifier {
             } else if version < expected_version {
                 problems.push(problem(row, "version is out of order or duplicated"));
             }
+            let after_gap = version != expected_version;
+            let problems_before = problems.len();
             expected_version = version + 1;
             let Some(recomputed) = recompute(row, &mut problems) else {
                 prev_leaf = None;
+                prev_sound = false;
                 continue;
             };
             let stored_prev = row
                 .prev_leaf_hash
                 .as_deref()
                 .and_then(|p| Hash::from_slice(p).ok());
-            if version > 1 && stored_prev != prev_leaf {
+            // Right after a gap the link cannot hold; the gap is the finding.
+            // A broken previous record is reported at itself; its successor's link then
+            // says nothing more.
+            if version > 1 && stored_prev != prev_leaf && !after_gap && prev_sound {
                 problems.push(problem(
                     row,
                     "does not link to the previous version's leaf hash",
@@ -416,6 +424,7 @@ impl Verifier {
             } else {
                 pending.push(version);
             }
+            prev_sound = problems.len() == problems_before;
         }
         if let Some(t) = &twin
             && t.latest_version + 1 != expected_version

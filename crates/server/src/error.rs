@@ -50,7 +50,10 @@ impl IntoResponse for ApiError {
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         let status = match &e {
-            LedgerError::TwinNotFound(_) => StatusCode::NOT_FOUND,
+            LedgerError::TwinNotFound(_) | LedgerError::VersionNotFound(..) => {
+                StatusCode::NOT_FOUND
+            }
+            LedgerError::Conflict(_) => StatusCode::CONFLICT,
             LedgerError::Unhashable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             LedgerError::Store(_)
             | LedgerError::Chain(_)

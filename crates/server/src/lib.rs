@@ -7,6 +7,7 @@
 mod body;
 mod error;
 mod routes;
+mod v1;
 
 use std::future::Future;
 use std::time::Duration;

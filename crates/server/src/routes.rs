@@ -19,6 +19,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/update_twin_on_blockchain", post(update_twin))
         .route("/get_twin_from_blockchain/{twin_id}", get(get_twin))
         .route("/health", get(health))
+        .merge(crate::v1::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

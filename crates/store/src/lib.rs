@@ -42,6 +42,9 @@ pub trait Store: Send + Sync + 'static {
     /// The twin's summary, if the twin exists.
     fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>>;
 
+    /// Twins in id order after `after` (exclusive), at most `limit`.
+    fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>>;
+
     /// One version of a twin, exactly as stored.
     fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>>;
 

@@ -344,6 +344,25 @@ impl Store for SqliteStore {
         })
     }
 
+    fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms \
+                 FROM twins WHERE ?1 IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok(TwinSummary {
+                    twin_id: r.get(0)?,
+                    latest_version: r.get::<_, i64>(1)? as u64,
+                    latest_index: r.get::<_, i64>(2)? as u64,
+                    created_at_ms: r.get(3)?,
+                    updated_at_ms: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(

@@ -4,6 +4,7 @@ pub mod deploy;
 pub mod serve;
 pub mod update;
 pub mod verify;
+pub mod verify_proof;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Deploy(a) => a.chain.layer(),
         Command::Update(_) => json!({}),
         Command::Verify(a) => a.chain.layer(),
+        Command::VerifyProof(_) => json!({}),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
     match cli.command {
@@ -31,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Deploy(a) => a.run(settings).await,
         Command::Update(a) => a.run(settings).await,
         Command::Verify(a) => a.run(settings).await,
+        Command::VerifyProof(a) => a.run(settings).await,
     }
 }
 

@@ -4,5 +4,6 @@
 mod cli;
 mod concurrency;
 mod faults;
+mod log_api;
 mod seed_api;
 mod support;

@@ -1,0 +1,332 @@
+//! Log mode: the /v1 API, proof bundles checked by `verify-proof`, and tampering of every kind
+//! found by verify.
+
+use serde_json::{Value, json};
+use twinledger_testkit::App;
+
+use crate::support::*;
+
+async fn post_state(app: &App, twin: &str, query: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(app.url(&format!("/v1/twins/{twin}/states{query}")))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_v1_api_records_lists_pages_and_reports_heads() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let (status, rec) = post_state(
+        &app,
+        "pump-1",
+        "?wait=anchored",
+        json!({"rpm": 1450, "ok": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{rec}");
+    assert_eq!(
+        (rec["version"].as_u64(), rec["index"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(rec["status"], "anchored");
+    assert_eq!(rec["hash_scheme"], "jcs-sha256");
+    assert_eq!(rec["state"], json!({"rpm": 1450, "ok": true}));
+    assert!(
+        rec["anchor"]["tx_hash"]
+            .as_str()
+            .expect("tx")
+            .starts_with("0x")
+    );
+    for v in 2..=5 {
+        let (status, rec) = post_state(
+            &app,
+            "pump-1",
+            "?wait=confirmed&scheme=seed-sha256",
+            json!({"rpm": v}),
+        )
+        .await;
+        assert_eq!(status, 201, "{rec}");
+        assert_eq!(rec["status"], "confirmed");
+        assert_eq!(rec["hash_scheme"], "seed-sha256");
+    }
+    let (status, rec) = post_state(&app, "pump-2", "", json!({"rpm": 1})).await;
+    assert_eq!((status, rec["version"].as_u64()), (201, Some(1)));
+
+    let (status, twins) = get(&app, "/v1/twins?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(twins["twins"][0]["twin_id"], "pump-1");
+    assert_eq!(twins["next_after"], "pump-1");
+    let (_, twins) = get(&app, "/v1/twins?after=pump-1").await;
+    assert_eq!(twins["twins"][0]["twin_id"], "pump-2");
+    assert_eq!(twins["next_after"], Value::Null);
+
+    let (_, twin) = get(&app, "/v1/twins/pump-1").await;
+    assert_eq!(twin["latest_version"], 5);
+    assert_eq!(twin["latest"]["state"], json!({"rpm": 5}));
+    let (_, page) = get(&app, "/v1/twins/pump-1/history?limit=2").await;
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["next_cursor"], "3");
+    let (_, page) = get(&app, "/v1/twins/pump-1/history?cursor=3&limit=10").await;
+    let versions: Vec<u64> = page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["version"].as_u64().expect("v"))
+        .collect();
+    assert_eq!(versions, [3, 4, 5]);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let (status, v2) = get(&app, "/v1/twins/pump-1/versions/2").await;
+    assert_eq!((status, &v2["state"]), (200, &json!({"rpm": 2})));
+
+    let (_, verdict) = get(&app, "/v1/twins/pump-1/verify").await;
+    assert_eq!(verdict["integrity"], "Valid", "{verdict}");
+    let (_, heads) = get(&app, "/v1/tree-heads").await;
+    assert_eq!(heads["log"]["size"], 6);
+    assert!(heads["anchors"].as_array().expect("anchors").len() >= 5);
+
+    for (path, status) in [
+        ("/v1/twins/nobody", 404),
+        ("/v1/twins/pump-1/versions/9", 404),
+        ("/v1/twins/pump-1/versions/0", 400),
+        ("/v1/twins/pump-1/versions/x", 400),
+        ("/v1/twins/pump-1/history?cursor=-1", 400),
+        ("/v1/twins/pump-1/history?limit=100000", 400),
+        ("/v1/twins?limit=abc", 400),
+        ("/v1/twins?bogus=1", 400),
+        ("/v1/twins/nobody/history", 404),
+    ] {
+        let (got, body) = get(&app, path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    let (status, body) = post_state(&app, "pump-1", "?wait=soon", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_state(&app, "pump-1", "?scheme=md5", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let r = http()
+        .post(app.url("/v1/twins/pump-1/states"))
+        .header("content-type", "application/json")
+        .body(r#"{"n": 123456789012345678901234567890}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        r.status().as_u16(),
+        422,
+        "a jcs-sha256 state needs exact doubles"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exported_proof_bundle_is_verified_against_the_chain_and_forgeries_fail() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    for v in 0..7 {
+        let (status, _) = post_state(&app, "meter", "?wait=anchored", json!({"kwh": v})).await;
+        assert_eq!(status, 201);
+    }
+    let proof = http()
+        .get(app.url("/v1/twins/meter/versions/3/proof"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    let file = dir.path().join("proof.json");
+    std::fs::write(&file, &proof).expect("write");
+    let node: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("node.json")).expect("node.json"))
+            .expect("json");
+    let rpc = node["url"].as_str().expect("url").to_owned();
+    let (_, health) = get(&app, "/health").await;
+    let contract = health["chain"]["contract"]
+        .as_str()
+        .expect("contract")
+        .to_owned();
+    let f = file.to_str().expect("path");
+
+    let out = run(&[
+        "verify-proof",
+        f,
+        "--rpc",
+        &rpc,
+        "--contract",
+        &contract,
+        "--chain-id",
+        "31337",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("VALID"), "{stdout}");
+
+    // One byte changed anywhere in the record or proof: refused.
+    let bytes = proof.as_bytes();
+    let mut positions: Vec<usize> = Vec::new();
+    for key in [
+        "\"kwh\":2",
+        "\"salt\":\"",
+        "\"path\":[\"",
+        "\"root\":\"",
+        "\"recorded_at_ms\":",
+        "\"version\":",
+    ] {
+        positions.push(proof.find(key).expect(key) + key.len() - 1 + 1);
+    }
+    for pos in positions {
+        let mut forged = bytes.to_vec();
+        forged[pos] = if forged[pos] == b'1' { b'2' } else { b'1' };
+        std::fs::write(&file, &forged).expect("write");
+        let out = run(&["verify-proof", f, "--rpc", &rpc, "--contract", &contract]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "byte {pos} changed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    std::fs::write(&file, &proof).expect("write");
+    // The wrong chain, the wrong contract, no chain at all, a truncated file.
+    for (args, code, expected) in [
+        (
+            vec!["--rpc", &rpc, "--contract", &contract, "--chain-id", "1"],
+            1,
+            "not the expected chain",
+        ),
+        (
+            vec![
+                "--rpc",
+                &rpc,
+                "--contract",
+                "0x00000000000000000000000000000000000000aa",
+            ],
+            1,
+            "not the trusted contract",
+        ),
+        (
+            vec!["--rpc", "http://127.0.0.1:9", "--contract", &contract],
+            2,
+            "cannot reach the chain",
+        ),
+        (vec!["--contract", &contract], 2, "give --rpc"),
+        (vec!["--rpc", &rpc], 2, "never taken from the bundle"),
+    ] {
+        let mut full = vec!["verify-proof", f];
+        full.extend(args.iter().copied());
+        let out = run(&full);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {text}");
+        assert!(text.contains(expected), "{args:?}: {text}");
+    }
+    std::fs::write(&file, &proof[..proof.len() / 2]).expect("write");
+    let out = run(&["verify-proof", f, "--rpc", &rpc, "--contract", &contract]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("malformed"));
+    std::fs::write(&file, &proof).expect("write");
+    let out = run(&["verify-proof", f, "--offline"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT checked against any chain"));
+}
+
+/// Each kind of tampering, on its own twin of five anchored versions, is reported at the
+/// version it touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_pinpoints_edits_deletions_insertions_swaps_and_rewrites() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    for twin in ["t-edit", "t-del", "t-ins", "t-swap", "t-rewrite", "t-clean"] {
+        for v in 1..=5 {
+            let (status, _) = post_state(&app, twin, "?wait=anchored", json!({"v": v})).await;
+            assert_eq!(status, 201);
+        }
+    }
+    let db = db(dir.path());
+    db.execute(
+        "UPDATE records SET state = '{\"v\":33}' WHERE twin_id = 't-edit' AND version = 3",
+        [],
+    )
+    .expect("edit");
+    db.execute(
+        "DELETE FROM records WHERE twin_id = 't-del' AND version = 2",
+        [],
+    )
+    .expect("delete");
+    db.execute(
+        "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, prev_leaf_hash, \
+         recorded_at_ms, salt, leaf_hash, status) SELECT 1000, twin_id, 6, kind, state, hash_scheme, state_hash, \
+         leaf_hash, recorded_at_ms, salt, leaf_hash, 'pending' FROM records WHERE twin_id = 't-ins' AND version = 5",
+        [],
+    )
+    .expect("insert");
+    db.execute_batch(
+        "UPDATE records SET version = -4 WHERE twin_id = 't-swap' AND version = 4; \
+         UPDATE records SET version = 4 WHERE twin_id = 't-swap' AND version = 2; \
+         UPDATE records SET version = 2 WHERE twin_id = 't-swap' AND version = -4;",
+    )
+    .expect("swap");
+    // A rewrite that keeps the stored hashes consistent with the new state.
+    let state = twinledger_core::json::parse(br#"{"v":44}"#, &Default::default()).expect("json");
+    let hash = twinledger_core::HashScheme::JcsSha256
+        .hash(&state)
+        .expect("hash");
+    db.execute(
+        "UPDATE records SET state = '{\"v\":44}', state_hash = ?1 WHERE twin_id = 't-rewrite' AND version = 4",
+        [hash.as_slice()],
+    )
+    .expect("rewrite");
+    let row: twinledger_core::Record = {
+        let store =
+            twinledger_store::SqliteStore::open(dir.path().join("twinledger.db")).expect("open");
+        let id = twinledger_core::TwinId::new("t-rewrite").expect("id");
+        twinledger_store::Store::record(&store, &id, 4)
+            .expect("read")
+            .expect("row")
+            .decode()
+            .expect("decode")
+    };
+    db.execute(
+        "UPDATE records SET leaf_hash = ?1 WHERE twin_id = 't-rewrite' AND version = 4",
+        [row.leaf_hash().0.as_slice()],
+    )
+    .expect("rewrite leaf");
+
+    let app = &app;
+    let expect = |twin: &'static str, versions: &'static [u64], words: &'static str| async move {
+        let (_, verdict) = get(app, &format!("/v1/twins/{twin}/verify")).await;
+        assert_eq!(verdict["integrity"], "Tampered", "{twin}: {verdict}");
+        let problems = verdict["problems"].as_array().expect("problems");
+        let named: std::collections::BTreeSet<u64> = problems
+            .iter()
+            .filter_map(|p| p["version"].as_u64())
+            .collect();
+        assert_eq!(
+            named,
+            versions.iter().copied().collect(),
+            "{twin}: {verdict}"
+        );
+        assert!(
+            verdict["problems"].to_string().contains(words),
+            "{twin}: {verdict}"
+        );
+    };
+    expect("t-edit", &[3], "state does not match its stored hash").await;
+    // The deleted leaf is also the sibling version 3's inclusion proof needs.
+    expect("t-del", &[2, 3], "versions 2 to 2 are missing").await;
+    expect("t-ins", &[5, 6], "latest version is 5").await;
+    expect("t-swap", &[2, 4], "not in the tree").await;
+    // Version 3 is version 4's sibling in the tree: its proof runs through the rewritten leaf.
+    expect("t-rewrite", &[3, 4], "not in the tree").await;
+    let (_, clean) = get(app, "/v1/twins/t-clean/verify").await;
+    assert_eq!(clean["integrity"], "Valid", "{clean}");
+}

@@ -1,0 +1,326 @@
+//! The versioned JSON API, `/v1`.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value as JsonValue, json};
+use twinledger_core::{HashScheme, RecordKind, TwinId};
+use twinledger_ledger::{AnchorInfo, LedgerError, Status, Submission, Wait};
+use twinledger_store::StoredRecord;
+
+use crate::body::JsonObject;
+use crate::{ApiError, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/twins", get(list_twins))
+        .route("/v1/twins/{id}", get(get_twin))
+        .route("/v1/twins/{id}/states", post(post_state))
+        .route("/v1/twins/{id}/history", get(history))
+        .route("/v1/twins/{id}/versions/{v}", get(get_version))
+        .route("/v1/twins/{id}/versions/{v}/proof", get(get_proof))
+        .route("/v1/twins/{id}/verify", get(verify))
+        .route("/v1/tree-heads", get(tree_heads))
+}
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// The query parameters, refusing any not in `allowed`.
+fn params(q: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let Query(map) = q.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {k:?}; allowed: {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(map)
+}
+
+/// `limit`: 1 to 1000, default 100.
+fn limit(p: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None => Ok(100),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit must be an integer from 1 to 1000, not {s:?}"
+                ))
+            }),
+    }
+}
+
+fn twin_id(s: String) -> Result<TwinId, ApiError> {
+    TwinId::new(s).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+fn version(s: &str) -> Result<u64, ApiError> {
+    s.parse::<u64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(format!("version must be a positive integer, not {s:?}"))
+    })
+}
+
+/// A stored record as the API shows it: the state exactly as stored, its hashes, its status.
+fn record_json(row: &StoredRecord, status: Status, anchor: Option<AnchorInfo>) -> JsonValue {
+    let state = serde_json::value::RawValue::from_string(row.state.clone())
+        .map(|raw| json!(raw))
+        .unwrap_or_else(|_| json!({ "unreadable": row.state }));
+    json!({
+        "index": row.index,
+        "twin_id": row.twin_id,
+        "version": row.version,
+        "kind": row.kind,
+        "state": state,
+        "hash_scheme": row.scheme,
+        "state_hash": hex(&row.state_hash),
+        "prev_leaf_hash": row.prev_leaf_hash.as_deref().map(hex),
+        "recorded_at_ms": row.recorded_at_ms,
+        "salt": hex(&row.salt),
+        "leaf_hash": hex(&row.leaf_hash),
+        "status": status,
+        "anchor": anchor,
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn shown(app: &AppState, row: &StoredRecord) -> Result<JsonValue, ApiError> {
+    let (status, anchor) = app.ledger.status(row).await?;
+    Ok(record_json(row, status, anchor))
+}
+
+/// `POST /v1/twins/{id}/states`: records a state (the body); `?wait=anchored|confirmed` answers
+/// only once that holds; `?scheme=seed-sha256` picks the seed's hash (default `jcs-sha256`).
+async fn post_state(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let twin_id = twin_id(id)?;
+    let p = params(q, &["wait", "scheme"])?;
+    let wait = match p.get("wait").map(String::as_str) {
+        None | Some("stored") => Wait::Stored,
+        Some("anchored") => Wait::Anchored,
+        Some("confirmed") => Wait::Confirmed,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "wait must be stored, anchored or confirmed, not {other:?}"
+            )));
+        }
+    };
+    let scheme = match p.get("scheme") {
+        None => HashScheme::JcsSha256,
+        Some(s) => s
+            .parse()
+            .map_err(|e: twinledger_core::CanonicalError| ApiError::bad_request(e.to_string()))?,
+    };
+    let submission = Submission {
+        twin_id: twin_id.clone(),
+        kind: RecordKind::Reported,
+        state: twinledger_core::json::Value::Object(body.0),
+        scheme,
+    };
+    let timeout = app.config.anchor_wait;
+    let (record, anchor) =
+        match tokio::time::timeout(timeout, app.ledger.record(submission, wait)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(LedgerError::Chain(format!(
+                    "not {} within {} s; the record is stored as pending",
+                    if wait == Wait::Confirmed {
+                        "confirmed"
+                    } else {
+                        "anchored"
+                    },
+                    timeout.as_secs()
+                ))
+                .into());
+            }
+        };
+    let row = {
+        let (id, v) = (twin_id, record.version);
+        app.ledger.read(move |s| s.record(&id, v)).await?
+    }
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the record vanished after its commit",
+        )
+    })?;
+    let status = match (wait, anchor.is_some()) {
+        (Wait::Confirmed, true) => Status::Confirmed,
+        (_, true) => Status::Anchored,
+        _ => Status::Pending,
+    };
+    Ok((StatusCode::CREATED, Json(record_json(&row, status, anchor))).into_response())
+}
+
+/// `GET /v1/twins?after=ID&limit=N`: twins in id order.
+async fn list_twins(State(app): State<AppState>, q: Params) -> Result<Response, ApiError> {
+    let p = params(q, &["after", "limit"])?;
+    let limit = limit(&p)?;
+    let after = p.get("after").cloned();
+    let twins = app
+        .ledger
+        .read(move |s| s.twins(after.as_deref(), limit))
+        .await?;
+    let next = (twins.len() == limit)
+        .then(|| twins.last().map(|t| t.twin_id.clone()))
+        .flatten();
+    Ok(Json(json!({ "twins": twins, "next_after": next })).into_response())
+}
+
+/// `GET /v1/twins/{id}`: the twin and its latest record.
+async fn get_twin(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = twin_id(id)?;
+    let (twin, latest) = {
+        let id = id.clone();
+        app.ledger
+            .read(move |s| {
+                let twin = s.twin(&id)?;
+                let latest = match &twin {
+                    Some(t) => s.record(&id, t.latest_version)?,
+                    None => None,
+                };
+                Ok((twin, latest))
+            })
+            .await?
+    };
+    let twin = twin.ok_or_else(|| ApiError::from(LedgerError::TwinNotFound(id.to_string())))?;
+    let latest = match &latest {
+        Some(row) => Some(shown(&app, row).await?),
+        None => None,
+    };
+    Ok(Json(json!({
+        "twin_id": twin.twin_id,
+        "latest_version": twin.latest_version,
+        "created_at_ms": twin.created_at_ms,
+        "updated_at_ms": twin.updated_at_ms,
+        "latest": latest,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/twins/{id}/history?cursor=V&limit=N`: versions from `cursor` (default 1) on.
+async fn history(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let id = twin_id(id)?;
+    let p = params(q, &["cursor", "limit"])?;
+    let limit = limit(&p)?;
+    let from = match p.get("cursor") {
+        None => 1,
+        Some(c) => {
+            version(c).map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?
+        }
+    };
+    let (exists, rows) = {
+        let id = id.clone();
+        app.ledger
+            .read(move |s| Ok((s.twin(&id)?.is_some(), s.history(&id, from, limit)?)))
+            .await?
+    };
+    if !exists {
+        return Err(LedgerError::TwinNotFound(id.to_string()).into());
+    }
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        records.push(shown(&app, row).await?);
+    }
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| (r.version + 1).to_string()))
+        .flatten();
+    Ok(Json(json!({ "records": records, "next_cursor": next })).into_response())
+}
+
+async fn stored(app: &AppState, id: &TwinId, v: u64) -> Result<StoredRecord, ApiError> {
+    let id2 = id.clone();
+    app.ledger
+        .read(move |s| s.record(&id2, v))
+        .await?
+        .ok_or_else(|| LedgerError::VersionNotFound(id.to_string(), v).into())
+}
+
+/// `GET /v1/twins/{id}/versions/{v}`: one record.
+async fn get_version(
+    State(app): State<AppState>,
+    Path((id, v)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (id, v) = (twin_id(id)?, version(&v)?);
+    let row = stored(&app, &id, v).await?;
+    Ok(Json(shown(&app, &row).await?).into_response())
+}
+
+/// `GET /v1/twins/{id}/versions/{v}/proof`: the proof bundle (docs/proof-format.md).
+async fn get_proof(
+    State(app): State<AppState>,
+    Path((id, v)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (id, v) = (twin_id(id)?, version(&v)?);
+    let bundle = app.ledger.proof_bundle(&id, v).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bundle.to_json(),
+    )
+        .into_response())
+}
+
+/// `GET /v1/twins/{id}/verify`: every version checked against its hashes and the chain.
+async fn verify(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = twin_id(id)?;
+    let verdict = app.ledger.verifier().verify_twin(&id).await?;
+    Ok(Json(verdict).into_response())
+}
+
+/// `GET /v1/tree-heads?from=SIZE&limit=N`: the log's current head and the anchored heads.
+async fn tree_heads(State(app): State<AppState>, q: Params) -> Result<Response, ApiError> {
+    let p = params(q, &["from", "limit"])?;
+    let limit = limit(&p)?;
+    let from = match p.get("from") {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("from must be a tree size, not {s:?}")))?,
+    };
+    let size = app.ledger.tree_size();
+    let (head, anchors) = app
+        .ledger
+        .read(move |s| Ok((s.tree_head(size)?, s.anchors(from, limit)?)))
+        .await?;
+    let anchors: Vec<JsonValue> = anchors
+        .into_iter()
+        .map(|a| {
+            json!({
+                "size": a.size,
+                "root": a.root,
+                "prev_size": a.prev_size,
+                "tx_hash": a.tx_hash,
+                "status": a.status,
+                "block_number": a.block_number,
+                "block_timestamp": a.block_time,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "log": head,
+        "anchored": app.ledger.anchored_sizes(),
+        "anchors": anchors,
+    }))
+    .into_response())
+}
