@@ -181,6 +181,28 @@ impl LogContract {
             .await?)
     }
 
+    /// Every head anchored on this contract, in order, from its `Anchored` events.
+    pub async fn anchored_heads(&self) -> Result<Vec<TreeHead>> {
+        use alloy::sol_types::SolEvent;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.address)
+            .event_signature(TwinLedger::Anchored::SIGNATURE_HASH)
+            .from_block(0u64);
+        let logs = self.client.provider().get_logs(&filter).await?;
+        let mut heads = Vec::with_capacity(logs.len());
+        for log in logs {
+            let e = log
+                .log_decode::<TwinLedger::Anchored>()
+                .map_err(|e| ChainError::Rpc(format!("undecodable Anchored event: {e}")))?;
+            heads.push(TreeHead {
+                size: e.inner.data.size,
+                root: hash(e.inner.data.root),
+            });
+        }
+        heads.sort_by_key(|h| h.size);
+        Ok(heads)
+    }
+
     /// Whether `account` holds the anchoring role.
     pub async fn is_anchorer(&self, account: Address) -> Result<bool> {
         let role = self.instance().ANCHORER_ROLE().call().await?;

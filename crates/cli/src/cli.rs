@@ -35,6 +35,8 @@ pub enum Command {
     Update(cmd::update::UpdateArgs),
     /// Verify every stored version of a twin against its hashes and the chain.
     Verify(cmd::verify::VerifyArgs),
+    /// Recompute every record and the tree, and compare them with every anchored head.
+    Audit(cmd::audit::AuditArgs),
     /// Verify a proof bundle with no database, against a chain and contract you name.
     VerifyProof(cmd::verify_proof::VerifyProofArgs),
 }

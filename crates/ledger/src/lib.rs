@@ -7,6 +7,7 @@
 //! recomputes everything from the stored rows and compares it with the chain.
 
 mod anchor;
+mod audit;
 mod error;
 mod ledger;
 mod verify;
@@ -14,6 +15,7 @@ mod writer;
 
 pub use anchor::log::AnchorConfig;
 pub use anchor::{AnchorInfo, AnchoredSizes};
+pub use audit::{AuditProblem, AuditReport, Divergence, audit};
 pub use error::{LedgerError, Result};
 pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};
 pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};

@@ -51,6 +51,10 @@ pub trait Store: Send + Sync + 'static {
     /// Versions `from_version..` of a twin in version order, at most `limit`.
     fn history(&self, id: &TwinId, from_version: u64, limit: usize) -> Result<Vec<StoredRecord>>;
 
+    /// Calls `f` with every record from log index `from` on, in index order, on one read
+    /// transaction (a consistent snapshot); stops early when `f` returns false.
+    fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()>;
+
     /// Records still waiting for their anchor, in log order, at most `limit`.
     fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>>;
 

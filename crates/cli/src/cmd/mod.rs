@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod deploy;
 pub mod serve;
 pub mod update;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(_) => json!({}),
         Command::Verify(a) => a.chain.layer(),
         Command::VerifyProof(_) => json!({}),
+        Command::Audit(a) => a.chain.layer(),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
     match cli.command {
@@ -34,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(a) => a.run(settings).await,
         Command::Verify(a) => a.run(settings).await,
         Command::VerifyProof(a) => a.run(settings).await,
+        Command::Audit(a) => a.run(settings).await,
     }
 }
 

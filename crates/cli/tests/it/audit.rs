@@ -1,0 +1,114 @@
+//! `twinledger audit`: clean logs pass; edits, rewrites and deletions are found and located.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn audit(dir: &std::path::Path) -> (Option<i32>, Value) {
+    let out = run(&["audit", "--json", "--data-dir", dir.to_str().expect("path")]);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    // Posted one at a time, each waiting for its anchor: every record gets an anchor of its own
+    // (sizes 1 to 30), so a divergence can be located to the single record.
+    for round in 0..3 {
+        for i in 0..10 {
+            let r = http()
+                .post(app.url(&format!("/v1/twins/a{i}/states?wait=anchored")))
+                .json(&json!({"round": round}))
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status().as_u16(), 201);
+        }
+    }
+    let (code, report) = audit(dir.path());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["records"], 30);
+    assert!(
+        report["anchored_heads_checked"].as_u64().expect("n") >= 3,
+        "{report}"
+    );
+    assert_eq!(report["divergence"], Value::Null);
+
+    // A state edited in place: the record is named and the first anchor holding it diverges.
+    db(dir.path())
+        .execute(
+            "UPDATE records SET state = '{\"round\":9}' WHERE idx = 14",
+            [],
+        )
+        .expect("edit");
+    let (code, report) = audit(dir.path());
+    assert_eq!(code, Some(1));
+    let problems = report["problems"].as_array().expect("problems");
+    assert!(problems.iter().all(|p| p["index"] == 14), "{report}");
+    assert_eq!(problems[0]["twin_id"], "a4");
+    assert_eq!(problems[0]["version"], 2);
+    let d = &report["divergence"];
+    assert!(d["last_matching_size"].as_u64().expect("n") <= 14, "{d}");
+    assert!(d["first_mismatching_size"].as_u64().expect("n") > 14, "{d}");
+    assert_eq!(
+        d["first_mismatching_size"].as_u64(),
+        Some(15),
+        "every POST was anchored on its own: {d}"
+    );
+
+    // The same edit with every stored hash rewritten to match: no record looks wrong on its
+    // own, but the anchored root no longer matches, from that index on.
+    let state = twinledger_core::json::parse(br#"{"round":9}"#, &Default::default()).expect("json");
+    let hash = twinledger_core::HashScheme::JcsSha256
+        .hash(&state)
+        .expect("hash");
+    db(dir.path())
+        .execute(
+            "UPDATE records SET state_hash = ?1 WHERE idx = 14",
+            [hash.as_slice()],
+        )
+        .expect("rewrite hash");
+    let store =
+        twinledger_store::SqliteStore::open(dir.path().join("twinledger.db")).expect("open");
+    let mut leaf = None;
+    twinledger_store::Store::scan(&store, 14, &mut |row| {
+        leaf = Some(row.decode().expect("decodes").leaf_hash());
+        false
+    })
+    .expect("scan");
+    db(dir.path())
+        .execute(
+            "UPDATE records SET leaf_hash = ?1 WHERE idx = 14",
+            [leaf.expect("leaf").0.as_slice()],
+        )
+        .expect("rewrite leaf");
+    let (code, report) = audit(dir.path());
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(
+        report["divergence"]["first_mismatching_size"], 15,
+        "{report}"
+    );
+    assert_eq!(report["divergence"]["last_matching_size"], 14, "{report}");
+    // The twin's next record still points at the old leaf.
+    assert!(
+        report["problems"].to_string().contains("does not link"),
+        "{report}"
+    );
+
+    // A deleted record.
+    db(dir.path())
+        .execute("DELETE FROM records WHERE idx = 20", [])
+        .expect("delete");
+    let (code, report) = audit(dir.path());
+    assert_eq!(code, Some(1));
+    assert!(
+        report["problems"]
+            .to_string()
+            .contains("log indexes 20 to 20 are missing"),
+        "{report}"
+    );
+    drop(app);
+}
