@@ -125,7 +125,7 @@ fn scan(
     let mut seen = 0u64;
     store.scan(0, &mut |row| {
         seen += 1;
-        if seen % 10_000 == 0 {
+        if seen.is_multiple_of(10_000) {
             progress(seen, total);
         }
         if row.index != expected_index {
