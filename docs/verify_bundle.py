@@ -2,7 +2,7 @@
 """Checks the hash math of a twinledger proof bundle (docs/proof-format.md), stdlib only.
 Usage: python3 verify_bundle.py BUNDLE.json   Exit 0 if the math holds, 1 if not.
 This is NOT the chain check: see "Chain checks" in docs/proof-format.md."""
-import hashlib, json, struct, sys
+import hashlib, json, math, struct, sys
 
 H = lambda b: hashlib.sha256(b).digest()
 
@@ -15,6 +15,7 @@ def es_number(x):  # ECMAScript Number::toString, as RFC 8785 requires
     if isinstance(x, int):
         if float(x) != x: raise ValueError(f"integer {x} is not exactly a double")
         x = float(x)
+    if not math.isfinite(x): raise ValueError("number out of range for a double")
     if x == 0: return "0"
     m, _, e = repr(abs(x)).partition("e")
     ip, _, fp = m.partition(".")
@@ -74,7 +75,7 @@ def check(b):
 if __name__ == "__main__":
     try:
         r, head = check(json.load(open(sys.argv[1], encoding="utf-8"), object_pairs_hook=no_dups))
-    except (AssertionError, ValueError, KeyError, TypeError) as e:
+    except (AssertionError, ValueError, KeyError, TypeError, OverflowError) as e:
         sys.exit(f"NOT PROVEN: {e}")
     print(f"hash math OK: {r['twin_id']} v{r['version']} is leaf {r['index']} of the tree "
           f"of size {head['size']}, root {head['root']}; now check that root on chain")

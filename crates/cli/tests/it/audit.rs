@@ -110,5 +110,34 @@ async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
             .contains("log indexes 20 to 20 are missing"),
         "{report}"
     );
+
+    // Two records swapped (their states), and a record inserted at the end of the log.
+    db(dir.path())
+        .execute_batch(
+            "UPDATE records SET state = (SELECT state FROM records WHERE idx = 13) WHERE idx = 3; \
+             UPDATE records SET state = '{\"round\":0}' WHERE idx = 13;",
+        )
+        .expect("swap");
+    db(dir.path())
+        .execute(
+            "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
+             prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status) SELECT 30, twin_id, 4, kind, \
+             state, hash_scheme, state_hash, leaf_hash, recorded_at_ms, salt, leaf_hash, 'pending' \
+             FROM records WHERE idx = 29",
+            [],
+        )
+        .expect("insert");
+    let (code, report) = audit(dir.path());
+    assert_eq!(code, Some(1));
+    let problems = report["problems"].as_array().expect("problems");
+    let at = |i: u64| problems.iter().any(|p| p["index"] == i);
+    assert!(at(3) && at(13), "both swapped records are named: {report}");
+    assert!(at(30), "the inserted record is named: {report}");
+    assert!(
+        report["problems"]
+            .to_string()
+            .contains("latest version is 3 but its records end at version 4"),
+        "{report}"
+    );
     drop(app);
 }
