@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use alloy::network::EthereumWallet;
+use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, TxHash};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionReceipt;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use serde::Serialize;
 
 use crate::{ChainError, Result, SignerConfig};
@@ -135,6 +135,24 @@ impl ChainClient {
             });
         }
         Ok(())
+    }
+
+    /// Deploys `code` (creation bytecode with any constructor arguments appended) from the
+    /// sending account and returns the new contract's address.
+    pub async fn deploy(&self, code: Vec<u8>) -> Result<Address> {
+        let tx = TransactionRequest::default()
+            .from(self.from)
+            .with_deploy_code(code);
+        let pending = self.provider.send_transaction(tx).await?;
+        let receipt = self
+            .wait_receipt(*pending.tx_hash(), Duration::from_secs(120))
+            .await?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted(receipt.transaction_hash.to_string()));
+        }
+        receipt
+            .contract_address
+            .ok_or_else(|| ChainError::Rpc("deployment receipt has no contract address".into()))
     }
 
     /// Polls for the receipt of `tx` until it appears or `timeout` passes.

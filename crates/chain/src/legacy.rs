@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, TxHash, keccak256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 use alloy::sol;
 use serde::Serialize;
 
@@ -66,19 +64,7 @@ pub struct LegacyContract {
 impl LegacyContract {
     /// Deploys a new `DigitalTwinStorage` and returns its address.
     pub async fn deploy(client: &ChainClient) -> Result<Address> {
-        let tx = TransactionRequest::default()
-            .from(client.from())
-            .with_deploy_code(DigitalTwinStorage::BYTECODE.clone());
-        let pending = client.provider().send_transaction(tx).await?;
-        let receipt = client
-            .wait_receipt(*pending.tx_hash(), Duration::from_secs(120))
-            .await?;
-        if !receipt.status() {
-            return Err(ChainError::Reverted(receipt.transaction_hash.to_string()));
-        }
-        receipt
-            .contract_address
-            .ok_or_else(|| ChainError::Rpc("deployment receipt has no contract address".into()))
+        client.deploy(DigitalTwinStorage::BYTECODE.to_vec()).await
     }
 
     /// Binds to an existing deployment, checking that code is there.

@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use alloy::network::TransactionBuilder;
 use alloy::primitives::{Address, B256, TxHash};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
 use alloy::sol;
 use alloy::sol_types::SolInterface;
 use serde::Serialize;
@@ -72,19 +70,7 @@ impl LogContract {
     ) -> Result<Address> {
         let mut code = TwinLedger::BYTECODE.to_vec();
         code.extend_from_slice(&alloy::sol_types::SolValue::abi_encode(&(admin, anchorer)));
-        let tx = TransactionRequest::default()
-            .from(client.from())
-            .with_deploy_code(code);
-        let pending = client.provider().send_transaction(tx).await?;
-        let receipt = client
-            .wait_receipt(*pending.tx_hash(), Duration::from_secs(120))
-            .await?;
-        if !receipt.status() {
-            return Err(ChainError::Reverted(receipt.transaction_hash.to_string()));
-        }
-        receipt
-            .contract_address
-            .ok_or_else(|| ChainError::Rpc("deployment receipt has no contract address".into()))
+        client.deploy(code).await
     }
 
     /// Binds to an existing deployment, checking that code is there.

@@ -18,7 +18,7 @@ use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
 use crate::anchor::{AnchorInfo, AnchorState, AnchorWaiters, AnchoredSizes, Level};
 use crate::verify::Verifier;
 use crate::writer::{self, WriteRequest};
-use crate::{LedgerError, Result};
+use crate::{LedgerError, Result, on_store};
 
 /// Which contract records are anchored with.
 #[derive(Debug, Clone)]
@@ -143,17 +143,6 @@ pub struct Ledger {
     inner: Arc<Inner>,
 }
 
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
-        .map_err(Into::into)
-}
-
 impl Ledger {
     /// Starts the writer and the anchorer over `store`. In log mode the database's log is first
     /// reconciled with the head anchored on chain; records left pending by an earlier run are
@@ -163,7 +152,7 @@ impl Ledger {
         anchoring: Anchoring,
         config: LedgerConfig,
     ) -> Result<Self> {
-        let frontier = blocking(&store, |s| s.frontier()).await?;
+        let frontier = on_store(&store, |s| s.frontier()).await?;
         let anchored_head = match &anchoring {
             Anchoring::Log(c) => Some(reconcile(&store, c).await?),
             Anchoring::Legacy(_) => None,
@@ -337,7 +326,7 @@ impl Ledger {
                     return Ok((Status::Pending, None));
                 }
                 let index = row.index;
-                let anchor = blocking(&self.inner.store, move |s| s.anchor_covering(index)).await?;
+                let anchor = on_store(&self.inner.store, move |s| s.anchor_covering(index)).await?;
                 let status = if row.index < sizes.confirmed {
                     Status::Confirmed
                 } else {
@@ -353,7 +342,7 @@ impl Ledger {
         &self,
         f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
     ) -> Result<T> {
-        blocking(&self.inner.store, f).await
+        on_store(&self.inner.store, f).await
     }
 
     /// The proof bundle of one version of a twin (log mode, once anchored): the record, its
@@ -405,7 +394,7 @@ impl Ledger {
 
     /// Database and chain health.
     pub async fn health(&self) -> Health {
-        let database = blocking(&self.inner.store, |s| s.stats())
+        let database = on_store(&self.inner.store, |s| s.stats())
             .await
             .map(|mut stats| {
                 if let Anchoring::Log(_) = self.inner.anchoring {

@@ -168,11 +168,7 @@ impl Verifier {
         &self,
         f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
     ) -> Result<T> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
-            .map_err(Into::into)
+        crate::on_store(&self.store, f).await
     }
 
     /// Every stored version of a twin, in version order.

@@ -3,12 +3,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::chain::{self, Chain};
 use crate::cli::ChainArgs;
 use crate::settings::Settings;
 
@@ -26,32 +24,21 @@ pub struct AuditArgs {
 impl AuditArgs {
     /// Exit 0 when everything matches, 1 when anything is wrong (2 on errors, from main).
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
-        anyhow::ensure!(
-            settings.database_path().is_file(),
-            "no database at {}",
-            settings.database_path().display()
-        );
-        let store = super::open_store(&settings)?;
-        let chain = Chain::connect(&settings, false).await?;
-        let anchoring = chain::contract(&settings, &chain.client, store.as_ref(), false).await?;
+        let (store, anchoring) = super::open_existing(&settings).await?;
         let interactive = std::io::stderr().is_terminal();
         let started = std::time::Instant::now();
-        let report = twinledger_ledger::audit(
-            store as Arc<dyn twinledger_store::Store>,
-            &anchoring,
-            move |done, total| {
-                if interactive && total > 0 {
-                    let width = 40;
-                    let filled = (done.min(total) * width / total) as usize;
-                    eprint!(
-                        "\raudit [{}{}] {done}/{total} records",
-                        "#".repeat(filled),
-                        " ".repeat(width as usize - filled)
-                    );
-                    let _ = std::io::stderr().flush();
-                }
-            },
-        )
+        let report = twinledger_ledger::audit(store, &anchoring, move |done, total| {
+            if interactive && total > 0 {
+                let width = 40;
+                let filled = (done.min(total) * width / total) as usize;
+                eprint!(
+                    "\raudit [{}{}] {done}/{total} records",
+                    "#".repeat(filled),
+                    " ".repeat(width as usize - filled)
+                );
+                let _ = std::io::stderr().flush();
+            }
+        })
         .await
         .context("audit failed")?;
         if interactive {

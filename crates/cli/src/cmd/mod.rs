@@ -53,3 +53,22 @@ pub fn open_store(settings: &Settings) -> Result<std::sync::Arc<twinledger_store
         settings.database_path(),
     )?))
 }
+
+/// An existing ledger opened for checking, not serving: its database (which must exist) and
+/// the contract it anchors with, on the configured chain or the running embedded node.
+pub async fn open_existing(
+    settings: &Settings,
+) -> Result<(
+    std::sync::Arc<dyn twinledger_store::Store>,
+    twinledger_ledger::Anchoring,
+)> {
+    anyhow::ensure!(
+        settings.database_path().is_file(),
+        "no database at {}",
+        settings.database_path().display()
+    );
+    let store = open_store(settings)?;
+    let chain = crate::chain::Chain::connect(settings, false).await?;
+    let anchoring = crate::chain::contract(settings, &chain.client, store.as_ref(), false).await?;
+    Ok((store, anchoring))
+}

@@ -2,14 +2,12 @@
 //! the database directly.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use twinledger_core::TwinId;
 use twinledger_ledger::{Integrity, Verifier};
 
-use crate::chain::{self, Chain};
 use crate::cli::ChainArgs;
 use crate::settings::Settings;
 
@@ -30,15 +28,8 @@ impl VerifyArgs {
     /// Exit 0 Valid, 1 Tampered, 3 Pending (2 on errors, from main).
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let twin_id = TwinId::new(self.twin_id).context("invalid TWIN_ID")?;
-        anyhow::ensure!(
-            settings.database_path().is_file(),
-            "no database at {}",
-            settings.database_path().display()
-        );
-        let store = super::open_store(&settings)?;
-        let chain = Chain::connect(&settings, false).await?;
-        let contract = chain::contract(&settings, &chain.client, store.as_ref(), false).await?;
-        let verifier = Verifier::new(store as Arc<dyn twinledger_store::Store>, contract);
+        let (store, contract) = super::open_existing(&settings).await?;
+        let verifier = Verifier::new(store, contract);
         let verdict = verifier.verify_twin(&twin_id).await?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&verdict)?);

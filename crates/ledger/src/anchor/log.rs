@@ -13,7 +13,7 @@ use twinledger_core::TreeHead;
 use twinledger_store::{Anchor, Store};
 
 use super::{AnchorInfo, AnchorState, AnchorWaiters, AnchoredSizes, Level};
-use crate::{LedgerError, Result};
+use crate::{LedgerError, Result, on_store};
 
 /// Log-mode anchoring settings.
 #[derive(Debug, Clone)]
@@ -74,23 +74,12 @@ pub(crate) struct LogAnchorer {
     pub shutdown: watch::Receiver<bool>,
 }
 
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn Store>,
-    f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
-        .map_err(Into::into)
-}
-
 /// Compares the chain's latest head with the local log and returns it: the log must hold at
 /// least that many records and have the same root at that size, or anchoring on top of it
 /// would extend a history the chain does not have.
 pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) -> Result<TreeHead> {
     let on_chain = contract.latest_head().await?;
-    let local_size = blocking(store, |s| s.frontier()).await?.size();
+    let local_size = on_store(store, |s| s.frontier()).await?.size();
     if on_chain.size > local_size {
         return Err(LedgerError::Diverged(format!(
             "the chain has anchored {} records but the database holds only {local_size}; \
@@ -100,7 +89,7 @@ pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) ->
     }
     if on_chain.size > 0 {
         let size = on_chain.size;
-        let local = blocking(store, move |s| s.tree_head(size)).await?;
+        let local = on_store(store, move |s| s.tree_head(size)).await?;
         if local.root != on_chain.root {
             return Err(LedgerError::Diverged(format!(
                 "the database's log differs from the head anchored on chain at size {size} \
@@ -111,7 +100,7 @@ pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) ->
     }
     // Anchors noted as sent but not reflected on chain: mined ones are recorded, the rest
     // forgotten (they are sent again from the chain's head).
-    let sent = blocking(store, |s| s.anchors(0, usize::MAX)).await?;
+    let sent = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
     for a in sent.into_iter().filter(|a| a.status == "sent") {
         let mined = match a.tx_hash.parse::<TxHash>() {
             Ok(tx) if a.size <= on_chain.size => {
@@ -123,7 +112,7 @@ pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) ->
             Some(r) => record_mined(store, a.size, &r).await?,
             None => {
                 let size = a.size;
-                blocking(store, move |s| s.delete_anchor(size)).await?;
+                on_store(store, move |s| s.delete_anchor(size)).await?;
             }
         }
     }
@@ -137,7 +126,7 @@ async fn record_mined(store: &Arc<dyn Store>, size: u64, r: &AnchorReceipt) -> R
         r.block_timestamp,
         r.gas_used,
     );
-    blocking(store, move |s| {
+    on_store(store, move |s| {
         s.set_anchor_mined(size, block, &hash, time, gas)
     })
     .await
@@ -199,7 +188,7 @@ impl LogAnchorer {
                         for f in in_flight.drain(..) {
                             results.remove(&f.head.size);
                             let size = f.head.size;
-                            let _ = blocking(&self.store, move |s| s.delete_anchor(size)).await;
+                            let _ = on_store(&self.store, move |s| s.delete_anchor(size)).await;
                         }
                         match reconcile(&self.store, &self.contract).await {
                             Ok(h) => anchored = h,
@@ -281,7 +270,7 @@ impl LogAnchorer {
     /// Anchors the tree of up to `batch_max` more records than `base`.
     async fn send(&self, base: TreeHead, tree_size: u64) -> Result<InFlight, SendFailure> {
         let size = tree_size.min(base.size + self.config.batch_max.max(1));
-        let (head, proof) = blocking(&self.store, move |s| {
+        let (head, proof) = on_store(&self.store, move |s| {
             let head = s.tree_head(size)?;
             let proof = match base.size {
                 0 => None,
@@ -300,7 +289,7 @@ impl LogAnchorer {
                 message: format!("chain unavailable: {e}"),
             })?;
         let (root, prev, txs) = (head.root, base.size, tx.to_string());
-        blocking(&self.store, move |s| {
+        on_store(&self.store, move |s| {
             s.put_anchor_sent(size, &root, prev, &txs)
         })
         .await
@@ -333,7 +322,7 @@ impl LogAnchorer {
         }
         if let Some(size) = confirmed {
             self.sizes.send_modify(|s| s.confirmed = size);
-            let _ = blocking(&self.store, move |s| s.set_anchors_confirmed(size)).await;
+            let _ = on_store(&self.store, move |s| s.set_anchors_confirmed(size)).await;
         }
     }
 }
