@@ -330,3 +330,57 @@ async fn verify_pinpoints_edits_deletions_insertions_swaps_and_rewrites() {
     let (_, clean) = get(app, "/v1/twins/t-clean/verify").await;
     assert_eq!(clean["integrity"], "Valid", "{clean}");
 }
+
+/// Several anchors in flight, each of at most `batch_max` records, all landing in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn anchors_in_flight_and_batch_max_are_honoured() {
+    let dir = data_dir();
+    std::fs::write(
+        dir.path().join("twinledger.toml"),
+        "[anchor]\nin_flight = 3\nbatch_max = 7\nmin_interval_ms = 20\n",
+    )
+    .expect("config");
+    let app = std::sync::Arc::new(embedded_app(dir.path()));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let (status, _) = post_state(&app, &format!("w{w}"), "", json!({"i": i})).await;
+                assert_eq!(status, 201);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, heads) = get(&app, "/v1/tree-heads?limit=1000").await;
+        if heads["anchored"]["anchored"] == 80 {
+            let anchors = heads["anchors"].as_array().expect("anchors");
+            let mut prev = 0;
+            for a in anchors {
+                let size = a["size"].as_u64().expect("size");
+                assert_eq!(
+                    a["prev_size"].as_u64(),
+                    Some(prev),
+                    "anchors chain: {heads}"
+                );
+                assert!(size - prev <= 7, "batch_max exceeded: {heads}");
+                prev = size;
+            }
+            assert_eq!(prev, 80);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all anchored: {heads}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for w in 0..8 {
+        let (_, verdict) = get(&app, &format!("/v1/twins/w{w}/verify")).await;
+        assert_eq!(verdict["integrity"], "Valid", "{verdict}");
+    }
+}

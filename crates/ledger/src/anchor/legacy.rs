@@ -44,7 +44,8 @@ pub(crate) async fn run_legacy(
         };
         if pending.is_empty() {
             tokio::select! {
-                _ = tree.changed() => {}
+                // The writer is gone (the ledger was dropped): nothing more will come.
+                r = tree.changed() => if r.is_err() { return; },
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 _ = shutdown.changed() => {}
             }

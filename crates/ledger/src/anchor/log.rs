@@ -251,7 +251,8 @@ impl LogAnchorer {
                         results.insert(size, result);
                     }
                 }
-                _ = self.tree.changed() => {}
+                // The writer is gone (the ledger was dropped): nothing more will come.
+                r = self.tree.changed() => if r.is_err() { return; },
                 _ = tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))) => {}
                 _ = self.shutdown.changed() => {}
             }
