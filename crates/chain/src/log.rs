@@ -167,6 +167,30 @@ impl LogContract {
             .await?)
     }
 
+    /// The head anchored by transaction `tx` on this contract, and its block; `None` if the
+    /// chain does not know `tx` or it anchored nothing here.
+    pub async fn head_anchored_by(&self, tx: TxHash) -> Result<Option<(TreeHead, u64)>> {
+        let Some(receipt) = self.client.provider().get_transaction_receipt(tx).await? else {
+            return Ok(None);
+        };
+        let block = receipt.block_number.unwrap_or_default();
+        Ok(receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|l| l.address() == self.address)
+            .find_map(|l| l.log_decode::<TwinLedger::Anchored>().ok())
+            .map(|e| {
+                (
+                    TreeHead {
+                        size: e.inner.data.size,
+                        root: hash(e.inner.data.root),
+                    },
+                    block,
+                )
+            }))
+    }
+
     /// Every head anchored on this contract, in order, from its `Anchored` events.
     pub async fn anchored_heads(&self) -> Result<Vec<TreeHead>> {
         use alloy::sol_types::SolEvent;

@@ -50,7 +50,7 @@ pub struct ChainArgs {
     /// JSON-RPC URL of an existing node (default: the embedded Anvil).
     #[arg(long, value_name = "URL")]
     pub rpc: Option<String>,
-    /// Address of a deployed DigitalTwinStorage contract.
+    /// Address of the deployed contract (TwinLedger in log mode, DigitalTwinStorage in legacy).
     #[arg(long, value_name = "ADDRESS")]
     pub contract: Option<String>,
     /// Send from this unlocked node account (default: the node's first account).

@@ -373,7 +373,7 @@ impl Ledger {
         };
         let size = anchor.size;
         let proof = self.read(move |s| s.inclusion_proof(index, size)).await?;
-        Ok(ProofBundle {
+        let bundle = ProofBundle {
             leaf: record.leaf(),
             leaf_hash: record.leaf_hash(),
             record,
@@ -389,7 +389,15 @@ impl Ledger {
                 block_number: anchor.block_number.unwrap_or_default(),
                 block_timestamp: anchor.block_time.unwrap_or_default(),
             },
-        })
+        };
+        // A bundle that fails its own hash math proves nothing; the stored data was altered.
+        bundle.verify().map_err(|e| {
+            LedgerError::Conflict(format!(
+                "twin {id} version {version} fails its own checks ({e}); the stored log was \
+                 altered: see /v1/twins/{id}/verify or `twinledger audit`"
+            ))
+        })?;
+        Ok(bundle)
     }
 
     /// Database and chain health.

@@ -8,6 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value as JsonValue, json};
 use twinledger_core::{HashScheme, RecordKind, TwinId};
 use twinledger_ledger::{AnchorInfo, LedgerError, Status, Submission, Wait};
@@ -68,33 +70,79 @@ fn version(s: &str) -> Result<u64, ApiError> {
     })
 }
 
-/// A stored record as the API shows it: the state exactly as stored, its hashes, its status.
-fn record_json(row: &StoredRecord, status: Status, anchor: Option<AnchorInfo>) -> JsonValue {
-    let state = serde_json::value::RawValue::from_string(row.state.clone())
-        .map(|raw| json!(raw))
-        .unwrap_or_else(|_| json!({ "unreadable": row.state }));
-    json!({
-        "index": row.index,
-        "twin_id": row.twin_id,
-        "version": row.version,
-        "kind": row.kind,
-        "state": state,
-        "hash_scheme": row.scheme,
-        "state_hash": hex(&row.state_hash),
-        "prev_leaf_hash": row.prev_leaf_hash.as_deref().map(hex),
-        "recorded_at_ms": row.recorded_at_ms,
-        "salt": hex(&row.salt),
-        "leaf_hash": hex(&row.leaf_hash),
-        "status": status,
-        "anchor": anchor,
-    })
+/// A stored record as the API shows it: the state exactly as stored (number spellings and key
+/// order kept), its hashes, its status.
+#[derive(Serialize)]
+struct RecordView {
+    index: u64,
+    twin_id: String,
+    version: i64,
+    kind: String,
+    state: StateView,
+    hash_scheme: String,
+    state_hash: String,
+    prev_leaf_hash: Option<String>,
+    recorded_at_ms: i64,
+    salt: String,
+    leaf_hash: String,
+    status: Status,
+    anchor: Option<AnchorInfo>,
+}
+
+/// The stored state text, passed through unparsed; a row whose text is not JSON (edited by
+/// hand) is shown as a string instead.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum StateView {
+    Json(Box<RawValue>),
+    Unreadable { unreadable: String },
+}
+
+fn record_json(row: &StoredRecord, status: Status, anchor: Option<AnchorInfo>) -> RecordView {
+    let state = RawValue::from_string(row.state.clone())
+        .map(StateView::Json)
+        .unwrap_or_else(|_| StateView::Unreadable {
+            unreadable: row.state.clone(),
+        });
+    RecordView {
+        index: row.index,
+        twin_id: row.twin_id.clone(),
+        version: row.version,
+        kind: row.kind.clone(),
+        state,
+        hash_scheme: row.scheme.clone(),
+        state_hash: hex(&row.state_hash),
+        prev_leaf_hash: row.prev_leaf_hash.as_deref().map(hex),
+        recorded_at_ms: row.recorded_at_ms,
+        salt: hex(&row.salt),
+        leaf_hash: hex(&row.leaf_hash),
+        status,
+        anchor,
+    }
+}
+
+/// `GET /v1/twins/{id}`.
+#[derive(Serialize)]
+struct TwinView {
+    twin_id: String,
+    latest_version: u64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    latest: Option<RecordView>,
+}
+
+/// `GET /v1/twins/{id}/history`.
+#[derive(Serialize)]
+struct HistoryPage {
+    records: Vec<RecordView>,
+    next_cursor: Option<String>,
 }
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn shown(app: &AppState, row: &StoredRecord) -> Result<JsonValue, ApiError> {
+async fn shown(app: &AppState, row: &StoredRecord) -> Result<RecordView, ApiError> {
     let (status, anchor) = app.ledger.status(row).await?;
     Ok(record_json(row, status, anchor))
 }
@@ -205,13 +253,13 @@ async fn get_twin(
         Some(row) => Some(shown(&app, row).await?),
         None => None,
     };
-    Ok(Json(json!({
-        "twin_id": twin.twin_id,
-        "latest_version": twin.latest_version,
-        "created_at_ms": twin.created_at_ms,
-        "updated_at_ms": twin.updated_at_ms,
-        "latest": latest,
-    }))
+    Ok(Json(TwinView {
+        twin_id: twin.twin_id,
+        latest_version: twin.latest_version,
+        created_at_ms: twin.created_at_ms,
+        updated_at_ms: twin.updated_at_ms,
+        latest,
+    })
     .into_response())
 }
 
@@ -246,7 +294,11 @@ async fn history(
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|r| (r.version + 1).to_string()))
         .flatten();
-    Ok(Json(json!({ "records": records, "next_cursor": next })).into_response())
+    Ok(Json(HistoryPage {
+        records,
+        next_cursor: next,
+    })
+    .into_response())
 }
 
 async fn stored(app: &AppState, id: &TwinId, v: u64) -> Result<StoredRecord, ApiError> {

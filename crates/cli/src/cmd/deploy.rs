@@ -23,11 +23,8 @@ impl DeployArgs {
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let store = super::open_store(&settings)?;
         let chain = Chain::connect(&settings, true).await?;
-        let mode = crate::chain::resolve_mode(
-            &settings,
-            twinledger_store::Store::meta(store.as_ref(), "mode")?.as_deref(),
-        );
         let stored = twinledger_store::Store::meta(store.as_ref(), "mode")?;
+        let mode = crate::chain::resolve_mode(&settings, stored.as_deref());
         if let Some(m) = stored.as_deref().filter(|m| *m != mode.as_str()) {
             chain.stop().await;
             anyhow::bail!(
@@ -46,8 +43,12 @@ impl DeployArgs {
             &crate::chain::contract_key(mode, chain_id),
             &address.to_string(),
         )?;
+        let name = match mode {
+            crate::settings::Mode::Log => "TwinLedger",
+            crate::settings::Mode::Legacy => "DigitalTwinStorage",
+        };
         eprintln!(
-            "deployed DigitalTwinStorage on chain {chain_id}; recorded in {}",
+            "deployed {name} on chain {chain_id}; recorded in {}",
             settings.database_path().display()
         );
         println!("{address}");

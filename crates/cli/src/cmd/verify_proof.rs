@@ -162,6 +162,25 @@ async fn check_chain(
             bundle.anchor.block_timestamp
         ))));
     }
+    // The transaction the bundle names must be the one that anchored this head.
+    let tx = bundle
+        .anchor
+        .tx_hash
+        .parse::<twinledger_chain::TxHash>()
+        .ok();
+    let by_tx = match tx {
+        Some(tx) => contract
+            .head_anchored_by(tx)
+            .await
+            .context("cannot read the anchoring transaction")?,
+        None => None,
+    };
+    if by_tx != Some((*head, anchored.block_number)) {
+        return Ok(Err(Refuted(format!(
+            "transaction {} did not anchor the tree of size {} on this contract",
+            bundle.anchor.tx_hash, head.size
+        ))));
+    }
     let included = contract
         .verify_inclusion(&bundle.leaf_hash, &bundle.inclusion_proof)
         .await

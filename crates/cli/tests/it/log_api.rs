@@ -82,11 +82,38 @@ async fn the_v1_api_records_lists_pages_and_reports_heads() {
     assert_eq!(page["next_cursor"], Value::Null);
     let (status, v2) = get(&app, "/v1/twins/pump-1/versions/2").await;
     assert_eq!((status, &v2["state"]), (200, &json!({"rpm": 2})));
+    // States are shown exactly as recorded: number spellings and key order kept.
+    let r = http()
+        .post(app.url("/v1/twins/spelled/states?scheme=seed-sha256"))
+        .header("content-type", "application/json")
+        .body(r#"{"b": 1.50, "a": 1e2, "big": 123456789012345678901234567890}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 201);
+    for path in [
+        "/v1/twins/spelled/versions/1",
+        "/v1/twins/spelled",
+        "/v1/twins/spelled/history",
+    ] {
+        let text = http()
+            .get(app.url(path))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            text.contains(r#""state":{"b":1.50,"a":1e2,"big":123456789012345678901234567890}"#),
+            "{path}: {text}"
+        );
+    }
 
     let (_, verdict) = get(&app, "/v1/twins/pump-1/verify").await;
     assert_eq!(verdict["integrity"], "Valid", "{verdict}");
     let (_, heads) = get(&app, "/v1/tree-heads").await;
-    assert_eq!(heads["log"]["size"], 6);
+    assert_eq!(heads["log"]["size"], 7);
     assert!(heads["anchors"].as_array().expect("anchors").len() >= 5);
 
     for (path, status) in [
@@ -196,6 +223,35 @@ async fn an_exported_proof_bundle_is_verified_against_the_chain_and_forgeries_fa
         );
     }
     std::fs::write(&file, &proof).expect("write");
+    // Another transaction than the one that anchored the head.
+    let tx_at = proof.find("\"tx_hash\":\"0x").expect("tx_hash") + 13;
+    let mut forged = proof.clone().into_bytes();
+    forged[tx_at] = if forged[tx_at] == b'a' { b'b' } else { b'a' };
+    std::fs::write(&file, &forged).expect("write");
+    let out = run(&["verify-proof", f, "--rpc", &rpc, "--contract", &contract]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("did not anchor"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::write(&file, &proof).expect("write");
+    // The service refuses to hand out a bundle for a record altered in its database.
+    db(dir.path())
+        .execute(
+            "UPDATE records SET state = '{\"kwh\":99}' WHERE twin_id = 'meter' AND version = 2",
+            [],
+        )
+        .expect("tamper");
+    let (status, body) = get(&app, "/v1/twins/meter/versions/2/proof").await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("fails its own checks"),
+        "{body}"
+    );
     // The wrong chain, the wrong contract, no chain at all, a truncated file.
     for (args, code, expected) in [
         (
