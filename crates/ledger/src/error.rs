@@ -25,6 +25,9 @@ pub enum LedgerError {
     /// The twin exists but not this version.
     #[error("twin {0} has no version {1}")]
     VersionNotFound(String, u64),
+    /// An idempotency key was reused for a different request.
+    #[error("Idempotency-Key {0:?} was already used for a different request")]
+    IdempotencyMismatch(String),
     /// The request cannot be served in the ledger's current state (for example a proof of a
     /// record not anchored yet).
     #[error("{0}")]

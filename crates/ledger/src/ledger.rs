@@ -11,7 +11,7 @@ use twinledger_core::json::Value;
 use twinledger_core::{
     BundleAnchor, Hash, HashScheme, ProofBundle, Record, RecordKind, Salt, TreeHead, TwinId,
 };
-use twinledger_store::{NewRecord, Store, StoreStats, StoredRecord};
+use twinledger_store::{Appended, NewRecord, Store, StoreStats, StoredRecord};
 
 use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
@@ -84,6 +84,8 @@ pub struct Submission {
     pub state: Value,
     /// The hash scheme.
     pub scheme: HashScheme,
+    /// The client's idempotency key: a retry with the same key returns the first result.
+    pub idempotency_key: Option<String>,
 }
 
 /// How long [`Ledger::record`] waits.
@@ -257,7 +259,19 @@ impl Ledger {
             .map_err(|e| LedgerError::Unhashable(e.to_string()))?;
         let mut salt = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut salt);
+        // What the request asked for, so that a key reused for another request is caught.
+        let idempotency = sub.idempotency_key.map(|key| {
+            let request = format!(
+                "{}\0{}\0{}\0{}",
+                sub.twin_id,
+                sub.kind,
+                sub.scheme.as_str(),
+                state_hash
+            );
+            (key, Hash::digest(request.as_bytes()))
+        });
         let new = NewRecord {
+            idempotency: idempotency.clone(),
             twin_id: sub.twin_id,
             kind: sub.kind,
             state: sub.state,
@@ -288,7 +302,19 @@ impl Ledger {
             })
             .await
             .map_err(|_| LedgerError::ShuttingDown)?;
-        let record = reply_rx.await.map_err(|_| LedgerError::ShuttingDown)??;
+        let record = match reply_rx.await.map_err(|_| LedgerError::ShuttingDown)?? {
+            Appended::New(record) => record,
+            Appended::Replay {
+                index,
+                same_request,
+            } => {
+                let key = idempotency.map(|(k, _)| k).unwrap_or_default();
+                if !same_request {
+                    return Err(LedgerError::IdempotencyMismatch(key));
+                }
+                return self.replay(index, wait).await;
+            }
+        };
         let anchor = match anchor_rx {
             None => None,
             Some(rx) => match rx.await {
@@ -303,6 +329,31 @@ impl Ledger {
             },
         };
         Ok((record, anchor))
+    }
+
+    /// The first result of a retried request: its record, once it is as far as `wait` asks.
+    async fn replay(&self, index: u64, wait: Wait) -> Result<(Record, Option<AnchorInfo>)> {
+        loop {
+            let row = self
+                .read(move |s| s.record_at(index))
+                .await?
+                .ok_or_else(|| LedgerError::Store(format!("record {index} vanished")))?;
+            let record = row
+                .decode()
+                .map_err(|e| LedgerError::Conflict(format!("the stored record is corrupt: {e}")))?;
+            let (status, anchor) = self.status(&row).await?;
+            let done = match wait {
+                Wait::Stored => true,
+                Wait::Anchored => status != Status::Pending,
+                Wait::Confirmed => status == Status::Confirmed,
+            };
+            if done {
+                return Ok((record, anchor));
+            }
+            // Rare (a retry while the first request still waits): polling keeps the waiter
+            // bookkeeping to one registration per record.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// A stored record's status and, once anchored, where.

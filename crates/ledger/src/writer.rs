@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use twinledger_core::{Frontier, Record};
-use twinledger_store::{NewRecord, Store};
+use twinledger_core::Frontier;
+use twinledger_store::{Appended, NewRecord, Store};
 
 use crate::anchor::{AnchorOutcome, AnchorWaiters, Level};
 use crate::{LedgerError, Result};
@@ -12,7 +12,7 @@ use crate::{LedgerError, Result};
 /// One submission waiting for the writer.
 pub(crate) struct WriteRequest {
     pub new: NewRecord,
-    pub reply: oneshot::Sender<Result<Record>>,
+    pub reply: oneshot::Sender<Result<Appended>>,
     /// Registered for the record's anchor outcome inside the writer, before the anchorer can
     /// see the record, so that no outcome is missed.
     pub anchor_waiter: Option<(Level, oneshot::Sender<AnchorOutcome>)>,
@@ -41,11 +41,12 @@ pub(crate) fn run(
         match store.append(std::mem::take(&mut news), &frontier) {
             Ok((records, next)) => {
                 frontier = next;
-                for ((reply, waiter), record) in replies.drain(..).zip(records) {
-                    if let Some((level, w)) = waiter {
+                for ((reply, waiter), appended) in replies.drain(..).zip(records) {
+                    // A replay's record was registered (or anchored) with its first request.
+                    if let (Some((level, w)), Appended::New(record)) = (waiter, &appended) {
                         waiters.register(record.index, level, w);
                     }
-                    let _ = reply.send(Ok(record));
+                    let _ = reply.send(Ok(appended));
                 }
                 // Published after the waiters are registered, so no anchor can outrun them.
                 tree.send_replace(frontier.size());

@@ -54,7 +54,9 @@ impl From<LedgerError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             LedgerError::Conflict(_) => StatusCode::CONFLICT,
-            LedgerError::Unhashable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            LedgerError::Unhashable(_) | LedgerError::IdempotencyMismatch(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             LedgerError::Store(_)
             | LedgerError::Chain(_)
             | LedgerError::Diverged(_)

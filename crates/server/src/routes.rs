@@ -67,13 +67,19 @@ fn seed_update(body: JsonObject) -> Result<(TwinId, Value), ApiError> {
 
 /// `POST /update_twin_on_blockchain/`: the seed's write. Stores the update (durably, as
 /// pending), anchors it with the seed contract and answers with the transaction hash.
-async fn update_twin(State(app): State<AppState>, body: JsonObject) -> Result<Response, ApiError> {
+async fn update_twin(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: JsonObject,
+) -> Result<Response, ApiError> {
+    let idempotency_key = crate::body::idempotency_key(&headers)?;
     let (twin_id, data) = seed_update(body)?;
     let submission = Submission {
         twin_id,
         kind: RecordKind::Reported,
         state: data,
         scheme: HashScheme::SeedSha256,
+        idempotency_key,
     };
     let wait = app.config.anchor_wait;
     let outcome = tokio::time::timeout(wait, app.ledger.record(submission, Wait::Anchored)).await;

@@ -153,9 +153,11 @@ async fn post_state(
     State(app): State<AppState>,
     Path(id): Path<String>,
     q: Params,
+    headers: axum::http::HeaderMap,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let twin_id = twin_id(id)?;
+    let idempotency_key = crate::body::idempotency_key(&headers)?;
     let p = params(q, &["wait", "scheme"])?;
     let wait = match p.get("wait").map(String::as_str) {
         None | Some("stored") => Wait::Stored,
@@ -178,6 +180,7 @@ async fn post_state(
         kind: RecordKind::Reported,
         state: twinledger_core::json::Value::Object(body.0),
         scheme,
+        idempotency_key,
     };
     let timeout = app.config.anchor_wait;
     let (record, anchor) =

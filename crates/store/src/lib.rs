@@ -11,12 +11,12 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    Anchor, LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord, StoredRecordError,
-    TwinSummary,
+    Anchor, Appended, LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord,
+    StoredRecordError, TwinSummary,
 };
 pub use sqlite::SqliteStore;
 
-use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, Record, TreeHead, TwinId};
+use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, TreeHead, TwinId};
 
 /// What the ledger needs from a database.
 pub trait Store: Send + Sync + 'static {
@@ -24,8 +24,11 @@ pub trait Store: Send + Sync + 'static {
     /// its twin's next version (chained to the twin's previous leaf), and storing the tree nodes
     /// the new leaves complete. `frontier` is the tree before the batch; returns the records in
     /// batch order and the tree after it (the given frontier is untouched if the append fails).
-    fn append(&self, batch: Vec<NewRecord>, frontier: &Frontier)
-    -> Result<(Vec<Record>, Frontier)>;
+    fn append(
+        &self,
+        batch: Vec<NewRecord>,
+        frontier: &Frontier,
+    ) -> Result<(Vec<Appended>, Frontier)>;
 
     /// The tree's frontier, rebuilt from stored nodes (at start-up).
     fn frontier(&self) -> Result<Frontier>;
@@ -47,6 +50,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One version of a twin, exactly as stored.
     fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>>;
+
+    /// The record at log index `index`, exactly as stored.
+    fn record_at(&self, index: u64) -> Result<Option<StoredRecord>>;
 
     /// Versions `from_version..` of a twin in version order, at most `limit`.
     fn history(&self, id: &TwinId, from_version: u64, limit: usize) -> Result<Vec<StoredRecord>>;

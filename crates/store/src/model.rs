@@ -24,6 +24,23 @@ pub struct NewRecord {
     pub recorded_at_ms: i64,
     /// Leaf salt.
     pub salt: Salt,
+    /// The client's idempotency key and a fingerprint of its request, if it sent one.
+    pub idempotency: Option<(String, Hash)>,
+}
+
+/// What an append did with one submission.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// A new record.
+    New(Record),
+    /// The idempotency key was seen before: nothing was written; the first request made the
+    /// record at `index`, and `same_request` tells whether it asked for the same thing.
+    Replay {
+        /// Log index of the first request's record.
+        index: u64,
+        /// Whether the fingerprints match.
+        same_request: bool,
+    },
 }
 
 /// Where a record is on its way to the chain.

@@ -8,7 +8,9 @@ use twinledger_core::{
     ConsistencyProof, Frontier, Hash, InclusionProof, NodeSource, Record, TreeHead, TwinId,
 };
 
-use crate::model::{Anchor, LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary};
+use crate::model::{
+    Anchor, Appended, LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary,
+};
 use crate::{Result, Store, StoreError};
 
 /// Migrations in order; `PRAGMA user_version` counts how many have run.
@@ -16,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_tree.sql"),
     include_str!("../migrations/sqlite/0003_anchors.sql"),
+    include_str!("../migrations/sqlite/0004_idempotency.sql"),
 ];
 
 const ANCHOR_COLUMNS: &str =
@@ -198,7 +201,7 @@ impl Store for SqliteStore {
         &self,
         batch: Vec<NewRecord>,
         frontier: &Frontier,
-    ) -> Result<(Vec<Record>, Frontier)> {
+    ) -> Result<(Vec<Appended>, Frontier)> {
         self.write(|conn| {
             let tx = conn.transaction()?;
             let mut out = Vec::with_capacity(batch.len());
@@ -233,7 +236,32 @@ impl Store for SqliteStore {
                      latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
                      updated_at_ms = excluded.updated_at_ms",
                 )?;
-                for (index, new) in (first_index..).zip(batch) {
+                let mut get_key =
+                    tx.prepare_cached("SELECT idx, request FROM idempotency_keys WHERE key = ?1")?;
+                let mut insert_key = tx.prepare_cached(
+                    "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut index = first_index;
+                for new in batch {
+                    if let Some((key, request)) = &new.idempotency {
+                        let seen: Option<(i64, Vec<u8>)> = get_key
+                            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?;
+                        if let Some((idx, seen_request)) = seen {
+                            out.push(Appended::Replay {
+                                index: idx as u64,
+                                same_request: seen_request == request.0,
+                            });
+                            continue;
+                        }
+                        insert_key.execute(params![
+                            key,
+                            request.0.as_slice(),
+                            index as i64,
+                            new.recorded_at_ms
+                        ])?;
+                    }
                     let previous: Option<(i64, Vec<u8>)> = get_twin
                         .query_row([new.twin_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?;
@@ -289,7 +317,8 @@ impl Store for SqliteStore {
                         leaf_hash.0.as_slice(),
                         record.recorded_at_ms,
                     ])?;
-                    out.push(record);
+                    out.push(Appended::New(record));
+                    index += 1;
                 }
             }
             tx.commit()?;
@@ -371,6 +400,15 @@ impl Store for SqliteStore {
             Ok(stmt
                 .query_row(params![id.as_str(), version as i64], stored_record)
                 .optional()?)
+        })
+    }
+
+    fn record_at(&self, index: u64) -> Result<Option<StoredRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE idx = ?1"
+            ))?;
+            Ok(stmt.query_row([index as i64], stored_record).optional()?)
         })
     }
 
@@ -606,12 +644,22 @@ mod tests {
             scheme: HashScheme::SeedSha256,
             recorded_at_ms: 1_700_000_000_000,
             salt: Salt([7; 32]),
+            idempotency: None,
         }
     }
 
     fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
         let frontier = store.frontier().expect("frontier");
-        store.append(batch, &frontier).expect("append").0
+        store
+            .append(batch, &frontier)
+            .expect("append")
+            .0
+            .into_iter()
+            .map(|a| match a {
+                Appended::New(r) => r,
+                Appended::Replay { .. } => panic!("no idempotency keys here"),
+            })
+            .collect()
     }
 
     fn open() -> (tempfile::TempDir, SqliteStore) {
@@ -785,5 +833,50 @@ mod tests {
                 proof.verify(&head.root, &full.root).expect("consistency");
             }
         }
+    }
+
+    #[test]
+    fn an_idempotency_key_writes_once_even_within_one_batch() {
+        let (_dir, store) = open();
+        let keyed = |twin: &str, key: &str, req: u8| NewRecord {
+            idempotency: Some((key.to_owned(), Hash([req; 32]))),
+            ..new(twin, "{}")
+        };
+        let frontier = store.frontier().expect("frontier");
+        let (out, frontier) = store
+            .append(
+                vec![
+                    keyed("a", "k1", 1),
+                    keyed("a", "k1", 1),
+                    keyed("b", "k2", 2),
+                ],
+                &frontier,
+            )
+            .expect("append");
+        assert!(matches!(&out[0], Appended::New(r) if r.index == 0));
+        assert_eq!(
+            out[1],
+            Appended::Replay {
+                index: 0,
+                same_request: true
+            }
+        );
+        assert!(matches!(&out[2], Appended::New(r) if r.index == 1 && r.version == 1));
+        let (out, _) = store
+            .append(vec![keyed("a", "k1", 9), keyed("a", "k3", 3)], &frontier)
+            .expect("append");
+        assert_eq!(
+            out[0],
+            Appended::Replay {
+                index: 0,
+                same_request: false
+            }
+        );
+        assert!(matches!(&out[1], Appended::New(r) if r.index == 2 && r.version == 2));
+        assert_eq!(
+            store.stats().expect("stats").records,
+            3,
+            "replays write nothing"
+        );
     }
 }
