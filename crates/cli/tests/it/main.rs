@@ -2,6 +2,7 @@
 //! SQLite files.
 
 mod audit;
+mod bad_input;
 mod cli;
 mod concurrency;
 mod faults;
