@@ -37,6 +37,8 @@ pub enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Recompute every record and the tree, and compare them with every anchored head.
     Audit(cmd::audit::AuditArgs),
+    /// Create, list and revoke API keys.
+    Keys(cmd::keys::KeysArgs),
     /// Verify a proof bundle with no database, against a chain and contract you name.
     VerifyProof(cmd::verify_proof::VerifyProofArgs),
 }

@@ -26,6 +26,18 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     /// Log-mode anchoring.
     pub anchor: AnchorSettings,
+    /// API keys.
+    pub auth: AuthSettings,
+}
+
+/// When API keys are required.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AuthSettings {
+    /// Writes need a key; unset: yes, except in the embedded dev mode (embedded chain, loopback
+    /// address).
+    pub writes: Option<bool>,
+    /// Reads need a key too.
+    pub reads: bool,
 }
 
 /// How records are anchored.
@@ -122,6 +134,7 @@ impl Default for Settings {
                 in_flight: 1,
                 confirmations: 1,
             },
+            auth: AuthSettings::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! legacy mode that is the seed's contract, one `updateTwin` transaction per record. Verification
 //! recomputes everything from the stored rows and compares it with the chain.
 
+mod access;
 mod anchor;
 mod audit;
 mod error;
@@ -13,6 +14,7 @@ mod ledger;
 mod verify;
 mod writer;
 
+pub use access::{AccessError, Caller, IssuedKey, Scope, issue_key};
 pub use anchor::log::AnchorConfig;
 pub use anchor::{AnchorInfo, AnchoredSizes};
 pub use audit::{AuditProblem, AuditReport, Divergence, audit};

@@ -4,6 +4,7 @@
 //! shutdown future completes. The seed's two endpoints keep their paths and JSON shapes; every
 //! error is a 4xx or 5xx status with `{"error": "..."}`.
 
+mod auth;
 mod body;
 mod error;
 mod routes;
@@ -19,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use twinledger_core::json::Limits;
 use twinledger_ledger::Ledger;
 
+pub use auth::AuthPolicy;
 pub use error::ApiError;
 
 /// HTTP limits.
@@ -30,6 +32,8 @@ pub struct HttpConfig {
     pub json_limits: Limits,
     /// How long a write waits for its anchor before answering 503 (the record stays pending).
     pub anchor_wait: Duration,
+    /// When API keys are required.
+    pub auth: AuthPolicy,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +42,7 @@ impl Default for HttpConfig {
             body_limit: 1024 * 1024,
             json_limits: Limits::default(),
             anchor_wait: Duration::from_secs(60),
+            auth: AuthPolicy::default(),
         }
     }
 }
@@ -59,6 +64,10 @@ pub fn router(ledger: Ledger, config: HttpConfig) -> Router {
         config: std::sync::Arc::new(config),
     };
     routes::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())

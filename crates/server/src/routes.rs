@@ -8,8 +8,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use twinledger_core::json::Value;
 use twinledger_core::{HashScheme, RecordKind, TwinId};
-use twinledger_ledger::{LedgerError, Submission, Wait};
+use twinledger_ledger::{LedgerError, Scope, Submission, Wait};
 
+use crate::auth::{MaybeCaller, check};
 use crate::body::JsonObject;
 use crate::{ApiError, AppState};
 
@@ -69,11 +70,13 @@ fn seed_update(body: JsonObject) -> Result<(TwinId, Value), ApiError> {
 /// pending), anchors it with the seed contract and answers with the transaction hash.
 async fn update_twin(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     headers: axum::http::HeaderMap,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let idempotency_key = crate::body::idempotency_key(&headers)?;
     let (twin_id, data) = seed_update(body)?;
+    check(&caller, Scope::Write, Some(&twin_id))?;
     let submission = Submission {
         twin_id,
         kind: RecordKind::Reported,
@@ -105,9 +108,11 @@ async fn update_twin(
 /// state against the contract.
 async fn get_twin(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     Path(twin_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let twin_id = TwinId::new(twin_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    check(&caller, Scope::Read, Some(&twin_id))?;
     match app.ledger.verifier().seed_check(&twin_id).await {
         Ok(check) => Ok(Json(check).into_response()),
         Err(LedgerError::TwinNotFound(_)) => Err(ApiError::new(

@@ -12,9 +12,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value as JsonValue, json};
 use twinledger_core::{HashScheme, RecordKind, TwinId};
-use twinledger_ledger::{AnchorInfo, LedgerError, Status, Submission, Wait};
+use twinledger_ledger::{AnchorInfo, LedgerError, Scope, Status, Submission, Wait};
 use twinledger_store::StoredRecord;
 
+use crate::auth::{MaybeCaller, check};
 use crate::body::JsonObject;
 use crate::{ApiError, AppState};
 
@@ -151,12 +152,14 @@ async fn shown(app: &AppState, row: &StoredRecord) -> Result<RecordView, ApiErro
 /// only once that holds; `?scheme=seed-sha256` picks the seed's hash (default `jcs-sha256`).
 async fn post_state(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     Path(id): Path<String>,
     q: Params,
     headers: axum::http::HeaderMap,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let twin_id = twin_id(id)?;
+    check(&caller, Scope::Write, Some(&twin_id))?;
     let idempotency_key = crate::body::idempotency_key(&headers)?;
     let p = params(q, &["wait", "scheme"])?;
     let wait = match p.get("wait").map(String::as_str) {
@@ -218,7 +221,12 @@ async fn post_state(
 }
 
 /// `GET /v1/twins?after=ID&limit=N`: twins in id order.
-async fn list_twins(State(app): State<AppState>, q: Params) -> Result<Response, ApiError> {
+async fn list_twins(
+    State(app): State<AppState>,
+    caller: MaybeCaller,
+    q: Params,
+) -> Result<Response, ApiError> {
+    check(&caller, Scope::Read, None)?;
     let p = params(q, &["after", "limit"])?;
     let limit = limit(&p)?;
     let after = p.get("after").cloned();
@@ -235,9 +243,11 @@ async fn list_twins(State(app): State<AppState>, q: Params) -> Result<Response, 
 /// `GET /v1/twins/{id}`: the twin and its latest record.
 async fn get_twin(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = twin_id(id)?;
+    check(&caller, Scope::Read, Some(&id))?;
     let (twin, latest) = {
         let id = id.clone();
         app.ledger
@@ -269,10 +279,12 @@ async fn get_twin(
 /// `GET /v1/twins/{id}/history?cursor=V&limit=N`: versions from `cursor` (default 1) on.
 async fn history(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     Path(id): Path<String>,
     q: Params,
 ) -> Result<Response, ApiError> {
     let id = twin_id(id)?;
+    check(&caller, Scope::Read, Some(&id))?;
     let p = params(q, &["cursor", "limit"])?;
     let limit = limit(&p)?;
     let from = match p.get("cursor") {
@@ -315,9 +327,11 @@ async fn stored(app: &AppState, id: &TwinId, v: u64) -> Result<StoredRecord, Api
 /// `GET /v1/twins/{id}/versions/{v}`: one record.
 async fn get_version(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     Path((id, v)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (id, v) = (twin_id(id)?, version(&v)?);
+    check(&caller, Scope::Read, Some(&id))?;
     let row = stored(&app, &id, v).await?;
     Ok(Json(shown(&app, &row).await?).into_response())
 }
@@ -325,9 +339,11 @@ async fn get_version(
 /// `GET /v1/twins/{id}/versions/{v}/proof`: the proof bundle (docs/proof-format.md).
 async fn get_proof(
     State(app): State<AppState>,
+    caller: MaybeCaller,
     Path((id, v)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (id, v) = (twin_id(id)?, version(&v)?);
+    check(&caller, Scope::Read, Some(&id))?;
     let bundle = app.ledger.proof_bundle(&id, v).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -337,14 +353,24 @@ async fn get_proof(
 }
 
 /// `GET /v1/twins/{id}/verify`: every version checked against its hashes and the chain.
-async fn verify(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn verify(
+    State(app): State<AppState>,
+    caller: MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = twin_id(id)?;
+    check(&caller, Scope::Read, Some(&id))?;
     let verdict = app.ledger.verifier().verify_twin(&id).await?;
     Ok(Json(verdict).into_response())
 }
 
 /// `GET /v1/tree-heads?from=SIZE&limit=N`: the log's current head and the anchored heads.
-async fn tree_heads(State(app): State<AppState>, q: Params) -> Result<Response, ApiError> {
+async fn tree_heads(
+    State(app): State<AppState>,
+    caller: MaybeCaller,
+    q: Params,
+) -> Result<Response, ApiError> {
+    check(&caller, Scope::Read, None)?;
     let p = params(q, &["from", "limit"])?;
     let limit = limit(&p)?;
     let from = match p.get("from") {

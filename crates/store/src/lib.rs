@@ -11,7 +11,7 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    Anchor, Appended, LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord,
+    Anchor, ApiKey, Appended, LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord,
     StoredRecordError, TwinSummary,
 };
 pub use sqlite::SqliteStore;
@@ -102,6 +102,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest mined (or confirmed) anchor.
     fn latest_mined_anchor(&self) -> Result<Option<Anchor>>;
+
+    /// Stores a new API key.
+    fn put_api_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// An API key by id.
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>>;
+
+    /// Every API key, revoked ones included.
+    fn api_keys(&self) -> Result<Vec<ApiKey>>;
+
+    /// Revokes a key; false if there is no such key.
+    fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool>;
 
     /// A stored fact about this ledger.
     fn meta(&self, key: &str) -> Result<Option<String>>;

@@ -247,3 +247,23 @@ pub struct Anchor {
     /// Gas the transaction used.
     pub gas_used: Option<u64>,
 }
+
+/// An API key as stored: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    /// Public id, the part of the key before the secret.
+    pub id: String,
+    /// SHA-256 of the secret.
+    #[serde(skip)]
+    pub secret_hash: Hash,
+    /// `read` or `write`.
+    pub scope: String,
+    /// Twins the key is limited to, by id prefix.
+    pub twin_prefix: Option<String>,
+    /// What the key is for.
+    pub label: String,
+    /// When it was created.
+    pub created_at_ms: i64,
+    /// When it was revoked, if it was.
+    pub revoked_at_ms: Option<i64>,
+}

@@ -9,7 +9,7 @@ use twinledger_core::{
 };
 
 use crate::model::{
-    Anchor, Appended, LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary,
+    Anchor, ApiKey, Appended, LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary,
 };
 use crate::{Result, Store, StoreError};
 
@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_tree.sql"),
     include_str!("../migrations/sqlite/0003_anchors.sql"),
     include_str!("../migrations/sqlite/0004_idempotency.sql"),
+    include_str!("../migrations/sqlite/0005_api_keys.sql"),
 ];
 
 const ANCHOR_COLUMNS: &str =
@@ -156,6 +157,25 @@ impl NodeSource for Nodes<'_> {
             .map_err(|e| StoreError::Inconsistent(format!("tree node ({level}, {index}): {e}")))
     }
 }
+
+fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    let hash: Vec<u8> = row.get(1)?;
+    let secret_hash = Hash::from_slice(&hash).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    Ok(ApiKey {
+        id: row.get(0)?,
+        secret_hash,
+        scope: row.get(2)?,
+        twin_prefix: row.get(3)?,
+        label: row.get(4)?,
+        created_at_ms: row.get(5)?,
+        revoked_at_ms: row.get(6)?,
+    })
+}
+
+const API_KEY_COLUMNS: &str =
+    "id, secret_hash, scope, twin_prefix, label, created_at_ms, revoked_at_ms";
 
 fn anchor_row(row: &Row<'_>) -> rusqlite::Result<Anchor> {
     let root: Vec<u8> = row.get(1)?;
@@ -585,6 +605,55 @@ impl Store for SqliteStore {
             ))?
             .query_row([], anchor_row)
             .optional()?)
+        })
+    }
+
+    fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ))?
+            .execute(params![
+                key.id,
+                key.secret_hash.0.as_slice(),
+                key.scope,
+                key.twin_prefix,
+                key.label,
+                key.created_at_ms,
+                key.revoked_at_ms
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+            ))?
+            .query_row([id], api_key_row)
+            .optional()?)
+        })
+    }
+
+    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, id"
+            ))?;
+            let rows = stmt.query_map([], api_key_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
+                )?
+                .execute(params![id, at_ms])?;
+            Ok(n == 1)
         })
     }
 

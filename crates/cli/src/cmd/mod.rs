@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod deploy;
+pub mod keys;
 pub mod serve;
 pub mod update;
 pub mod verify;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => a.chain.layer(),
         Command::VerifyProof(_) => json!({}),
         Command::Audit(a) => a.chain.layer(),
+        Command::Keys(_) => json!({}),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
     match cli.command {
@@ -37,6 +39,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => a.run(settings).await,
         Command::VerifyProof(a) => a.run(settings).await,
         Command::Audit(a) => a.run(settings).await,
+        Command::Keys(a) => a.run(settings).await,
     }
 }
 

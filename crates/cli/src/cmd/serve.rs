@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig};
-use twinledger_server::HttpConfig;
+use twinledger_server::{AuthPolicy, HttpConfig};
 
 use crate::chain::{self, Chain};
 use crate::cli::{ChainArgs, merge};
@@ -98,6 +98,14 @@ impl ServeArgs {
             HttpConfig {
                 body_limit: settings.http.body_limit,
                 anchor_wait: Duration::from_secs(settings.http.anchor_wait_secs),
+                auth: AuthPolicy {
+                    // The embedded dev mode on loopback is for one developer's machine.
+                    writes: settings
+                        .auth
+                        .writes
+                        .unwrap_or(!(embedded && local.ip().is_loopback())),
+                    reads: settings.auth.reads,
+                },
                 ..HttpConfig::default()
             },
         );

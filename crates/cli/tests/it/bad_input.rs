@@ -42,7 +42,8 @@ async fn every_bad_request_is_a_4xx_json_error_and_writes_nothing() {
             .join(",")
     );
     let long_array = format!("{{\"a\": [{}]}}", vec!["0"; 100_001].join(","));
-    let cases: Vec<(&str, String, Option<&str>, Vec<u8>, &str)> = vec![
+    type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "nesting depth",
             "/v1/twins/t/states".into(),

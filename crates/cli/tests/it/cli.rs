@@ -2,7 +2,6 @@
 
 use serde_json::json;
 use twinledger_chain::NodeKind;
-use twinledger_testkit::App;
 
 use crate::support::*;
 
@@ -149,11 +148,7 @@ async fn a_local_key_signs_and_never_appears_in_output() {
     let mut all =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
 
-    let app = App::spawn(
-        &bin(),
-        dir.path(),
-        &["--rpc", node.url(), "--private-key-file", k],
-    );
+    let app = external_app(dir.path(), &["--rpc", node.url(), "--private-key-file", k]);
     let (status, body) = post_update(&app, "signed", json!({"v": 1})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(integrity(&app, "signed").await, "Valid");

@@ -25,7 +25,7 @@ async fn chain_outage(mode: &str) {
     let node = start_node(NodeKind::Anvil, port, Some(state.clone())).await;
     let rpc = node.url().to_owned();
     deploy_in(dir.path(), &rpc, mode);
-    let app = App::spawn(&bin(), dir.path(), &["--rpc", &rpc, "--mode", mode]);
+    let app = external_app(dir.path(), &["--rpc", &rpc, "--mode", mode]);
     let (status, _) = post_update(&app, "boiler", json!({"t": 1})).await;
     assert_eq!(status, 200);
 

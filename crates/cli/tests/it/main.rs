@@ -1,6 +1,7 @@
 //! End-to-end tests of the `twinledger` binary against real Anvil and Ganache processes and real
 //! SQLite files.
 
+mod access;
 mod audit;
 mod bad_input;
 mod cli;

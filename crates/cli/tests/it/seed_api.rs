@@ -67,7 +67,7 @@ async fn seed_demo_on_ganache(mode: &str) {
         address.starts_with("0x") && address.len() == 42,
         "{address}"
     );
-    let app = App::spawn(&bin(), dir.path(), &["--rpc", node.url(), "--mode", mode]);
+    let app = external_app(dir.path(), &["--rpc", node.url(), "--mode", mode]);
     seed_demo(&app).await;
 }
 
@@ -92,7 +92,7 @@ async fn block_timestamp_in(mode: &str) {
     let dir = data_dir();
     let node = start_node(NodeKind::Anvil, 0, None).await;
     deploy_in(dir.path(), node.url(), mode);
-    let app = App::spawn(&bin(), dir.path(), &["--rpc", node.url(), "--mode", mode]);
+    let app = external_app(dir.path(), &["--rpc", node.url(), "--mode", mode]);
     let (_, body) = post_update(&app, "t", json!({"a": 1})).await;
     let tx = body["tx_hash"].as_str().expect("tx").to_owned();
     let rpc = |method: &str, params: serde_json::Value| {

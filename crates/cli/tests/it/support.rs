@@ -33,6 +33,13 @@ pub fn embedded_app(dir: &Path) -> App {
     App::spawn(&bin(), dir, &[])
 }
 
+/// Starts the service on an existing chain (`args` hold `--rpc`), with API keys off for writes:
+/// the tests of other features do not carry keys; `access.rs` tests keys with the defaults.
+pub fn external_app(dir: &Path, args: &[&str]) -> App {
+    std::fs::write(dir.join("twinledger.toml"), "[auth]\nwrites = false\n").expect("config");
+    App::spawn(&bin(), dir, args)
+}
+
 /// Starts the service on the embedded Anvil in `mode` (`log` or `legacy`).
 pub fn embedded_app_in(dir: &Path, mode: &str) -> App {
     App::spawn(&bin(), dir, &["--mode", mode])

@@ -1,0 +1,121 @@
+//! Authentication: bearer API keys, required for writes (and reads, when configured).
+
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use twinledger_core::TwinId;
+use twinledger_ledger::{AccessError, Caller, Scope};
+
+use crate::{ApiError, AppState};
+
+/// When a key is required.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthPolicy {
+    /// Writes need a key with the write scope.
+    pub writes: bool,
+    /// Reads need a key too.
+    pub reads: bool,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn refuse(status: StatusCode, message: String, path: &str, key_id: Option<&str>) -> Response {
+    // The attempt is logged with the key's public id only, never the token.
+    tracing::warn!(target: "twinledger::http", %status, path, key_id = key_id.unwrap_or("none"), reason = %message, "request refused");
+    let mut r = ApiError::new(status, message).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    r
+}
+
+/// Checks the bearer key of every request but `/health`, and hands the caller to the handlers.
+pub(crate) async fn authenticate(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_owned();
+    if path == "/health" {
+        return next.run(req).await;
+    }
+    let need = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        Scope::Read
+    } else {
+        Scope::Write
+    };
+    let policy = app.config.auth;
+    let required = match need {
+        Scope::Write => policy.writes,
+        Scope::Read => policy.reads,
+    };
+    let Some(token) = bearer(req.headers()) else {
+        if required {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "this request needs an API key (Authorization: Bearer <key>)".into(),
+                &path,
+                None,
+            );
+        }
+        return next.run(req).await;
+    };
+    let key_id = token
+        .strip_prefix("tl_")
+        .and_then(|r| r.split('_').next())
+        .map(str::to_owned);
+    match app.ledger.authenticate(token).await {
+        Ok(caller) => {
+            if let Err(e) = caller.allows(need, None).or_else(|e| match e {
+                // Prefix limits are checked by the handler, which knows the twin.
+                AccessError::Forbidden(_) if caller.scope >= need => Ok(()),
+                e => Err(e),
+            }) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    e.to_string(),
+                    &path,
+                    Some(&caller.key_id),
+                );
+            }
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => refuse(
+            StatusCode::UNAUTHORIZED,
+            e.to_string(),
+            &path,
+            key_id.as_deref(),
+        ),
+    }
+}
+
+/// The caller of a request, when it presented a key.
+pub(crate) type MaybeCaller = Option<Extension<Caller>>;
+
+/// Refuses (403) a caller whose key does not reach `twin` (`None`: the whole ledger).
+pub(crate) fn check(
+    caller: &MaybeCaller,
+    need: Scope,
+    twin: Option<&TwinId>,
+) -> Result<(), ApiError> {
+    match caller {
+        None => Ok(()),
+        Some(Extension(c)) => c.allows(need, twin).map_err(|e| {
+            tracing::warn!(target: "twinledger::http", key_id = %c.key_id, reason = %e, "request refused");
+            ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+        }),
+    }
+}
