@@ -31,6 +31,19 @@ pub struct AnchoredRoot {
     pub block_number: u64,
 }
 
+/// An `Anchored` event: a head the contract accepted, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchoredEvent {
+    /// The head.
+    pub head: TreeHead,
+    /// The size it extended.
+    pub previous_size: u64,
+    /// The transaction that anchored it.
+    pub tx_hash: TxHash,
+    /// Its block.
+    pub block_number: u64,
+}
+
 /// A mined `anchor` transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AnchorReceipt {
@@ -191,26 +204,43 @@ impl LogContract {
             }))
     }
 
-    /// Every head anchored on this contract, in order, from its `Anchored` events.
-    pub async fn anchored_heads(&self) -> Result<Vec<TreeHead>> {
+    /// Every head anchored on this contract from block `from_block` on, in size order, from its
+    /// `Anchored` events.
+    pub async fn anchored_events(&self, from_block: u64) -> Result<Vec<AnchoredEvent>> {
         use alloy::sol_types::SolEvent;
         let filter = alloy::rpc::types::Filter::new()
             .address(self.address)
             .event_signature(TwinLedger::Anchored::SIGNATURE_HASH)
-            .from_block(0u64);
+            .from_block(from_block);
         let logs = self.client.provider().get_logs(&filter).await?;
-        let mut heads = Vec::with_capacity(logs.len());
+        let mut events = Vec::with_capacity(logs.len());
         for log in logs {
+            let (tx_hash, block_number) = (log.transaction_hash, log.block_number);
             let e = log
                 .log_decode::<TwinLedger::Anchored>()
                 .map_err(|e| ChainError::Rpc(format!("undecodable Anchored event: {e}")))?;
-            heads.push(TreeHead {
-                size: e.inner.data.size,
-                root: hash(e.inner.data.root),
+            events.push(AnchoredEvent {
+                head: TreeHead {
+                    size: e.inner.data.size,
+                    root: hash(e.inner.data.root),
+                },
+                previous_size: e.inner.data.previousSize,
+                tx_hash: tx_hash.unwrap_or_default(),
+                block_number: block_number.unwrap_or_default(),
             });
         }
-        heads.sort_by_key(|h| h.size);
-        Ok(heads)
+        events.sort_by_key(|e| e.head.size);
+        Ok(events)
+    }
+
+    /// Every head anchored on this contract, in size order.
+    pub async fn anchored_heads(&self) -> Result<Vec<TreeHead>> {
+        Ok(self
+            .anchored_events(0)
+            .await?
+            .into_iter()
+            .map(|e| e.head)
+            .collect())
     }
 
     /// Whether `account` holds the anchoring role.

@@ -98,6 +98,28 @@ pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) ->
             )));
         }
     }
+    // Anchors mined but never recorded (the process died between sending and noting, or
+    // before the receipt): recovered from the contract's events since the last recorded one.
+    let known = on_store(store, |s| s.latest_mined_anchor()).await?;
+    let from_block = known.and_then(|a| a.block_number).unwrap_or(0);
+    for event in contract.anchored_events(from_block).await? {
+        let size = event.head.size;
+        let local = on_store(store, move |s| s.anchors(size, 1)).await?;
+        if local
+            .first()
+            .is_some_and(|a| a.size == size && a.status != "sent")
+        {
+            continue;
+        }
+        let (root, prev, tx) = (
+            event.head.root,
+            event.previous_size,
+            event.tx_hash.to_string(),
+        );
+        on_store(store, move |s| s.put_anchor_sent(size, &root, prev, &tx)).await?;
+        let receipt = contract.wait_anchor(event.tx_hash, Duration::ZERO).await?;
+        record_mined(store, size, &receipt).await?;
+    }
     // Anchors noted as sent but not reflected on chain: mined ones are recorded, the rest
     // forgotten (they are sent again from the chain's head).
     let sent = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
@@ -240,9 +262,14 @@ impl LogAnchorer {
                 }
                 continue;
             }
+            // Wake for the retry or the minimum interval only when there is something to send;
+            // otherwise a new commit, a receipt or the periodic confirmation check wakes us.
+            let pending_work = tree_size > base.size;
             let wake = match (retry_at, last_send) {
-                (Some(t), _) => t,
-                (None, Some(t)) if tree_size > base.size => t + self.config.min_interval,
+                (Some(t), _) if pending_work && t > now => t,
+                (_, Some(t)) if pending_work && t + self.config.min_interval > now => {
+                    t + self.config.min_interval
+                }
                 _ => now + Duration::from_secs(1),
             };
             tokio::select! {
