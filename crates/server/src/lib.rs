@@ -34,6 +34,8 @@ pub struct HttpConfig {
     pub anchor_wait: Duration,
     /// When API keys are required.
     pub auth: AuthPolicy,
+    /// Key of the MAC on pagination cursors (kept per data directory, so cursors survive restarts).
+    pub cursor_key: [u8; 32],
 }
 
 impl Default for HttpConfig {
@@ -43,6 +45,7 @@ impl Default for HttpConfig {
             json_limits: Limits::default(),
             anchor_wait: Duration::from_secs(60),
             auth: AuthPolicy::default(),
+            cursor_key: [0; 32],
         }
     }
 }

@@ -276,7 +276,31 @@ async fn get_twin(
     .into_response())
 }
 
-/// `GET /v1/twins/{id}/history?cursor=V&limit=N`: versions from `cursor` (default 1) on.
+/// A history cursor: the next version, tagged with a MAC under the service's cursor key so that
+/// an edited cursor is refused rather than silently paging from elsewhere.
+fn seal_cursor(app: &AppState, twin: &TwinId, version: u64) -> String {
+    format!("{version}.{}", cursor_tag(app, twin, version))
+}
+
+fn cursor_tag(app: &AppState, twin: &TwinId, version: u64) -> String {
+    let mut data = app.config.cursor_key.to_vec();
+    data.extend_from_slice(twin.as_str().as_bytes());
+    data.push(0);
+    data.extend_from_slice(&version.to_be_bytes());
+    twinledger_core::Hash::digest(&data).to_hex()[..16].to_owned()
+}
+
+fn open_cursor(app: &AppState, twin: &TwinId, cursor: &str) -> Result<u64, ApiError> {
+    let invalid = || ApiError::bad_request(format!("invalid cursor {cursor:?}"));
+    let (v, tag) = cursor.split_once('.').ok_or_else(invalid)?;
+    let v = version(v).map_err(|_| invalid())?;
+    if tag != cursor_tag(app, twin, v) {
+        return Err(invalid());
+    }
+    Ok(v)
+}
+
+/// `GET /v1/twins/{id}/history?cursor=C&limit=N`: versions from `cursor` (default 1) on.
 async fn history(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -289,9 +313,7 @@ async fn history(
     let limit = limit(&p)?;
     let from = match p.get("cursor") {
         None => 1,
-        Some(c) => {
-            version(c).map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?
-        }
+        Some(c) => open_cursor(&app, &id, c)?,
     };
     let (exists, rows) = {
         let id = id.clone();
@@ -307,7 +329,10 @@ async fn history(
         records.push(shown(&app, row).await?);
     }
     let next = (rows.len() == limit)
-        .then(|| rows.last().map(|r| (r.version + 1).to_string()))
+        .then(|| {
+            rows.last()
+                .map(|r| seal_cursor(&app, &id, r.version.max(0) as u64 + 1))
+        })
         .flatten();
     Ok(Json(HistoryPage {
         records,

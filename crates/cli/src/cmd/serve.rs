@@ -56,6 +56,7 @@ impl ServeArgs {
                 return Err(e).with_context(|| format!("cannot listen on {}", settings.listen));
             }
         };
+        let cursor_key = cursor_key(store.as_ref())?;
         let a = &settings.anchor;
         let (address, mode) = (contract.address(), contract.mode());
         let ledger = match Ledger::start(
@@ -106,6 +107,7 @@ impl ServeArgs {
                         .unwrap_or(!(embedded && local.ip().is_loopback())),
                     reads: settings.auth.reads,
                 },
+                cursor_key,
                 ..HttpConfig::default()
             },
         );
@@ -123,6 +125,24 @@ impl ServeArgs {
         tracing::info!(target: "twinledger", "stopped");
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The data directory's key for pagination cursors, made on first use.
+fn cursor_key(store: &dyn twinledger_store::Store) -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    match store.meta("cursor_key")? {
+        Some(hex) => {
+            twinledger_core::Hash::from_hex(&hex)
+                .map(|h| key = h.0)
+                .context("corrupt cursor key in the database")?;
+        }
+        None => {
+            use rand::RngCore;
+            rand::thread_rng().fill_bytes(&mut key);
+            store.set_meta("cursor_key", &twinledger_core::Hash(key).to_hex())?;
+        }
+    }
+    Ok(key)
 }
 
 async fn shutdown_signal() {

@@ -70,8 +70,19 @@ async fn the_v1_api_records_lists_pages_and_reports_heads() {
     assert_eq!(twin["latest"]["state"], json!({"rpm": 5}));
     let (_, page) = get(&app, "/v1/twins/pump-1/history?limit=2").await;
     assert_eq!(page["records"].as_array().map(Vec::len), Some(2));
-    assert_eq!(page["next_cursor"], "3");
-    let (_, page) = get(&app, "/v1/twins/pump-1/history?cursor=3&limit=10").await;
+    let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
+    assert!(cursor.starts_with("3."), "{cursor}");
+    // An edited cursor is refused, not followed.
+    let forged = cursor.replacen('3', "1", 1);
+    let (status, body) = get(&app, &format!("/v1/twins/pump-1/history?cursor={forged}")).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = get(&app, &format!("/v1/twins/pump-2/history?cursor={cursor}")).await;
+    assert_eq!(status, 400, "a cursor belongs to its twin");
+    let (_, page) = get(
+        &app,
+        &format!("/v1/twins/pump-1/history?cursor={cursor}&limit=10"),
+    )
+    .await;
     let versions: Vec<u64> = page["records"]
         .as_array()
         .expect("records")
