@@ -1,0 +1,251 @@
+//! Tests of the parent module.
+
+use super::*;
+use twinledger_core::json::{Limits, parse};
+use twinledger_core::{HashScheme, RecordKind, Salt};
+
+fn new(twin: &str, state: &str) -> NewRecord {
+    let state = parse(state.as_bytes(), &Limits::default()).expect("json");
+    NewRecord {
+        twin_id: TwinId::new(twin).expect("id"),
+        kind: RecordKind::Reported,
+        state_hash: Hash(HashScheme::SeedSha256.hash(&state).expect("hash")),
+        state,
+        scheme: HashScheme::SeedSha256,
+        recorded_at_ms: 1_700_000_000_000,
+        salt: Salt([7; 32]),
+        idempotency: None,
+    }
+}
+
+fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
+    let frontier = store.frontier().expect("frontier");
+    store
+        .append(batch, &frontier)
+        .expect("append")
+        .0
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(r) => r,
+            Appended::Replay { .. } => panic!("no idempotency keys here"),
+        })
+        .collect()
+}
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path().join("t.db")).expect("open");
+    (dir, store)
+}
+
+#[test]
+fn append_assigns_dense_indexes_and_versions_and_links_each_twin() {
+    let (_dir, store) = open();
+    let first = append(
+        &store,
+        vec![
+            new("a", r#"{"x":1}"#),
+            new("b", r#"{"y":1}"#),
+            new("a", r#"{"x":2}"#),
+        ],
+    );
+    let second = append(&store, vec![new("a", r#"{"x":3}"#)]);
+    let all: Vec<_> = first.iter().chain(&second).collect();
+    assert_eq!(
+        all.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(
+        all.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [1, 1, 2, 3]
+    );
+    assert_eq!(all[0].prev_leaf_hash, None);
+    assert_eq!(all[2].prev_leaf_hash, Some(all[0].leaf_hash()));
+    assert_eq!(all[3].prev_leaf_hash, Some(all[2].leaf_hash()));
+
+    let a = TwinId::new("a").expect("id");
+    let summary = store.twin(&a).expect("read").expect("twin a");
+    assert_eq!((summary.latest_version, summary.latest_index), (3, 3));
+    let history = store.history(&a, 1, 10).expect("history");
+    assert_eq!(history.len(), 3);
+    for (stored, record) in history.iter().zip([all[0], all[2], all[3]]) {
+        assert_eq!(
+            &stored.decode().expect("decodes"),
+            record,
+            "stored exactly as appended"
+        );
+        assert_eq!(stored.leaf_hash, record.leaf_hash().0);
+    }
+    assert_eq!(store.history(&a, 3, 10).expect("page").len(), 1);
+    assert_eq!(
+        store.stats().expect("stats"),
+        StoreStats {
+            records: 4,
+            twins: 2,
+            pending: 4
+        }
+    );
+}
+
+#[test]
+fn pending_records_come_in_log_order_until_anchored() {
+    let (_dir, store) = open();
+    append(&store, vec![new("a", "{}"), new("b", "{}"), new("c", "{}")]);
+    store
+        .set_legacy_sent(0, "0xaa", "1700000000")
+        .expect("sent");
+    let pending = store.pending(10).expect("pending");
+    assert_eq!(
+        pending.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(pending[0].anchor_tx.as_deref(), Some("0xaa"));
+    assert!(pending[0].legacy_anchor().is_none(), "sent is not anchored");
+    let anchor = LegacyAnchor {
+        tx_hash: "0xaa".into(),
+        block_number: 5,
+        block_timestamp: 1_700_000_001,
+        chain_timestamp: "1700000000".into(),
+    };
+    store.set_legacy_anchor(0, &anchor).expect("anchor");
+    let pending = store.pending(10).expect("pending");
+    assert_eq!(pending.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
+    let a = store
+        .record(&TwinId::new("a").expect("id"), 1)
+        .expect("read")
+        .expect("a");
+    assert_eq!(a.legacy_anchor(), Some(anchor));
+    assert_eq!(a.status(), Some(crate::RecordStatus::Anchored));
+}
+
+#[test]
+fn data_survives_reopening_and_meta_round_trips() {
+    let (dir, store) = open();
+    append(&store, vec![new("a", r#"{"k":"v"}"#)]);
+    store.set_meta("legacy_contract.1", "0xabc").expect("meta");
+    drop(store);
+    let store = SqliteStore::open(dir.path().join("t.db")).expect("reopen");
+    assert_eq!(
+        store.meta("legacy_contract.1").expect("meta").as_deref(),
+        Some("0xabc")
+    );
+    assert_eq!(store.meta("missing").expect("meta"), None);
+    let next = append(&store, vec![new("a", "{}")]);
+    assert_eq!((next[0].index, next[0].version), (1, 2));
+}
+
+#[test]
+fn a_database_from_a_newer_program_is_refused() {
+    let (dir, store) = open();
+    drop(store);
+    let conn = Connection::open(dir.path().join("t.db")).expect("open");
+    conn.pragma_update(None, "user_version", 99).expect("bump");
+    drop(conn);
+    let err = SqliteStore::open(dir.path().join("t.db")).expect_err("refused");
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tampered_row_decodes_to_a_precise_error() {
+    let (dir, store) = open();
+    append(&store, vec![new("a", r#"{"x":1}"#)]);
+    let conn = Connection::open(dir.path().join("t.db")).expect("open");
+    conn.execute("UPDATE records SET state = '{not json'", [])
+        .expect("tamper");
+    let row = store
+        .record(&TwinId::new("a").expect("id"), 1)
+        .expect("read")
+        .expect("row");
+    let err = row.decode().expect_err("undecodable");
+    assert!(err.to_string().starts_with("column state:"), "{err}");
+}
+
+#[test]
+fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistency() {
+    let (_dir, store) = open();
+    let mut leaves = Vec::new();
+    for batch in 0..7 {
+        let records = append(
+            &store,
+            (0..batch * 3 + 1)
+                .map(|i| new(&format!("t{i}"), "{}"))
+                .collect(),
+        );
+        leaves.extend(records.iter().map(Record::leaf_hash));
+    }
+    let n = leaves.len() as u64;
+    let frontier = store.frontier().expect("frontier");
+    assert_eq!(
+        frontier.head(),
+        TreeHead {
+            size: n,
+            root: twinledger_core::root_of(&leaves)
+        }
+    );
+    for size in [1, 2, 5, 17, n] {
+        let head = store.tree_head(size).expect("head");
+        assert_eq!(
+            head.root,
+            twinledger_core::root_of(&leaves[..size as usize])
+        );
+        for index in 0..size {
+            let proof = store.inclusion_proof(index, size).expect("proof");
+            proof
+                .verify(&leaves[index as usize], &head.root)
+                .expect("inclusion");
+        }
+        if size < n {
+            let full = store.tree_head(n).expect("head");
+            let proof = store.consistency_proof(size, n).expect("proof");
+            proof.verify(&head.root, &full.root).expect("consistency");
+        }
+    }
+}
+
+#[test]
+fn an_idempotency_key_writes_once_even_within_one_batch() {
+    let (_dir, store) = open();
+    let keyed = |twin: &str, key: &str, req: u8| NewRecord {
+        idempotency: Some((key.to_owned(), Hash([req; 32]))),
+        ..new(twin, "{}")
+    };
+    let frontier = store.frontier().expect("frontier");
+    let (out, frontier) = store
+        .append(
+            vec![
+                keyed("a", "k1", 1),
+                keyed("a", "k1", 1),
+                keyed("b", "k2", 2),
+            ],
+            &frontier,
+        )
+        .expect("append");
+    assert!(matches!(&out[0], Appended::New(r) if r.index == 0));
+    assert_eq!(
+        out[1],
+        Appended::Replay {
+            index: 0,
+            same_request: true
+        }
+    );
+    assert!(matches!(&out[2], Appended::New(r) if r.index == 1 && r.version == 1));
+    let (out, _) = store
+        .append(vec![keyed("a", "k1", 9), keyed("a", "k3", 3)], &frontier)
+        .expect("append");
+    assert_eq!(
+        out[0],
+        Appended::Replay {
+            index: 0,
+            same_request: false
+        }
+    );
+    assert!(matches!(&out[1], Appended::New(r) if r.index == 2 && r.version == 2));
+    assert_eq!(
+        store.stats().expect("stats").records,
+        3,
+        "replays write nothing"
+    );
+}
