@@ -47,6 +47,17 @@ pub(crate) fn redact_url(url: &reqwest::Url) -> String {
 impl ChainClient {
     /// Connects to `rpc_url`, learns the chain id and resolves the sending account.
     pub async fn connect(rpc_url: &str, signer: SignerConfig) -> Result<Self> {
+        Self::connect_or_assume(rpc_url, signer, None).await
+    }
+
+    /// Like [`ChainClient::connect`], but when the node cannot be reached and `known` holds the
+    /// chain id and sending account learnt on an earlier run, builds the client from those, so
+    /// that a service can start (and accept writes as pending) while its node is down.
+    pub async fn connect_or_assume(
+        rpc_url: &str,
+        signer: SignerConfig,
+        known: Option<(u64, Address)>,
+    ) -> Result<Self> {
         let url: reqwest::Url = rpc_url
             .parse()
             .map_err(|_| ChainError::BadUrl("not a URL"))?;
@@ -65,11 +76,13 @@ impl ChainClient {
                     .erased();
                 let from = match from {
                     Some(a) => a,
-                    None => *provider
-                        .get_accounts()
-                        .await?
-                        .first()
-                        .ok_or(ChainError::NoAccounts)?,
+                    None => match provider.get_accounts().await.map_err(ChainError::from) {
+                        Ok(accounts) => *accounts.first().ok_or(ChainError::NoAccounts)?,
+                        Err(e) if e.is_retryable() && known.is_some() => {
+                            known.map(|(_, a)| a).unwrap_or_default()
+                        }
+                        Err(e) => return Err(e),
+                    },
                 };
                 (provider, from)
             }
@@ -88,7 +101,15 @@ impl ChainClient {
                 (provider, from)
             }
         };
-        let chain_id = provider.get_chain_id().await?;
+        let chain_id = match provider.get_chain_id().await.map_err(ChainError::from) {
+            Ok(id) => id,
+            Err(e) if e.is_retryable() && known.is_some() => {
+                let id = known.map(|(id, _)| id).unwrap_or_default();
+                tracing::warn!(target: "twinledger::chain", chain_id = id, error = %e, "chain node unreachable; assuming the chain of the last run");
+                id
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             provider,
             from,

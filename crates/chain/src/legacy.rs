@@ -73,6 +73,12 @@ impl LegacyContract {
         Ok(Self { client, address })
     }
 
+    /// Binds to a deployment recorded earlier without asking the chain (its node is down);
+    /// every later call still goes to the chain.
+    pub fn bind_recorded(client: ChainClient, address: Address) -> Self {
+        Self { client, address }
+    }
+
     /// The contract address.
     pub fn address(&self) -> Address {
         self.address

@@ -97,9 +97,20 @@ impl Chain {
     /// Connects to `chain.rpc`, or starts the embedded Anvil with its state in the data
     /// directory when `embedded` is allowed and no RPC is configured.
     pub async fn connect(settings: &Settings, embedded: bool) -> Result<Self> {
+        Self::connect_or_assume(settings, embedded, None).await
+    }
+
+    /// Like [`Chain::connect`]; an existing node that is down is assumed to be on the chain
+    /// `known` names (chain id and sending account of an earlier run), so that `serve` starts
+    /// and accepts writes while it is down.
+    pub async fn connect_or_assume(
+        settings: &Settings,
+        embedded: bool,
+        known: Option<(u64, Address)>,
+    ) -> Result<Self> {
         let signer = signer(settings)?;
         if let Some(rpc) = &settings.chain.rpc {
-            let client = ChainClient::connect(rpc, signer)
+            let client = ChainClient::connect_or_assume(rpc, signer, known)
                 .await
                 .context("cannot connect to the chain")?;
             return Ok(Self {
@@ -301,10 +312,25 @@ pub async fn contract(
             client.chain_id()
         ),
     };
+    // A node that is down cannot be checked now; a contract recorded on an earlier run is bound
+    // as is, and every later call reaches the chain (or fails as unavailable).
+    let status = client.status().await;
+    if let Err(e) = &status
+        && e.is_retryable()
+        && recorded == Some(address)
+    {
+        tracing::warn!(target: "twinledger::chain", error = %e, contract = %address, "chain unreachable; using the recorded contract");
+        return Ok(match mode {
+            Mode::Legacy => {
+                Anchoring::Legacy(LegacyContract::bind_recorded(client.clone(), address))
+            }
+            Mode::Log => Anchoring::Log(LogContract::bind_recorded(client.clone(), address)),
+        });
+    }
     // A chain behind the blocks our records were anchored in has lost them (a dev node whose
     // state was not saved): its answers would read those records as Tampered, or worse.
     if let Some(anchored) = store.latest_anchor_block()? {
-        let head = client.status().await?.block_number;
+        let head = status?.block_number;
         if head < anchored {
             bail!(
                 "the chain has lost its state: records in {} were anchored up to block {anchored} \

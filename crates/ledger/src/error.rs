@@ -16,6 +16,9 @@ pub enum LedgerError {
     /// the chain is back.
     #[error("{0}")]
     Chain(String),
+    /// The chain node could not be reached; retrying later can help.
+    #[error("chain unavailable: {0}")]
+    ChainUnavailable(String),
     /// The state cannot be hashed under the requested scheme.
     #[error("{0}")]
     Unhashable(String),
@@ -48,6 +51,10 @@ impl From<StoreError> for LedgerError {
 
 impl From<ChainError> for LedgerError {
     fn from(e: ChainError) -> Self {
-        Self::Chain(e.to_string())
+        if e.is_retryable() {
+            Self::ChainUnavailable(e.to_string())
+        } else {
+            Self::Chain(e.to_string())
+        }
     }
 }

@@ -155,8 +155,17 @@ impl Ledger {
         config: LedgerConfig,
     ) -> Result<Self> {
         let frontier = on_store(&store, |s| s.frontier()).await?;
+        // A chain that cannot be reached now is reconciled by the anchorer once it can; writes
+        // are accepted (as pending) meanwhile. Any other disagreement stops the start.
         let anchored_head = match &anchoring {
-            Anchoring::Log(c) => Some(reconcile(&store, c).await?),
+            Anchoring::Log(c) => match reconcile(&store, c).await {
+                Ok(head) => Some(head),
+                Err(LedgerError::ChainUnavailable(e)) => {
+                    tracing::warn!(target: "twinledger::anchor", error = %e, "chain unreachable at start; anchoring waits for it");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             Anchoring::Legacy(_) => None,
         };
         let (wtx, wrx) = mpsc::channel(config.batch_max.max(1) * 4);
@@ -174,7 +183,7 @@ impl Ledger {
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }
         match (&anchoring, anchored_head) {
-            (Anchoring::Log(contract), Some(head)) => {
+            (Anchoring::Log(contract), head) => {
                 let anchorer = LogAnchorer {
                     store: store.clone(),
                     contract: contract.clone(),
@@ -198,7 +207,6 @@ impl Ledger {
                     shutdown_rx,
                 ));
             }
-            (Anchoring::Log(_), None) => unreachable!("log mode reconciles before starting"),
         }
         Ok(Self {
             inner: Arc::new(Inner {

@@ -59,6 +59,7 @@ impl From<LedgerError> for ApiError {
             }
             LedgerError::Store(_)
             | LedgerError::Chain(_)
+            | LedgerError::ChainUnavailable(_)
             | LedgerError::Diverged(_)
             | LedgerError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         };

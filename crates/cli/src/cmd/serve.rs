@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig};
 use twinledger_server::{AuthPolicy, HttpConfig};
+use twinledger_store::Store;
 
 use crate::chain::{self, Chain};
 use crate::cli::{ChainArgs, merge};
@@ -37,7 +38,11 @@ impl ServeArgs {
     /// Runs the service until SIGINT or SIGTERM.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let store = super::open_store(&settings)?;
-        let chain = Chain::connect(&settings, true).await?;
+        let known = known_chain(store.as_ref())?;
+        let chain = Chain::connect_or_assume(&settings, true, known).await?;
+        // What a later start needs if the node is down then.
+        store.set_meta("chain_id", &chain.client.chain_id().to_string())?;
+        store.set_meta("chain_from", &chain.client.from().to_string())?;
         // Only the embedded chain gets a contract deployed automatically; on any other chain that
         // costs real gas and is an explicit `twinledger deploy`.
         let embedded = chain.node.is_some();
@@ -125,6 +130,15 @@ impl ServeArgs {
         tracing::info!(target: "twinledger", "stopped");
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// The chain id and sending account recorded by an earlier run, if any.
+fn known_chain(
+    store: &dyn twinledger_store::Store,
+) -> Result<Option<(u64, twinledger_chain::Address)>> {
+    let id = store.meta("chain_id")?.and_then(|v| v.parse().ok());
+    let from = store.meta("chain_from")?.and_then(|v| v.parse().ok());
+    Ok(id.zip(from))
 }
 
 /// The data directory's key for pagination cursors, made on first use.

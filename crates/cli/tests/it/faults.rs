@@ -299,3 +299,52 @@ async fn sigkill_under_concurrent_writers_loses_no_acknowledged_record() {
         acked.len()
     );
 }
+
+/// A service started while its chain node is down accepts writes as pending, says so in
+/// /health, and anchors them once the node is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_started_while_its_chain_is_down_anchors_later() {
+    let dir = data_dir();
+    let state = dir.path().join("external-anvil.json");
+    let port = free_port();
+    let node = start_node(NodeKind::Anvil, port, Some(state.clone())).await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let mut app = external_app(dir.path(), &["--rpc", &rpc]);
+    let (status, _) = post_update(&app, "pump", json!({"rpm": 1})).await;
+    assert_eq!(status, 200);
+    app.terminate();
+    node.stop(Duration::from_secs(30)).await.expect("stop node");
+
+    let app = external_app(dir.path(), &["--rpc", &rpc]);
+    let r = http()
+        .post(app.url("/v1/twins/pump/states"))
+        .json(&json!({"rpm": 2}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 201, "accepted while the chain is down");
+    let rec: Value = r.json().await.expect("json");
+    assert_eq!(rec["status"], "pending");
+    let (status, body) = post_update(&app, "pump", json!({"rpm": 3})).await;
+    assert_eq!(status, 503, "the seed endpoint waits for an anchor: {body}");
+    let (status, health) = get(&app, "/health").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["chain"]["ok"], false);
+
+    let node = start_node(NodeKind::Anvil, port, Some(state)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, health) = get(&app, "/health").await;
+        if health["status"] == "ok" && health["database"]["pending"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "backlog not drained: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, verdict) = get(&app, "/v1/twins/pump/verify").await;
+    assert_eq!(verdict["integrity"], "Valid", "{verdict}");
+    assert_eq!(verdict["versions"], 3);
+    drop(app);
+    node.stop(Duration::from_secs(30)).await.expect("stop");
+}

@@ -155,8 +155,40 @@ async fn record_mined(store: &Arc<dyn Store>, size: u64, r: &AnchorReceipt) -> R
 }
 
 impl LogAnchorer {
-    /// Runs until shutdown, from the reconciled chain head `anchored`.
-    pub async fn run(mut self, mut anchored: TreeHead) {
+    /// Reconciles with the chain until it answers (the node was down at start).
+    async fn reconcile_when_reachable(&mut self) -> Option<TreeHead> {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match reconcile(&self.store, &self.contract).await {
+                Ok(head) => {
+                    self.state.send_modify(|s| s.last_error = None);
+                    return Some(head);
+                }
+                Err(e) => {
+                    let msg = format!("cannot reconcile with the chain: {e}");
+                    tracing::warn!(target: "twinledger::anchor", error = %msg, "anchoring waits for the chain");
+                    self.state.send_modify(|s| s.last_error = Some(msg.clone()));
+                    self.waiters.fail_all(&msg);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.changed() => return None,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Runs until shutdown, from the reconciled chain head `anchored` (`None`: reconcile first,
+    /// once the chain answers).
+    pub async fn run(mut self, anchored: Option<TreeHead>) {
+        let mut anchored = match anchored {
+            Some(head) => head,
+            None => match self.reconcile_when_reachable().await {
+                Some(head) => head,
+                None => return,
+            },
+        };
         let (done_tx, mut done_rx) =
             mpsc::unbounded_channel::<(u64, Result<AnchorReceipt, ChainError>)>();
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
