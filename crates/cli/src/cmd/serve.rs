@@ -38,6 +38,7 @@ impl ServeArgs {
     /// Runs the service until SIGINT or SIGTERM.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let store = super::open_store(&settings)?;
+        let _lock = lock_data_dir(&settings.data_dir)?;
         let known = known_chain(store.as_ref())?;
         let chain = Chain::connect_or_assume(&settings, true, known).await?;
         // What a later start needs if the node is down then.
@@ -129,6 +130,37 @@ impl ServeArgs {
         served.context("HTTP server failed")?;
         tracing::info!(target: "twinledger", "stopped");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Holds an exclusive lock on the data directory for the life of `serve`: two services on one
+/// database and one signing key would interleave their anchors and nonces.
+fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            lock.set_len(0)?;
+            lock.rewind()?;
+            write!(lock, "{}", std::process::id())?;
+            Ok(lock)
+        }
+        Err((mut file, _)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another twinledger serve (pid {}) already uses the data directory {}",
+                pid.trim(),
+                dir.display()
+            )
+        }
     }
 }
 

@@ -211,3 +211,17 @@ async fn serve_on_an_external_chain_needs_a_contract() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no contract at"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_service_on_the_same_data_directory_is_refused() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let d = dir.path().to_str().expect("path");
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--data-dir", d]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another twinledger serve"), "{stderr}");
+    // The first one is unaffected.
+    let (status, _) = get(&app, "/health").await;
+    assert_eq!(status, 200);
+}
