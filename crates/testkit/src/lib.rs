@@ -137,17 +137,25 @@ impl App {
 
     /// SIGTERM, then waits for a clean exit (the embedded node saves its state).
     pub fn terminate(&mut self) {
+        assert!(
+            self.stop_gracefully(Duration::from_secs(60)),
+            "twinledger did not exit after SIGTERM"
+        );
+    }
+
+    /// SIGTERM and up to `grace` to exit, then SIGKILL; whether it exited by itself.
+    fn stop_gracefully(&mut self, grace: Duration) -> bool {
         let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        panic!("twinledger did not exit after SIGTERM");
+        false
     }
 }
 
@@ -155,16 +163,7 @@ impl Drop for App {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             // Graceful, so that an embedded Anvil is stopped too rather than orphaned.
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.stop_gracefully(Duration::from_secs(30));
         }
     }
 }

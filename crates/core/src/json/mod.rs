@@ -537,6 +537,28 @@ impl Parser<'_> {
         }))
     }
 
+    /// After an element: consumes `,` (refusing a trailing one before `close`) and returns
+    /// false, or consumes `close` and returns true.
+    fn close_or_comma(&mut self, close: u8, expected: &'static str) -> Result<bool, JsonError> {
+        self.skip_ws()?;
+        match self.peek() {
+            Some(b',') => {
+                let comma = self.pos;
+                self.pos += 1;
+                self.skip_ws()?;
+                if self.peek() == Some(close) {
+                    return Err(JsonError::TrailingComma { offset: comma });
+                }
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.unexpected(expected)),
+        }
+    }
+
     fn parse_array(&mut self, depth: usize) -> Result<Value, JsonError> {
         let open = self.pos;
         if depth > self.max_depth {
@@ -560,21 +582,8 @@ impl Parser<'_> {
                 });
             }
             items.push(self.parse_value(depth)?);
-            self.skip_ws()?;
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws()?;
-                    if self.peek() == Some(b']') {
-                        return Err(JsonError::TrailingComma { offset: comma });
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.unexpected("',' or ']'")),
+            if self.close_or_comma(b']', "',' or ']'")? {
+                return Ok(Value::Array(items));
             }
         }
     }
@@ -634,21 +643,8 @@ impl Parser<'_> {
             if seen.is_none() && members.len() >= LINEAR_SCAN_MEMBERS {
                 seen = Some(members.iter().map(|(k, _)| k.clone()).collect());
             }
-            self.skip_ws()?;
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_ws()?;
-                    if self.peek() == Some(b'}') {
-                        return Err(JsonError::TrailingComma { offset: comma });
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(Object { members }));
-                }
-                _ => return Err(self.unexpected("',' or '}'")),
+            if self.close_or_comma(b'}', "',' or '}'")? {
+                return Ok(Value::Object(Object { members }));
             }
         }
     }
