@@ -6,9 +6,20 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused or failed the operation (I/O, full disk, read-only file, lock).
+    /// The disk holding the database is full. SQLite rolled the write back; writes succeed
+    /// again once space is freed.
+    #[error("the disk holding the database is full ({0})")]
+    DiskFull(rusqlite::Error),
+    /// The database cannot be written: its file, directory or file system is read-only.
+    #[error("the database is read-only ({0})")]
+    ReadOnly(rusqlite::Error),
+    /// The disk or its file system failed a read or write (for example a file system that the
+    /// kernel turned read-only after an error).
+    #[error("the disk or file system failed ({0})")]
+    Io(rusqlite::Error),
+    /// The database refused or failed the operation otherwise (constraint, lock, corruption).
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
     /// The database file could not be opened or created.
     #[error("cannot open database {path}: {source}")]
     Open {
@@ -29,4 +40,18 @@ pub enum StoreError {
     /// leaf hash is not 32 bytes); appending on top of it would extend a broken chain.
     #[error("store is inconsistent: {0}")]
     Inconsistent(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// Names the storage faults an operator can fix (space, permissions, the disk) apart from
+    /// other database errors, so that a client's 503 says which it is.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => Self::DiskFull(e),
+            Some(ErrorCode::ReadOnly) => Self::ReadOnly(e),
+            Some(ErrorCode::SystemIoFailure) => Self::Io(e),
+            _ => Self::Database(e),
+        }
+    }
 }

@@ -249,3 +249,58 @@ fn an_idempotency_key_writes_once_even_within_one_batch() {
         "replays write nothing"
     );
 }
+
+#[test]
+fn a_full_disk_fails_the_whole_batch_by_name_and_the_log_continues_once_space_returns() {
+    let (_dir, store) = open();
+    append(&store, vec![new("a", r#"{"x":1}"#)]);
+    // SQLite's page limit fails a write exactly as a full disk does (SQLITE_FULL), without
+    // filling a real disk.
+    let limit_pages = |pages: Option<i64>| {
+        store
+            .write(|c| {
+                let pages = match pages {
+                    Some(p) => p,
+                    None => c.pragma_query_value(None, "page_count", |r| r.get(0))?,
+                };
+                Ok(
+                    c.pragma_update_and_check(None, "max_page_count", pages, |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .expect("max_page_count")
+    };
+    limit_pages(None);
+    let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
+    let frontier = store.frontier().expect("frontier");
+    let err = store
+        .append(vec![new("a", "{}"), new("b", &big)], &frontier)
+        .expect_err("the disk is full");
+    assert!(matches!(err, StoreError::DiskFull(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the disk holding the database is full (database or disk is full)"
+    );
+    assert_eq!(
+        store.stats().expect("stats").records,
+        1,
+        "nothing of the batch was written"
+    );
+    assert_eq!(store.frontier().expect("frontier"), frontier);
+
+    limit_pages(Some(1 << 30));
+    let next = append(&store, vec![new("a", "{}"), new("b", &big)]);
+    assert_eq!(
+        next.iter()
+            .map(|r| (r.index, r.version))
+            .collect::<Vec<_>>(),
+        [(1, 2), (2, 1)],
+        "the failed batch left no gap"
+    );
+    assert_eq!(
+        store.frontier().expect("frontier").size(),
+        3,
+        "the stored tree matches the log"
+    );
+}
