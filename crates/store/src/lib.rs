@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes a key; false if there is no such key.
     fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool>;
 
+    /// Deletes up to `limit` idempotency keys created before `created_before_ms` (Unix ms);
+    /// returns how many it deleted, so a caller can repeat until fewer than `limit` go.
+    fn prune_idempotency_keys(&self, created_before_ms: i64, limit: usize) -> Result<usize>;
+
     /// A stored fact about this ledger.
     fn meta(&self, key: &str) -> Result<Option<String>>;
 

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_anchors.sql"),
     include_str!("../../migrations/sqlite/0004_idempotency.sql"),
     include_str!("../../migrations/sqlite/0005_api_keys.sql"),
+    include_str!("../../migrations/sqlite/0006_idempotency_retention.sql"),
 ];
 
 const ANCHOR_COLUMNS: &str =
@@ -654,6 +655,18 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![id, at_ms])?;
             Ok(n == 1)
+        })
+    }
+
+    fn prune_idempotency_keys(&self, created_before_ms: i64, limit: usize) -> Result<usize> {
+        self.write(|c| {
+            // Through rowids, so that one batch holds the write lock only for `limit` rows; the
+            // index on created_at_ms finds them without a table scan.
+            Ok(c.prepare_cached(
+                "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys \
+                 WHERE created_at_ms < ?1 LIMIT ?2)",
+            )?
+            .execute(params![created_before_ms, limit as i64])?)
         })
     }
 

@@ -205,13 +205,17 @@ fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistency() {
     }
 }
 
+/// A submission carrying idempotency key `key` for the request fingerprinted `req`.
+fn keyed(twin: &str, key: &str, req: u8) -> NewRecord {
+    NewRecord {
+        idempotency: Some((key.to_owned(), Hash([req; 32]))),
+        ..new(twin, "{}")
+    }
+}
+
 #[test]
 fn an_idempotency_key_writes_once_even_within_one_batch() {
     let (_dir, store) = open();
-    let keyed = |twin: &str, key: &str, req: u8| NewRecord {
-        idempotency: Some((key.to_owned(), Hash([req; 32]))),
-        ..new(twin, "{}")
-    };
     let frontier = store.frontier().expect("frontier");
     let (out, frontier) = store
         .append(
@@ -248,6 +252,68 @@ fn an_idempotency_key_writes_once_even_within_one_batch() {
         3,
         "replays write nothing"
     );
+}
+
+#[test]
+fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_replay() {
+    let (_dir, store) = open();
+    let at = |record: NewRecord, ms: i64| NewRecord {
+        recorded_at_ms: ms,
+        ..record
+    };
+    let mut batch: Vec<_> = (0..5)
+        .map(|i| at(keyed("old", &format!("old-{i}"), 1), 1_000 + i))
+        .collect();
+    batch.push(at(keyed("young", "young", 2), 5_000));
+    let frontier = store.frontier().expect("frontier");
+    let (_, frontier) = store.append(batch, &frontier).expect("append");
+    let keys = |store: &SqliteStore| -> Vec<String> {
+        store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT key FROM idempotency_keys ORDER BY key")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .expect("keys")
+    };
+
+    // Keys created before 5000 go, two per call; the one created at 5000 stays.
+    let pruned: Vec<usize> = (0..4)
+        .map(|_| store.prune_idempotency_keys(5_000, 2).expect("prune"))
+        .collect();
+    assert_eq!(pruned, [2, 2, 1, 0]);
+    assert_eq!(keys(&store), ["young"]);
+
+    // Each batch finds its rows through the index, not by scanning every key.
+    let plan: String = store
+        .read(|c| {
+            Ok(c.query_row(
+                "EXPLAIN QUERY PLAN SELECT rowid FROM idempotency_keys \
+                 WHERE created_at_ms < 1 LIMIT 1",
+                [],
+                |r| r.get(3),
+            )?)
+        })
+        .expect("plan");
+    assert!(plan.contains("idempotency_keys_created"), "{plan}");
+
+    // A retry within retention still gets the first result; a key past retention is
+    // forgotten, so its retry is a new request.
+    let (out, _) = store
+        .append(
+            vec![keyed("young", "young", 2), keyed("old", "old-0", 1)],
+            &frontier,
+        )
+        .expect("append");
+    assert_eq!(
+        out[0],
+        Appended::Replay {
+            index: 5,
+            same_request: true
+        }
+    );
+    assert!(matches!(&out[1], Appended::New(r) if r.index == 6 && r.version == 6));
+    assert_eq!(keys(&store), ["old-0", "young"]);
 }
 
 #[test]
