@@ -28,6 +28,15 @@ pub struct Settings {
     pub anchor: AnchorSettings,
     /// API keys.
     pub auth: AuthSettings,
+    /// Idempotency keys.
+    pub idempotency: IdempotencySettings,
+}
+
+/// How long idempotency keys are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencySettings {
+    /// Seconds a key is remembered; a retry after that is a new request (0: forever).
+    pub retention_secs: u64,
 }
 
 /// When API keys are required.
@@ -135,6 +144,9 @@ impl Default for Settings {
                 confirmations: 1,
             },
             auth: AuthSettings::default(),
+            idempotency: IdempotencySettings {
+                retention_secs: 24 * 60 * 60,
+            },
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The ledger: accepts submissions, anchors them, verifies them.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Serialize;
@@ -16,6 +16,7 @@ use twinledger_store::{Appended, NewRecord, Store, StoreStats, StoredRecord};
 use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
 use crate::anchor::{AnchorInfo, AnchorState, AnchorWaiters, AnchoredSizes, Level};
+use crate::retention;
 use crate::verify::Verifier;
 use crate::writer::{self, WriteRequest};
 use crate::{LedgerError, Result, on_store};
@@ -62,6 +63,9 @@ pub struct LedgerConfig {
     pub batch_max: usize,
     /// Log-mode anchoring.
     pub anchor: AnchorConfig,
+    /// How long an idempotency key is remembered: older keys are pruned, and a retry after
+    /// that counts as a new request (`None`: kept forever).
+    pub idempotency_retention: Option<Duration>,
 }
 
 impl Default for LedgerConfig {
@@ -69,6 +73,7 @@ impl Default for LedgerConfig {
         Self {
             batch_max: 1024,
             anchor: AnchorConfig::default(),
+            idempotency_retention: Some(Duration::from_secs(24 * 60 * 60)),
         }
     }
 }
@@ -181,6 +186,13 @@ impl Ledger {
                 .name("twinledger-writer".into())
                 .spawn(move || writer::run(store, wrx, batch_max, waiters, tree_tx, frontier))
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
+        }
+        if let Some(retention) = config.idempotency_retention {
+            tokio::spawn(retention::prune_idempotency_keys(
+                store.clone(),
+                retention,
+                shutdown_rx.clone(),
+            ));
         }
         match (&anchoring, anchored_head) {
             (Anchoring::Log(contract), head) => {
@@ -491,7 +503,8 @@ impl Ledger {
     }
 }
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -11,6 +11,7 @@ mod anchor;
 mod audit;
 mod error;
 mod ledger;
+mod retention;
 mod verify;
 mod writer;
 

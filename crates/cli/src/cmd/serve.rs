@@ -77,6 +77,10 @@ impl ServeArgs {
                     confirmations: a.confirmations,
                     receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
                 },
+                idempotency_retention: match settings.idempotency.retention_secs {
+                    0 => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
             },
         )
         .await

@@ -518,3 +518,66 @@ async fn idempotency_keys_make_retries_safe() {
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(record_count(dir.path()), 3);
 }
+
+/// Idempotency keys are kept for `idempotency.retention_secs`: a retry within it gets the first
+/// result, a retry after the key was pruned is a new request.
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_are_pruned_after_their_retention() {
+    let dir = data_dir();
+    // The service reads twinledger.toml from its working directory, the data directory here.
+    std::fs::write(
+        dir.path().join("twinledger.toml"),
+        "[idempotency]\nretention_secs = 3\n",
+    )
+    .expect("config");
+    let app = embedded_app(dir.path());
+    let post = || async {
+        let r = http()
+            .post(app.url("/v1/twins/gate/states"))
+            .header("idempotency-key", "op-1")
+            .json(&json!({"open": true}))
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.expect("json"))
+    };
+    let keys = || -> i64 {
+        db(dir.path())
+            .query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| r.get(0))
+            .expect("count")
+    };
+    let started = std::time::Instant::now();
+    let (s1, first) = post().await;
+    let (s2, again) = post().await;
+    assert_eq!((s1, s2), (201, 201), "{first} {again}");
+    // The first record (its status may have moved on to anchored meanwhile).
+    for field in ["index", "version", "leaf_hash", "recorded_at_ms"] {
+        assert_eq!(
+            first[field], again[field],
+            "a retry within retention returns the first result: {first} {again}"
+        );
+    }
+    assert_eq!(keys(), 1);
+
+    let deadline = started + std::time::Duration::from_secs(30);
+    while keys() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never pruned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(3),
+        "pruned before its retention ended: {:?}",
+        started.elapsed()
+    );
+    let (status, later) = post().await;
+    assert_eq!(status, 201, "{later}");
+    assert_eq!(
+        later["version"], 2,
+        "a retry after retention is a new request: {later}"
+    );
+    assert_eq!(record_count(dir.path()), 2);
+}
