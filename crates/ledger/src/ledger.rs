@@ -123,6 +123,8 @@ pub struct Health {
     pub mode: &'static str,
     /// Database counts, or the error reading them.
     pub database: std::result::Result<StoreStats, String>,
+    /// Why the last write failed, while writes fail (the next write that succeeds clears it).
+    pub write_error: Option<String>,
     /// Chain status, or the error reaching it.
     pub chain: std::result::Result<ChainStatus, String>,
     /// The contract address.
@@ -138,6 +140,7 @@ struct Inner {
     anchoring: Anchoring,
     verifier: Verifier,
     writer: mpsc::Sender<WriteRequest>,
+    write_error: watch::Receiver<Option<String>>,
     tree: watch::Receiver<u64>,
     sizes: watch::Receiver<AnchoredSizes>,
     anchor_state: watch::Receiver<AnchorState>,
@@ -179,12 +182,18 @@ impl Ledger {
         let (state_tx, state_rx) = watch::channel(AnchorState::default());
         let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (write_error_tx, write_error_rx) = watch::channel(None);
         {
             let (store, waiters) = (store.clone(), waiters.clone());
             let batch_max = config.batch_max.max(1);
+            let outlets = writer::Outlets {
+                waiters,
+                tree: tree_tx,
+                write_error: write_error_tx,
+            };
             std::thread::Builder::new()
                 .name("twinledger-writer".into())
-                .spawn(move || writer::run(store, wrx, batch_max, waiters, tree_tx, frontier))
+                .spawn(move || writer::run(store, wrx, batch_max, outlets, frontier))
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }
         if let Some(retention) = config.idempotency_retention {
@@ -226,6 +235,7 @@ impl Ledger {
                 store,
                 anchoring,
                 writer: wtx,
+                write_error: write_error_rx,
                 tree: tree_rx,
                 sizes: sizes_rx,
                 anchor_state: state_rx,
@@ -492,6 +502,7 @@ impl Ledger {
         Health {
             mode: self.inner.anchoring.mode(),
             database,
+            write_error: self.inner.write_error.borrow().clone(),
             chain,
             contract: self.inner.anchoring.address().to_string(),
             anchoring_error: self.inner.anchor_state.borrow().last_error.clone(),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use twinledger_core::Frontier;
 use twinledger_store::{Appended, NewRecord, Store};
 
@@ -18,15 +18,29 @@ pub(crate) struct WriteRequest {
     pub anchor_waiter: Option<(Level, oneshot::Sender<AnchorOutcome>)>,
 }
 
+/// Where the writer tells the rest of the ledger what it committed.
+pub(crate) struct Outlets {
+    /// Callers waiting for anchors, registered for each new record before it is published.
+    pub waiters: Arc<AnchorWaiters>,
+    /// The log's size after the last commit (wakes the anchorer).
+    pub tree: watch::Sender<u64>,
+    /// Why the last append failed, until one succeeds (for `/health`).
+    pub write_error: watch::Sender<Option<String>>,
+}
+
 /// Runs the writer until every sender is dropped.
 pub(crate) fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<WriteRequest>,
     batch_max: usize,
-    waiters: Arc<AnchorWaiters>,
-    tree: tokio::sync::watch::Sender<u64>,
+    outlets: Outlets,
     mut frontier: Frontier,
 ) {
+    let Outlets {
+        waiters,
+        tree,
+        write_error,
+    } = outlets;
     let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
     let mut replies = Vec::with_capacity(batch_max);
     while let Some(first) = rx.blocking_recv() {
@@ -50,10 +64,15 @@ pub(crate) fn run(
                 }
                 // Published after the waiters are registered, so no anchor can outrun them.
                 tree.send_replace(frontier.size());
+                write_error.send_if_modified(|e| e.take().is_some());
             }
             Err(e) => {
+                // The transaction was rolled back and `frontier` is still the tree before this
+                // batch, so the next batch continues the log without a gap once the storage
+                // works again.
                 tracing::error!(target: "twinledger::ledger", error = %e, "append failed");
-                let msg = e.to_string();
+                let msg = format!("{e}; nothing was written");
+                write_error.send_replace(Some(e.to_string()));
                 for (reply, _) in replies.drain(..) {
                     let _ = reply.send(Err(LedgerError::Store(msg.clone())));
                 }

@@ -127,10 +127,16 @@ async fn get_twin(
 async fn health(State(app): State<AppState>) -> Response {
     let h = app.ledger.health().await;
     let healthy = h.database.is_ok() && h.chain.is_ok() && h.anchoring_error.is_none();
-    let database = match &h.database {
+    let mut database = match &h.database {
         Ok(s) => json!({"ok": true, "records": s.records, "twins": s.twins, "pending": s.pending}),
         Err(e) => json!({"ok": false, "error": e}),
     };
+    // Reads can succeed while writes fail (a full or read-only disk): that is not healthy.
+    if let Some(e) = &h.write_error {
+        database["ok"] = json!(false);
+        database["write_error"] = json!(e);
+    }
+    let healthy = healthy && h.write_error.is_none();
     let chain = match &h.chain {
         Ok(c) => {
             json!({"ok": true, "chain_id": c.chain_id, "block_number": c.block_number, "contract": h.contract})
