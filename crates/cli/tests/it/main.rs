@@ -6,6 +6,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod disk;
 mod faults;
 mod log_api;
 mod seed_api;
