@@ -247,6 +247,15 @@ fn stored_indexes(dir: &Path) -> Vec<i64> {
         .expect("indexes")
 }
 
+/// The status of the stored anchor of tree size `size`, if there is one.
+fn anchor_status(dir: &Path, size: i64) -> Option<String> {
+    db(dir)
+        .query_row("SELECT status FROM anchors WHERE size = ?1", [size], |r| {
+            r.get(0)
+        })
+        .ok()
+}
+
 /// `twinledger audit --json` on `dir`, alongside the running service: exit code and report.
 fn audit(dir: &Path, rpc: &str) -> (Option<i32>, Value) {
     let out = run(&[
@@ -281,6 +290,10 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     }
     // A record stored while the chain is down, so that its anchor is sent, and has to be noted,
     // while the disk is full.
+    let (_, health) = get(&app, "/health").await;
+    let blocks_before = health["chain"]["block_number"]
+        .as_u64()
+        .expect("block number");
     node.stop(Duration::from_secs(30)).await.expect("stop node");
     let (status, body) = post_state(&app, "boiler", json!({"t": 3})).await;
     assert_eq!((status, body["version"].as_u64()), (201, Some(3)), "{body}");
@@ -309,12 +322,30 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     let write_error = health["database"]["write_error"].as_str().unwrap_or("");
     assert!(write_error.contains(full), "{health}");
 
-    std::fs::remove_file(filler).expect("free the space");
-    // Anchoring resumes by itself: the record stored before the disk filled is anchored.
+    // The anchor goes on chain (Anvil mines a block only for a transaction) but cannot be
+    // noted in the database.
     health_until(&app, |h| {
-        h["anchoring"]["anchored_size"] == 3 && h["database"]["pending"] == 0
+        h["chain"]["block_number"].as_u64() > Some(blocks_before)
     })
     .await;
+    assert_eq!(
+        anchor_status(dir, 3),
+        None,
+        "noted although the disk is full"
+    );
+
+    std::fs::remove_file(filler).expect("free the space");
+    // The anchorer resumes its own writes by itself: the anchor of the record stored before
+    // the disk filled, mined while it could not be noted, is recovered from the chain.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while anchor_status(dir, 3).is_none_or(|s| s == "sent") {
+        assert!(
+            Instant::now() < deadline,
+            "the anchor mined while the disk was full was never noted: {:?}",
+            anchor_status(dir, 3)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (status, body) = post_state(&app, "boiler", json!({"t": 4})).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
@@ -329,7 +360,7 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     assert_eq!(integrity(&app, "boiler").await, "Valid");
     assert_eq!(integrity(&app, "kiln").await, "Valid");
     let health = health_until(&app, |h| {
-        h["status"] == "ok" && h["anchoring"]["anchored_size"] == 5
+        h["status"] == "ok" && h["anchoring"]["anchored_size"] == 5 && h["database"]["pending"] == 0
     })
     .await;
     assert!(health["database"].get("write_error").is_none(), "{health}");
