@@ -146,6 +146,18 @@ impl ChainClient {
         })
     }
 
+    /// The sending account's nonce: the next one to use counting transactions waiting in the
+    /// node's pool (`pending`), or counting only mined ones.
+    pub async fn nonce(&self, pending: bool) -> Result<u64> {
+        let call = self.provider.get_transaction_count(self.from);
+        Ok(if pending {
+            call.pending()
+        } else {
+            call.latest()
+        }
+        .await?)
+    }
+
     /// Fails unless contract code is deployed at `address`.
     pub async fn ensure_code(&self, address: Address) -> Result<()> {
         let code = self.provider.get_code_at(address).await?;

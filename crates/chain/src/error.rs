@@ -45,6 +45,18 @@ pub enum ChainError {
     /// A local node process could not be started or stopped.
     #[error("local node: {0}")]
     Node(String),
+    /// A nonce this service sent with was used by a transaction it did not send: another process
+    /// is sending with the same key.
+    #[error(
+        "nonce {nonce} of account {account} was used by a transaction this service did not send; \
+         another process is sending with the same key"
+    )]
+    NonceTaken {
+        /// The account.
+        account: String,
+        /// The nonce.
+        nonce: u64,
+    },
     /// The RPC URL is not a valid http(s) URL (the URL itself is not repeated: it may hold a key).
     #[error("invalid RPC URL: {0}")]
     BadUrl(&'static str),

@@ -16,6 +16,6 @@ pub use alloy::primitives::{Address, TxHash};
 pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
-pub use log::{AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract};
+pub use log::{AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract, SentAnchor};
 pub use node::{LocalNode, LocalNodeConfig, NodeKind, anvil_snapshot};
 pub use signer::SignerConfig;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, TxHash};
 use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
 use alloy::sol;
 use alloy::sol_types::SolInterface;
 use serde::Serialize;
@@ -42,6 +43,31 @@ pub struct AnchoredEvent {
     pub tx_hash: TxHash,
     /// Its block.
     pub block_number: u64,
+}
+
+/// An `anchor` transaction sent and not yet seen mined: its request (nonce, gas, fees) and every
+/// hash it went out under, the first and each replacement with higher fees.
+#[derive(Debug, Clone)]
+pub struct SentAnchor {
+    request: TransactionRequest,
+    hashes: Vec<TxHash>,
+}
+
+impl SentAnchor {
+    /// The nonce all its versions share.
+    pub fn nonce(&self) -> u64 {
+        self.request.nonce.unwrap_or_default()
+    }
+
+    /// The hash of the latest version.
+    pub fn tx_hash(&self) -> TxHash {
+        self.hashes.last().copied().unwrap_or_default()
+    }
+
+    /// The latest version's fee cap, in wei per gas.
+    pub fn max_fee_per_gas(&self) -> u128 {
+        self.request.max_fee_per_gas.unwrap_or_default()
+    }
 }
 
 /// A mined `anchor` transaction.
@@ -112,29 +138,111 @@ impl LogContract {
         TwinLedger::new(self.address, self.client.provider())
     }
 
-    /// Sends `anchor(head.size, head.root, proof)`; returns once the node accepted it. A revert
-    /// the node reports at once (estimation) is decoded into a readable reason.
+    /// Sends `anchor(head.size, head.root, proof)` with `nonce`, at the fees the node suggests;
+    /// returns once the node accepted it. A revert the node reports at once (estimation) is
+    /// decoded into a readable reason.
     pub async fn send_anchor(
         &self,
         head: &TreeHead,
         proof: Option<&ConsistencyProof>,
-    ) -> Result<TxHash> {
+        nonce: u64,
+    ) -> Result<SentAnchor> {
         let path: Vec<B256> = proof
             .map(|p| p.path.iter().map(b256).collect())
             .unwrap_or_default();
         let instance = self.instance();
         let call = instance
             .anchor(head.size, b256(&head.root), path)
-            .from(self.client.from());
-        match call.send().await {
-            Ok(pending) => Ok(*pending.tx_hash()),
-            Err(e) => Err(decode_revert(e)),
-        }
+            .from(self.client.from())
+            .nonce(nonce);
+        let gas = call.estimate_gas().await.map_err(decode_revert)?;
+        let fees = self.client.provider().estimate_eip1559_fees().await?;
+        let request = call
+            .gas(gas)
+            .max_fee_per_gas(fees.max_fee_per_gas)
+            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .into_transaction_request();
+        let tx = self.submit(request.clone()).await?;
+        Ok(SentAnchor {
+            request,
+            hashes: vec![tx],
+        })
     }
 
-    /// Waits for an `anchor` transaction to be mined.
-    pub async fn wait_anchor(&self, tx: TxHash, timeout: Duration) -> Result<AnchorReceipt> {
-        let receipt = self.client.wait_receipt(tx, timeout).await?;
+    async fn submit(&self, request: TransactionRequest) -> Result<TxHash> {
+        Ok(*self
+            .client
+            .provider()
+            .send_transaction(request)
+            .await?
+            .tx_hash())
+    }
+
+    /// Sends `sent` again with the same nonce and higher fees (a quarter more, or what the node
+    /// suggests now if that is more), so that it replaces the waiting one. Returns the new hash,
+    /// or `None` when the new fee would exceed `max_fee_per_gas` (the caller keeps waiting).
+    pub async fn replace(
+        &self,
+        sent: &mut SentAnchor,
+        max_fee_per_gas: Option<u128>,
+    ) -> Result<Option<TxHash>> {
+        let fresh = self.client.provider().estimate_eip1559_fees().await?;
+        let bump = |old: Option<u128>| {
+            let old = old.unwrap_or_default();
+            old + old.div_ceil(4)
+        };
+        let max_fee = bump(sent.request.max_fee_per_gas).max(fresh.max_fee_per_gas);
+        let priority = bump(sent.request.max_priority_fee_per_gas)
+            .max(fresh.max_priority_fee_per_gas)
+            .min(max_fee);
+        if max_fee_per_gas.is_some_and(|cap| max_fee > cap) {
+            return Ok(None);
+        }
+        let mut request = sent.request.clone();
+        request.max_fee_per_gas = Some(max_fee);
+        request.max_priority_fee_per_gas = Some(priority);
+        let tx = self.submit(request.clone()).await?;
+        sent.request = request;
+        sent.hashes.push(tx);
+        Ok(Some(tx))
+    }
+
+    /// Picks up an `anchor` transaction of this contract still waiting in the node's pool (a
+    /// restart found it sent but not mined), so that it can be waited for and replaced instead
+    /// of blocking every later nonce; `None` if the node does not hold it or it is mined.
+    pub async fn resume(&self, tx: TxHash) -> Result<Option<SentAnchor>> {
+        let Some(found) = self.client.provider().get_transaction_by_hash(tx).await? else {
+            return Ok(None);
+        };
+        if found.block_number.is_some() {
+            return Ok(None);
+        }
+        let request = found.into_request().from(self.client.from());
+        if request.to != Some(self.address.into()) {
+            return Ok(None);
+        }
+        Ok(Some(SentAnchor {
+            request,
+            hashes: vec![tx],
+        }))
+    }
+
+    /// The receipt of whichever of `sent`'s transactions was mined, if one was.
+    pub async fn mined(&self, sent: &SentAnchor) -> Result<Option<AnchorReceipt>> {
+        for tx in sent.hashes.iter().rev() {
+            if let Some(r) = self.receipt(*tx).await? {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The receipt of an `anchor` transaction as the chain has it now (`None` while unmined, or
+    /// once a reorganisation dropped it); a reverted one is an error.
+    pub async fn receipt(&self, tx: TxHash) -> Result<Option<AnchorReceipt>> {
+        let Some(receipt) = self.client.provider().get_transaction_receipt(tx).await? else {
+            return Ok(None);
+        };
         if !receipt.status() {
             return Err(ChainError::Reverted(tx.to_string()));
         }
@@ -145,12 +253,23 @@ impl LogContract {
             .block_hash
             .ok_or_else(|| ChainError::Rpc(format!("receipt of {tx} has no block hash")))?;
         let block_timestamp = self.client.block_timestamp(block_number).await?;
-        Ok(AnchorReceipt {
+        Ok(Some(AnchorReceipt {
             tx_hash: tx,
             block_number,
             block_hash,
             block_timestamp,
             gas_used: receipt.gas_used,
+        }))
+    }
+
+    /// Waits for an `anchor` transaction to be mined.
+    pub async fn wait_anchor(&self, tx: TxHash, timeout: Duration) -> Result<AnchorReceipt> {
+        let receipt = self.client.wait_receipt(tx, timeout).await?;
+        if !receipt.status() {
+            return Err(ChainError::Reverted(tx.to_string()));
+        }
+        self.receipt(tx).await?.ok_or_else(|| {
+            ChainError::Rpc(format!("the receipt of {tx} disappeared (reorganisation)"))
         })
     }
 

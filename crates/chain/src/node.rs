@@ -32,6 +32,9 @@ pub struct LocalNodeConfig {
     /// File the chain state is loaded from at start and saved to at exit (Anvil `--state`,
     /// Ganache `--database.dbPath` directory). `None` keeps the chain in memory only.
     pub state_path: Option<PathBuf>,
+    /// Anvil: recent states kept in memory so that `anvil_reorg` and `anvil_rollback` can go
+    /// back that many blocks; `None` keeps none (the steady default, see [`ANVIL_STEADY_ARGS`]).
+    pub reorg_depth: Option<u32>,
     /// Extra arguments passed through.
     pub extra_args: Vec<String>,
 }
@@ -47,14 +50,15 @@ pub struct LocalNode {
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Anvil options that keep a long-running node from slowing down as its chain grows. Measured on
-/// Anvil 1.7.1: by default it keeps a full state copy per block (and spills them to disk), and
-/// from Prague on every block adds a storage slot to the EIP-2935 history contract, while the
-/// state root is recomputed over all slots for every block; sequential legacy-mode POSTs fell
-/// from 140/s to 49/s over 5,000 with the default flags, and stayed at 270-310/s with these. `--prune-history` drops the copies and the Cancun
+/// Anvil options that keep a long-running node from slowing down as its chain grows (with
+/// `--prune-history`, added at start). Measured on Anvil 1.7.1: by default it keeps a full state
+/// copy per block (and spills them to disk), and from Prague on every block adds a storage slot
+/// to the EIP-2935 history contract, while the state root is recomputed over all slots for every
+/// block; sequential legacy-mode POSTs fell from 140/s to 49/s over 5,000 with the default flags,
+/// and stayed at 270-310/s with these. `--prune-history` drops the copies and the Cancun
 /// hardfork (our contracts target Shanghai) stops the per-block slot, which keeps the rate flat
 /// as long as the contracts' own storage does not grow per transaction.
-const ANVIL_STEADY_ARGS: &[&str] = &["--prune-history", "--hardfork", "cancun"];
+const ANVIL_STEADY_ARGS: &[&str] = &["--hardfork", "cancun"];
 
 impl LocalNode {
     /// Starts the node and waits until it listens.
@@ -69,6 +73,10 @@ impl LocalNode {
             NodeKind::Anvil => {
                 cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
                 cmd.args(ANVIL_STEADY_ARGS);
+                cmd.arg("--prune-history");
+                if let Some(depth) = config.reorg_depth {
+                    cmd.arg(depth.to_string());
+                }
                 if let Some(state) = &config.state_path {
                     // Saved on exit by Anvil and periodically by [`LocalNode::snapshot`]; Anvil's
                     // own periodic save (every 60 s by default) is not atomic, so it is pushed

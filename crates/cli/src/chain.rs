@@ -144,6 +144,7 @@ impl Chain {
             program,
             port: 0,
             state_path: Some(state_path),
+            reorg_depth: None,
             extra_args: Vec::new(),
         })
         .await

@@ -41,6 +41,8 @@ pub enum Command {
     Keys(cmd::keys::KeysArgs),
     /// Verify a proof bundle with no database, against a chain and contract you name.
     VerifyProof(cmd::verify_proof::VerifyProofArgs),
+    /// Measure throughput, latency, gas and memory on fresh data directories with a local Anvil.
+    Bench(cmd::bench::BenchArgs),
 }
 
 /// Options that say which chain, which contract and who signs.

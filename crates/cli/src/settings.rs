@@ -80,6 +80,10 @@ pub struct AnchorSettings {
     pub in_flight: usize,
     /// Blocks (the anchor's own included) before a record counts as confirmed.
     pub confirmations: u64,
+    /// How long an anchor may wait unmined before it is sent again with higher fees, in ms.
+    pub replace_after_ms: u64,
+    /// The highest fee per gas a replacement may offer, in gwei (unset: no limit).
+    pub max_fee_gwei: Option<u64>,
 }
 
 /// Chain access. With no `rpc`, `serve` runs an embedded Anvil.
@@ -142,6 +146,8 @@ impl Default for Settings {
                 min_interval_ms: 0,
                 in_flight: 1,
                 confirmations: 1,
+                replace_after_ms: 30_000,
+                max_fee_gwei: None,
             },
             auth: AuthSettings::default(),
             idempotency: IdempotencySettings {

@@ -15,7 +15,7 @@ use twinledger_store::{Appended, NewRecord, Store, StoreStats, StoredRecord};
 
 use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
-use crate::anchor::{AnchorInfo, AnchorState, AnchorWaiters, AnchoredSizes, Level};
+use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::retention;
 use crate::verify::Verifier;
 use crate::writer::{self, WriteRequest};
@@ -129,8 +129,8 @@ pub struct Health {
     pub chain: std::result::Result<ChainStatus, String>,
     /// The contract address.
     pub contract: String,
-    /// The last anchoring error, while anchoring fails.
-    pub anchoring_error: Option<String>,
+    /// Anchoring: the last error while it fails, replacements, reorganisations.
+    pub anchoring: AnchoringStatus,
     /// Log mode: anchored and confirmed sizes.
     pub anchored: Option<AnchoredSizes>,
 }
@@ -143,7 +143,7 @@ struct Inner {
     write_error: watch::Receiver<Option<String>>,
     tree: watch::Receiver<u64>,
     sizes: watch::Receiver<AnchoredSizes>,
-    anchor_state: watch::Receiver<AnchorState>,
+    anchor_state: watch::Receiver<AnchoringStatus>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -179,7 +179,7 @@ impl Ledger {
         let (wtx, wrx) = mpsc::channel(config.batch_max.max(1) * 4);
         let waiters = Arc::new(AnchorWaiters::default());
         let (tree_tx, tree_rx) = watch::channel(frontier.size());
-        let (state_tx, state_rx) = watch::channel(AnchorState::default());
+        let (state_tx, state_rx) = watch::channel(AnchoringStatus::default());
         let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (write_error_tx, write_error_rx) = watch::channel(None);
@@ -505,7 +505,7 @@ impl Ledger {
             write_error: self.inner.write_error.borrow().clone(),
             chain,
             contract: self.inner.anchoring.address().to_string(),
-            anchoring_error: self.inner.anchor_state.borrow().last_error.clone(),
+            anchoring: self.inner.anchor_state.borrow().clone(),
             anchored: match self.inner.anchoring {
                 Anchoring::Log(_) => Some(self.anchored_sizes()),
                 Anchoring::Legacy(_) => None,

@@ -17,7 +17,7 @@ mod writer;
 
 pub use access::{AccessError, Caller, IssuedKey, Scope, issue_key};
 pub use anchor::log::AnchorConfig;
-pub use anchor::{AnchorInfo, AnchoredSizes};
+pub use anchor::{AnchorInfo, AnchoredSizes, AnchoringStatus};
 pub use audit::{AuditProblem, AuditReport, Divergence, audit};
 pub use error::{LedgerError, Result};
 pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};

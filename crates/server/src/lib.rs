@@ -36,6 +36,9 @@ pub struct HttpConfig {
     pub auth: AuthPolicy,
     /// Key of the MAC on pagination cursors (kept per data directory, so cursors survive restarts).
     pub cursor_key: [u8; 32],
+    /// Serve `POST /bench/noop`, which reads the body and does nothing else: the HTTP ceiling
+    /// `twinledger bench` compares the real write path with.
+    pub noop_route: bool,
 }
 
 impl Default for HttpConfig {
@@ -46,6 +49,7 @@ impl Default for HttpConfig {
             anchor_wait: Duration::from_secs(60),
             auth: AuthPolicy::default(),
             cursor_key: [0; 32],
+            noop_route: false,
         }
     }
 }
@@ -66,7 +70,11 @@ pub fn router(ledger: Ledger, config: HttpConfig) -> Router {
         ledger,
         config: std::sync::Arc::new(config),
     };
-    routes::routes()
+    let mut routes = routes::routes();
+    if state.config.noop_route {
+        routes = routes.route("/bench/noop", axum::routing::post(routes::noop));
+    }
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -123,10 +123,15 @@ async fn get_twin(
     }
 }
 
+/// `POST /bench/noop`: takes the body and answers like a write would, doing nothing in between.
+pub(crate) async fn noop(_body: axum::body::Bytes) -> Response {
+    (StatusCode::CREATED, Json(json!({"index": 0}))).into_response()
+}
+
 /// `GET /health`: database and chain.
 async fn health(State(app): State<AppState>) -> Response {
     let h = app.ledger.health().await;
-    let healthy = h.database.is_ok() && h.chain.is_ok() && h.anchoring_error.is_none();
+    let healthy = h.database.is_ok() && h.chain.is_ok() && h.anchoring.last_error.is_none();
     let mut database = match &h.database {
         Ok(s) => json!({"ok": true, "records": s.records, "twins": s.twins, "pending": s.pending}),
         Err(e) => json!({"ok": false, "error": e}),
@@ -148,7 +153,12 @@ async fn health(State(app): State<AppState>) -> Response {
         "mode": h.mode,
         "database": database,
         "chain": chain,
-        "anchoring": {"last_error": h.anchoring_error},
+        "anchoring": {
+            "last_error": h.anchoring.last_error,
+            "replacements": h.anchoring.replacements,
+            "reorganisations": h.anchoring.reorganisations,
+            "other_sender": h.anchoring.other_sender,
+        },
     });
     if let Some(sizes) = h.anchored {
         body["anchoring"]["anchored_size"] = json!(sizes.anchored);

@@ -437,6 +437,7 @@ async fn tree_heads(
                 "status": a.status,
                 "block_number": a.block_number,
                 "block_timestamp": a.block_time,
+                "gas_used": a.gas_used,
             })
         })
         .collect();

@@ -78,6 +78,10 @@ pub trait Store: Send + Sync + 'static {
     /// Notes an anchoring transaction sent for the tree head `(size, root)`.
     fn put_anchor_sent(&self, size: u64, root: &Hash, prev_size: u64, tx_hash: &str) -> Result<()>;
 
+    /// Notes that the anchor of `size` was sent again under another transaction (a replacement
+    /// with higher fees).
+    fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()>;
+
     /// Marks the anchor of `size` mined in `block_number`.
     fn set_anchor_mined(
         &self,

@@ -55,6 +55,7 @@ async fn setup() -> (LocalNode, LogContract) {
         program: anvil_bin(),
         port: 0,
         state_path: None,
+        reorg_depth: None,
         extra_args: Vec::new(),
     })
     .await
@@ -73,8 +74,11 @@ async fn anchor(
     head: &TreeHead,
     proof: Option<&ConsistencyProof>,
 ) -> Result<u64, ChainError> {
-    let tx = c.send_anchor(head, proof).await?;
-    Ok(c.wait_anchor(tx, Duration::from_secs(30)).await?.gas_used)
+    let nonce = c.client().nonce(true).await?;
+    let sent = c.send_anchor(head, proof, nonce).await?;
+    Ok(c.wait_anchor(sent.tx_hash(), Duration::from_secs(30))
+        .await?
+        .gas_used)
 }
 
 #[tokio::test]
@@ -231,5 +235,64 @@ async fn gas_per_anchor_at_1_100_and_10000_records() {
         assert!(gas < 120_000, "an anchor costs {gas}");
         size = head.size;
     }
+    node.stop(Duration::from_secs(10)).await.expect("stop");
+}
+
+/// A node call by name, for Anvil's test methods.
+async fn node_call<R>(
+    c: &LogContract,
+    method: &'static str,
+    params: impl serde::Serialize + Clone + std::fmt::Debug + Send + Sync + Unpin,
+) -> R
+where
+    R: serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + Unpin + 'static,
+{
+    use alloy::providers::Provider;
+    c.client()
+        .provider()
+        .raw_request(method.into(), params)
+        .await
+        .expect(method)
+}
+
+#[tokio::test]
+async fn a_waiting_anchor_is_replaced_under_its_nonce_with_higher_fees() {
+    let (node, c) = setup().await;
+    let mut log = Log::default();
+    let head = log.grow(3);
+    // Nothing is mined until the test says so: the anchor waits in the pool.
+    let () = node_call(&c, "evm_setAutomine", (false,)).await;
+    let nonce = c.client().nonce(true).await.expect("nonce");
+    let mut sent = c.send_anchor(&head, None, nonce).await.expect("sent");
+    let (first, first_fee) = (sent.tx_hash(), sent.max_fee_per_gas());
+    assert!(c.mined(&sent).await.expect("poll").is_none());
+
+    let second = c
+        .replace(&mut sent, None)
+        .await
+        .expect("replaced")
+        .expect("no fee cap");
+    assert_ne!(second, first);
+    assert_eq!(sent.nonce(), nonce, "a replacement keeps the nonce");
+    assert!(
+        sent.max_fee_per_gas() >= first_fee + first_fee / 4,
+        "fees rise by a quarter: {first_fee} -> {}",
+        sent.max_fee_per_gas()
+    );
+    let mut capped = sent.clone();
+    assert_eq!(
+        c.replace(&mut capped, Some(sent.max_fee_per_gas()))
+            .await
+            .expect("asked"),
+        None,
+        "no replacement above the fee cap"
+    );
+
+    let _: String = node_call(&c, "evm_mine", ()).await;
+    let receipt = c.mined(&sent).await.expect("poll").expect("mined");
+    assert_eq!(receipt.tx_hash, second, "the replacement is what was mined");
+    assert_eq!(c.receipt(first).await.expect("poll"), None);
+    assert_eq!(c.latest_head().await.expect("head"), head);
+    assert_eq!(c.client().nonce(false).await.expect("nonce"), nonce + 1);
     node.stop(Duration::from_secs(10)).await.expect("stop");
 }

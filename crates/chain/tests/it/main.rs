@@ -22,6 +22,7 @@ async fn node(kind: NodeKind) -> LocalNode {
         program,
         port: 0,
         state_path: None,
+        reorg_depth: None,
         extra_args: Vec::new(),
     })
     .await
@@ -194,6 +195,7 @@ async fn anvil_state_survives_a_graceful_restart() {
         program: anvil_bin(),
         port: 0,
         state_path: Some(state.clone()),
+        reorg_depth: None,
         extra_args: Vec::new(),
     };
     let node = LocalNode::start(&config).await.expect("start");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod bench;
 pub mod deploy;
 pub mod keys;
 pub mod serve;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::VerifyProof(_) => json!({}),
         Command::Audit(a) => a.chain.layer(),
         Command::Keys(_) => json!({}),
+        Command::Bench(_) => json!({}),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
     match cli.command {
@@ -40,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::VerifyProof(a) => a.run(settings).await,
         Command::Audit(a) => a.run(settings).await,
         Command::Keys(a) => a.run(settings).await,
+        Command::Bench(a) => a.run(settings).await,
     }
 }
 

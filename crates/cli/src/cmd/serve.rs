@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Chain, contract and signer.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Serve `POST /bench/noop` (for `twinledger bench`'s HTTP ceiling).
+    #[arg(long, hide = true)]
+    pub bench_noop: bool,
 }
 
 impl ServeArgs {
@@ -76,6 +79,8 @@ impl ServeArgs {
                     in_flight: a.in_flight,
                     confirmations: a.confirmations,
                     receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
+                    replace_after: Duration::from_millis(a.replace_after_ms),
+                    max_fee_per_gas: a.max_fee_gwei.map(|g| u128::from(g) * 1_000_000_000),
                 },
                 idempotency_retention: match settings.idempotency.retention_secs {
                     0 => None,
@@ -118,6 +123,7 @@ impl ServeArgs {
                     reads: settings.auth.reads,
                 },
                 cursor_key,
+                noop_route: self.bench_noop,
                 ..HttpConfig::default()
             },
         );

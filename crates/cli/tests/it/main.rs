@@ -4,6 +4,7 @@
 mod access;
 mod audit;
 mod bad_input;
+mod bench;
 mod cli;
 mod concurrency;
 mod disk;
@@ -11,3 +12,4 @@ mod faults;
 mod log_api;
 mod seed_api;
 mod support;
+mod transactions;

@@ -40,6 +40,47 @@ pub fn external_app(dir: &Path, args: &[&str]) -> App {
     App::spawn(&bin(), dir, args)
 }
 
+/// Like [`external_app`], with more settings appended to `twinledger.toml`.
+pub fn external_app_with(dir: &Path, args: &[&str], settings: &str) -> App {
+    std::fs::write(
+        dir.join("twinledger.toml"),
+        format!("[auth]\nwrites = false\n{settings}"),
+    )
+    .expect("config");
+    App::spawn(&bin(), dir, args)
+}
+
+/// A JSON-RPC call to a node; the `result`, or panics with the node's error.
+pub async fn node_rpc(url: &str, method: &str, params: Value) -> Value {
+    let body: Value = http()
+        .post(url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("node answers")
+        .json()
+        .await
+        .expect("JSON-RPC answer");
+    assert!(body.get("error").is_none(), "{method}: {body}");
+    body["result"].clone()
+}
+
+/// Polls `GET path` until `done` holds for its JSON answer, for at most `secs` seconds.
+pub async fn poll_until(app: &App, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, body) = get(app, path).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} did not reach the expected state in {secs} s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Starts the service on the embedded Anvil in `mode` (`log` or `legacy`).
 pub fn embedded_app_in(dir: &Path, mode: &str) -> App {
     App::spawn(&bin(), dir, &["--mode", mode])
@@ -62,6 +103,21 @@ pub fn deploy_in(dir: &Path, rpc: &str, mode: &str) -> String {
 
 /// Starts a node of `kind` on a free port, with state in `state` if given.
 pub async fn start_node(kind: NodeKind, port: u16, state: Option<PathBuf>) -> LocalNode {
+    start_node_with(kind, port, state, None).await
+}
+
+/// Starts an Anvil on a free port that keeps `depth` states, so that `anvil_reorg` and
+/// `anvil_rollback` can go back that far.
+pub async fn start_reorg_node(depth: u32) -> LocalNode {
+    start_node_with(NodeKind::Anvil, 0, None, Some(depth)).await
+}
+
+async fn start_node_with(
+    kind: NodeKind,
+    port: u16,
+    state: Option<PathBuf>,
+    reorg_depth: Option<u32>,
+) -> LocalNode {
     let program = match kind {
         NodeKind::Anvil => anvil_bin(),
         NodeKind::Ganache => ganache_bin(),
@@ -71,6 +127,7 @@ pub async fn start_node(kind: NodeKind, port: u16, state: Option<PathBuf>) -> Lo
         program,
         port,
         state_path: state,
+        reorg_depth,
         extra_args: Vec::new(),
     })
     .await

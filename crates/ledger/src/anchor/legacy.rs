@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use twinledger_chain::{ChainError, LegacyContract, TxHash};
 use twinledger_store::{LegacyAnchor, Store, StoredRecord};
 
-use super::{AnchorInfo, AnchorState, AnchorWaiters};
+use super::{AnchorInfo, AnchorWaiters, AnchoringStatus};
 
 /// Runs the legacy anchorer: one `updateTwin` per record, in log order.
 pub(crate) async fn run_legacy(
@@ -16,7 +16,7 @@ pub(crate) async fn run_legacy(
     contract: LegacyContract,
     waiters: Arc<AnchorWaiters>,
     mut tree: watch::Receiver<u64>,
-    state: watch::Sender<AnchorState>,
+    state: watch::Sender<AnchoringStatus>,
     receipt_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use twinledger_chain::{AnchorReceipt, ChainError, LogContract, TxHash};
+use twinledger_chain::{AnchorReceipt, ChainError, LogContract, SentAnchor, TxHash};
 use twinledger_core::TreeHead;
 use twinledger_store::{Anchor, Store};
 
-use super::{AnchorInfo, AnchorState, AnchorWaiters, AnchoredSizes, Level};
+use super::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::{LedgerError, Result, on_store};
 
 /// Log-mode anchoring settings.
@@ -26,8 +26,13 @@ pub struct AnchorConfig {
     pub in_flight: usize,
     /// Blocks (the anchor's own included) before an anchor counts as confirmed.
     pub confirmations: u64,
-    /// How long to wait for an anchor's receipt.
+    /// How long an anchor may wait for its receipt before callers waiting on it are told it
+    /// is late (it is still waited for, and replaced, after that).
     pub receipt_timeout: Duration,
+    /// How long an anchor may wait in the pool before it is sent again with higher fees.
+    pub replace_after: Duration,
+    /// The highest fee per gas a replacement may offer, in wei (`None`: no limit).
+    pub max_fee_per_gas: Option<u128>,
 }
 
 impl Default for AnchorConfig {
@@ -38,6 +43,8 @@ impl Default for AnchorConfig {
             in_flight: 1,
             confirmations: 1,
             receipt_timeout: Duration::from_secs(60),
+            replace_after: Duration::from_secs(30),
+            max_fee_per_gas: None,
         }
     }
 }
@@ -57,9 +64,33 @@ impl From<LedgerError> for SendFailure {
     }
 }
 
+/// An anchor sent and not yet applied: its settling task reports under `id`.
 struct InFlight {
+    id: u64,
     head: TreeHead,
-    tx: TxHash,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What a settling anchor reports back to the anchorer.
+enum Settled {
+    /// Mined, or failed for good.
+    Done(u64, Result<AnchorReceipt, ChainError>),
+    /// Sent again with higher fees under a new hash.
+    Replaced {
+        size: u64,
+        old: TxHash,
+        new: TxHash,
+        max_fee_per_gas: u128,
+    },
+    /// Still not mined after the receipt timeout (it is still waited for).
+    Late(String),
+}
+
+/// The chain's view at reconciliation: its latest head, and anchors of ours still waiting in
+/// the node's pool on top of it, in size order.
+pub(crate) struct Reconciled {
+    pub head: TreeHead,
+    waiting: Vec<(TreeHead, SentAnchor)>,
 }
 
 /// Everything the log anchorer works with.
@@ -69,15 +100,18 @@ pub(crate) struct LogAnchorer {
     pub waiters: Arc<AnchorWaiters>,
     pub tree: watch::Receiver<u64>,
     pub sizes: watch::Sender<AnchoredSizes>,
-    pub state: watch::Sender<AnchorState>,
+    pub state: watch::Sender<AnchoringStatus>,
     pub config: AnchorConfig,
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Compares the chain's latest head with the local log and returns it: the log must hold at
-/// least that many records and have the same root at that size, or anchoring on top of it
-/// would extend a history the chain does not have.
-pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) -> Result<TreeHead> {
+/// Compares the chain's latest head with the local log: the log must hold at least that many
+/// records and have the same root at that size, or anchoring on top of it would extend a
+/// history the chain does not have. Brings the local anchors in line with the chain.
+pub(crate) async fn reconcile(
+    store: &Arc<dyn Store>,
+    contract: &LogContract,
+) -> Result<Reconciled> {
     let on_chain = contract.latest_head().await?;
     let local_size = on_store(store, |s| s.frontier()).await?.size();
     if on_chain.size > local_size {
@@ -96,6 +130,16 @@ pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) ->
                  (chain root {}, database root {}); run `twinledger audit` to find where",
                 on_chain.root, local.root
             )));
+        }
+    }
+    // Anchors recorded as mined beyond the chain's head were dropped by a reorganisation;
+    // forgetting them makes their records pending, to be anchored again.
+    let beyond = on_chain.size + 1;
+    for a in on_store(store, move |s| s.anchors(beyond, usize::MAX)).await? {
+        if a.status != "sent" {
+            tracing::warn!(target: "twinledger::anchor", size = a.size, tx = %a.tx_hash, chain_size = on_chain.size, "anchor dropped by a chain reorganisation; anchoring again");
+            let size = a.size;
+            on_store(store, move |s| s.delete_anchor(size)).await?;
         }
     }
     // Anchors mined but never recorded (the process died between sending and noting, or
@@ -117,28 +161,48 @@ pub(crate) async fn reconcile(store: &Arc<dyn Store>, contract: &LogContract) ->
             event.tx_hash.to_string(),
         );
         on_store(store, move |s| s.put_anchor_sent(size, &root, prev, &tx)).await?;
-        let receipt = contract.wait_anchor(event.tx_hash, Duration::ZERO).await?;
-        record_mined(store, size, &receipt).await?;
-    }
-    // Anchors noted as sent but not reflected on chain: mined ones are recorded, the rest
-    // forgotten (they are sent again from the chain's head).
-    let sent = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
-    for a in sent.into_iter().filter(|a| a.status == "sent") {
-        let mined = match a.tx_hash.parse::<TxHash>() {
-            Ok(tx) if a.size <= on_chain.size => {
-                contract.wait_anchor(tx, Duration::ZERO).await.ok()
-            }
-            _ => None,
-        };
-        match mined {
-            Some(r) => record_mined(store, a.size, &r).await?,
-            None => {
-                let size = a.size;
-                on_store(store, move |s| s.delete_anchor(size)).await?;
-            }
+        if let Some(receipt) = contract.receipt(event.tx_hash).await? {
+            record_mined(store, size, &receipt).await?;
         }
     }
-    Ok(on_chain)
+    // Anchors noted as sent but not mined: those still waiting in the node's pool on top of
+    // the chain's head are picked up again (left alone, their nonces would hold back every
+    // later transaction); the rest are forgotten and sent again from the chain's head.
+    let sent = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
+    let mut waiting = Vec::new();
+    let mut base = on_chain.size;
+    for a in sent.into_iter().filter(|a| a.status == "sent") {
+        let tx = a.tx_hash.parse::<TxHash>().ok();
+        if let Some(tx) = tx {
+            if a.size <= on_chain.size
+                && let Ok(Some(r)) = contract.receipt(tx).await
+            {
+                record_mined(store, a.size, &r).await?;
+                continue;
+            }
+            if a.size > base
+                && a.prev_size == base
+                && let Some(sent) = contract.resume(tx).await?
+            {
+                tracing::info!(target: "twinledger::anchor", size = a.size, tx = %tx, nonce = sent.nonce(), "anchor of an earlier run still waits in the pool; waiting for it");
+                waiting.push((
+                    TreeHead {
+                        size: a.size,
+                        root: a.root,
+                    },
+                    sent,
+                ));
+                base = a.size;
+                continue;
+            }
+        }
+        let size = a.size;
+        on_store(store, move |s| s.delete_anchor(size)).await?;
+    }
+    Ok(Reconciled {
+        head: on_chain,
+        waiting,
+    })
 }
 
 async fn record_mined(store: &Arc<dyn Store>, size: u64, r: &AnchorReceipt) -> Result<()> {
@@ -154,15 +218,60 @@ async fn record_mined(store: &Arc<dyn Store>, size: u64, r: &AnchorReceipt) -> R
     .await
 }
 
+fn anchor_info(size: u64, r: &AnchorReceipt) -> AnchorInfo {
+    AnchorInfo {
+        tx_hash: r.tx_hash.to_string(),
+        block_number: r.block_number,
+        block_timestamp: r.block_timestamp,
+        tree_size: Some(size),
+    }
+}
+
+/// How often, when idle, the chain's latest head is compared with ours (to notice anchors a
+/// reorganisation dropped after they counted as confirmed).
+const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The anchorer's working state between loop turns.
+struct Progress {
+    /// The latest head known mined on chain.
+    anchored: TreeHead,
+    in_flight: VecDeque<InFlight>,
+    /// Outcomes by flight id, applied in size order.
+    results: BTreeMap<u64, Result<AnchorReceipt, ChainError>>,
+    /// Mined anchors not yet confirmed, in size order.
+    unconfirmed: VecDeque<(u64, AnchorReceipt)>,
+    next_id: u64,
+    /// The nonce the next anchor should take if nobody else sends with our key.
+    next_nonce: Option<u64>,
+    last_head_check: Instant,
+}
+
+impl Progress {
+    fn abort_in_flight(&mut self) {
+        for f in self.in_flight.drain(..) {
+            f.task.abort();
+            self.results.remove(&f.id);
+        }
+    }
+}
+
+/// Why the anchorer starts again from the chain's head.
+enum Rewind {
+    /// An anchor failed (reverted, refused, taken nonce).
+    Failed(String),
+    /// The chain no longer holds anchors it held.
+    Reorganised(String),
+}
+
 impl LogAnchorer {
     /// Reconciles with the chain until it answers (the node was down at start).
-    async fn reconcile_when_reachable(&mut self) -> Option<TreeHead> {
+    async fn reconcile_when_reachable(&mut self) -> Option<Reconciled> {
         let mut backoff = Duration::from_millis(500);
         loop {
             match reconcile(&self.store, &self.contract).await {
-                Ok(head) => {
+                Ok(r) => {
                     self.state.send_modify(|s| s.last_error = None);
-                    return Some(head);
+                    return Some(r);
                 }
                 Err(e) => {
                     let msg = format!("cannot reconcile with the chain: {e}");
@@ -179,123 +288,115 @@ impl LogAnchorer {
         }
     }
 
-    /// Runs until shutdown, from the reconciled chain head `anchored` (`None`: reconcile first,
-    /// once the chain answers).
-    pub async fn run(mut self, anchored: Option<TreeHead>) {
-        let mut anchored = match anchored {
-            Some(head) => head,
+    /// Runs until shutdown, from the reconciled chain view (`None`: reconcile first, once the
+    /// chain answers).
+    pub async fn run(mut self, start: Option<Reconciled>) {
+        let start = match start {
+            Some(r) => r,
             None => match self.reconcile_when_reachable().await {
-                Some(head) => head,
+                Some(r) => r,
                 None => return,
             },
         };
-        let (done_tx, mut done_rx) =
-            mpsc::unbounded_channel::<(u64, Result<AnchorReceipt, ChainError>)>();
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        let mut results: BTreeMap<u64, Result<AnchorReceipt, ChainError>> = BTreeMap::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Settled>();
+        let mut p = Progress {
+            anchored: start.head,
+            in_flight: VecDeque::new(),
+            results: BTreeMap::new(),
+            unconfirmed: VecDeque::new(),
+            next_id: 0,
+            next_nonce: None,
+            last_head_check: Instant::now(),
+        };
+        self.resume(&mut p, start.waiting, &done_tx);
+        self.sizes.send_modify(|s| {
+            s.anchored = p.anchored.size;
+            s.confirmed = p.anchored.size;
+        });
         let mut last_send: Option<Instant> = None;
         let mut backoff = Duration::from_millis(200);
         let mut retry_at: Option<Instant> = None;
-        let mut unconfirmed: VecDeque<(u64, AnchorInfo)> = VecDeque::new();
-        self.sizes.send_modify(|s| {
-            s.anchored = anchored.size;
-            s.confirmed = anchored.size;
-        });
         loop {
             if *self.shutdown.borrow() {
+                p.abort_in_flight();
                 return;
             }
             // Apply mined anchors in size order.
-            while let Some(front) = in_flight.front() {
-                let Some(result) = results.remove(&front.head.size) else {
+            let mut rewind = None;
+            while let Some(front) = p.in_flight.front() {
+                let Some(result) = p.results.remove(&front.id) else {
                     break;
                 };
                 let head = front.head;
+                p.in_flight.pop_front();
                 match result {
                     Ok(receipt) => {
-                        in_flight.pop_front();
                         if let Err(e) = record_mined(&self.store, head.size, &receipt).await {
                             tracing::error!(target: "twinledger::anchor", error = %e, "cannot record a mined anchor");
                         }
-                        anchored = head;
-                        let info = AnchorInfo {
-                            tx_hash: receipt.tx_hash.to_string(),
-                            block_number: receipt.block_number,
-                            block_timestamp: receipt.block_timestamp,
-                            tree_size: Some(head.size),
-                        };
+                        p.anchored = head;
                         tracing::debug!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, gas = receipt.gas_used, "anchored");
                         self.sizes.send_modify(|s| s.anchored = head.size);
-                        self.waiters
-                            .resolve_below(Level::Anchored, head.size, &info);
-                        unconfirmed.push_back((head.size, info));
+                        self.waiters.resolve_below(
+                            Level::Anchored,
+                            head.size,
+                            &anchor_info(head.size, &receipt),
+                        );
+                        p.unconfirmed.push_back((head.size, receipt));
                         self.state.send_modify(|s| s.last_error = None);
                         backoff = Duration::from_millis(200);
                     }
                     Err(e) => {
-                        self.fail(
-                            &format!("anchoring failed: {e}"),
-                            &mut backoff,
-                            &mut retry_at,
-                        );
-                        // Later anchors in flight built on this one; start again from the chain.
-                        for f in in_flight.drain(..) {
-                            results.remove(&f.head.size);
-                            let size = f.head.size;
-                            let _ = on_store(&self.store, move |s| s.delete_anchor(size)).await;
+                        if let ChainError::NonceTaken { .. } = &e {
+                            self.note_other_sender(e.to_string());
                         }
-                        match reconcile(&self.store, &self.contract).await {
-                            Ok(h) => anchored = h,
-                            Err(e) => {
-                                tracing::error!(target: "twinledger::anchor", error = %e, "cannot reconcile with the chain")
-                            }
-                        }
+                        rewind = Some(Rewind::Failed(format!("anchoring failed: {e}")));
+                        break;
                     }
                 }
             }
-            self.confirm(&mut unconfirmed).await;
+            if rewind.is_none() {
+                rewind = self.confirm(&mut p).await;
+            }
+            if rewind.is_none() && p.in_flight.is_empty() {
+                rewind = self.check_head(&mut p).await;
+            }
+            if let Some(why) = rewind {
+                if let Rewind::Failed(msg) = &why {
+                    self.fail(msg, &mut backoff, &mut retry_at);
+                }
+                self.rewind(&mut p, why, &done_tx).await;
+                continue;
+            }
 
             let tree_size = *self.tree.borrow();
-            let base = in_flight.back().map_or(anchored, |f| f.head);
+            let base = p.in_flight.back().map_or(p.anchored, |f| f.head);
             let now = Instant::now();
             let interval_ok = last_send.is_none_or(|t| now >= t + self.config.min_interval);
             let retry_ok = retry_at.is_none_or(|t| now >= t);
             if tree_size > base.size
-                && in_flight.len() < self.config.in_flight.max(1)
+                && p.in_flight.len() < self.config.in_flight.max(1)
                 && interval_ok
                 && retry_ok
             {
-                match self.send(base, tree_size).await {
-                    Ok(flight) => {
+                match self.send(&mut p, base, tree_size).await {
+                    Ok((head, sent)) => {
                         retry_at = None;
                         last_send = Some(Instant::now());
-                        let (contract, done, timeout) = (
-                            self.contract.clone(),
-                            done_tx.clone(),
-                            self.config.receipt_timeout,
-                        );
-                        let (size, tx) = (flight.head.size, flight.tx);
-                        tokio::spawn(async move {
-                            let _ = done.send((size, contract.wait_anchor(tx, timeout).await));
-                        });
-                        in_flight.push_back(flight);
+                        let flight = self.spawn_settle(&mut p, head, sent, &done_tx);
+                        p.in_flight.push_back(flight);
                     }
                     Err(SendFailure { message, refused }) => {
                         self.fail(&message, &mut backoff, &mut retry_at);
-                        if refused && in_flight.is_empty() {
-                            match reconcile(&self.store, &self.contract).await {
-                                Ok(h) => anchored = h,
-                                Err(e) => {
-                                    tracing::error!(target: "twinledger::anchor", error = %e, "cannot reconcile with the chain")
-                                }
-                            }
+                        if refused && p.in_flight.is_empty() {
+                            self.rewind(&mut p, Rewind::Failed(message), &done_tx).await;
                         }
                     }
                 }
                 continue;
             }
             // Wake for the retry or the minimum interval only when there is something to send;
-            // otherwise a new commit, a receipt or the periodic confirmation check wakes us.
+            // otherwise a new commit, a settled anchor or the periodic checks wake us.
             let pending_work = tree_size > base.size;
             let wake = match (retry_at, last_send) {
                 (Some(t), _) if pending_work && t > now => t,
@@ -305,13 +406,28 @@ impl LogAnchorer {
                 _ => now + Duration::from_secs(1),
             };
             tokio::select! {
-                r = done_rx.recv() => {
-                    if let Some((size, result)) = r {
-                        results.insert(size, result);
+                r = done_rx.recv() => match r {
+                    Some(Settled::Done(id, result)) => {
+                        p.results.insert(id, result);
                     }
-                }
+                    Some(Settled::Replaced { size, old, new, max_fee_per_gas }) => {
+                        tracing::info!(target: "twinledger::anchor", size, old_tx = %old, new_tx = %new, max_fee_per_gas, "anchor not mined in time; replaced with higher fees");
+                        self.state.send_modify(|s| s.replacements += 1);
+                        // A restart then looks for the replacement, not the one it replaced.
+                        let tx = new.to_string();
+                        if let Err(e) = on_store(&self.store, move |s| s.set_anchor_tx(size, &tx)).await {
+                            tracing::warn!(target: "twinledger::anchor", error = %e, "cannot note a replaced anchor");
+                        }
+                    }
+                    Some(Settled::Late(msg)) => {
+                        tracing::warn!(target: "twinledger::anchor", error = %msg, "anchor late");
+                        self.state.send_modify(|s| s.last_error = Some(msg.clone()));
+                        self.waiters.fail_all(&msg);
+                    }
+                    None => {}
+                },
                 // The writer is gone (the ledger was dropped): nothing more will come.
-                r = self.tree.changed() => if r.is_err() { return; },
+                r = self.tree.changed() => if r.is_err() { p.abort_in_flight(); return; },
                 _ = tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))) => {}
                 _ = self.shutdown.changed() => {}
             }
@@ -327,8 +443,59 @@ impl LogAnchorer {
         *backoff = (*backoff * 2).min(Duration::from_secs(5));
     }
 
-    /// Anchors the tree of up to `batch_max` more records than `base`.
-    async fn send(&self, base: TreeHead, tree_size: u64) -> Result<InFlight, SendFailure> {
+    fn note_other_sender(&self, msg: String) {
+        tracing::error!(target: "twinledger::anchor", account = %self.contract.client().from(), error = %msg, "another process sends with this service's key");
+        self.state.send_modify(|s| s.other_sender = Some(msg));
+    }
+
+    /// Starts again from the chain's head: anchors in flight are dropped (their records are
+    /// sent again), local anchors the chain lost are forgotten, and the anchored and confirmed
+    /// sizes go back to what the chain holds.
+    async fn rewind(&self, p: &mut Progress, why: Rewind, done: &mpsc::UnboundedSender<Settled>) {
+        p.abort_in_flight();
+        if let Rewind::Reorganised(msg) = &why {
+            tracing::warn!(target: "twinledger::anchor", reason = %msg, "chain reorganisation dropped anchors; anchoring again");
+            self.state.send_modify(|s| s.reorganisations += 1);
+        }
+        match reconcile(&self.store, &self.contract).await {
+            Ok(r) => {
+                p.anchored = r.head;
+                p.unconfirmed.retain(|(size, _)| *size <= r.head.size);
+                self.sizes.send_modify(|s| {
+                    s.anchored = r.head.size;
+                    s.confirmed = s.confirmed.min(r.head.size);
+                });
+                self.resume(p, r.waiting, done);
+            }
+            Err(e) => {
+                tracing::error!(target: "twinledger::anchor", error = %e, "cannot reconcile with the chain")
+            }
+        }
+        p.last_head_check = Instant::now();
+    }
+
+    /// Waits again for anchors that a reconciliation found still in the node's pool.
+    fn resume(
+        &self,
+        p: &mut Progress,
+        waiting: Vec<(TreeHead, SentAnchor)>,
+        done: &mpsc::UnboundedSender<Settled>,
+    ) {
+        for (head, sent) in waiting {
+            p.next_nonce = Some(sent.nonce() + 1);
+            let flight = self.spawn_settle(p, head, sent, done);
+            p.in_flight.push_back(flight);
+        }
+    }
+
+    /// Anchors the tree of up to `batch_max` more records than `base`, with the account's next
+    /// nonce.
+    async fn send(
+        &self,
+        p: &mut Progress,
+        base: TreeHead,
+        tree_size: u64,
+    ) -> Result<(TreeHead, SentAnchor), SendFailure> {
         let size = tree_size.min(base.size + self.config.batch_max.max(1));
         let (head, proof) = on_store(&self.store, move |s| {
             let head = s.tree_head(size)?;
@@ -340,27 +507,113 @@ impl LogAnchorer {
         })
         .await
         .map_err(SendFailure::from)?;
-        let tx = self
+        let unavailable = |e: ChainError| SendFailure {
+            refused: matches!(e, ChainError::Refused(_)),
+            message: format!("chain unavailable: {e}"),
+        };
+        // The node's count of our transactions is the truth; ours only tells whether someone
+        // else used the key since our last anchor.
+        let nonce = self
             .contract
-            .send_anchor(&head, proof.as_ref())
+            .client()
+            .nonce(true)
             .await
-            .map_err(|e| SendFailure {
-                refused: matches!(e, ChainError::Refused(_)),
-                message: format!("chain unavailable: {e}"),
-            })?;
-        let (root, prev, txs) = (head.root, base.size, tx.to_string());
+            .map_err(unavailable)?;
+        if let Some(expected) = p.next_nonce
+            && nonce > expected
+        {
+            self.note_other_sender(format!(
+                "the account's nonce moved from {expected} to {nonce} without this service \
+                 sending: another process is sending with the same key"
+            ));
+        }
+        let sent = self
+            .contract
+            .send_anchor(&head, proof.as_ref(), nonce)
+            .await
+            .map_err(unavailable)?;
+        p.next_nonce = Some(nonce + 1);
+        let (root, prev, txs) = (head.root, base.size, sent.tx_hash().to_string());
         on_store(&self.store, move |s| {
             s.put_anchor_sent(size, &root, prev, &txs)
         })
         .await
         .map_err(SendFailure::from)?;
-        Ok(InFlight { head, tx })
+        Ok((head, sent))
     }
 
-    /// Marks anchors confirmed once `confirmations` blocks hold them.
-    async fn confirm(&self, unconfirmed: &mut VecDeque<(u64, AnchorInfo)>) {
-        if unconfirmed.is_empty() {
-            return;
+    /// Waits for `sent` to be mined, sending it again with higher fees whenever it waited
+    /// `replace_after`; reports on `done`.
+    fn spawn_settle(
+        &self,
+        p: &mut Progress,
+        head: TreeHead,
+        mut sent: SentAnchor,
+        done: &mpsc::UnboundedSender<Settled>,
+    ) -> InFlight {
+        let id = p.next_id;
+        p.next_id += 1;
+        let (contract, done, config) = (self.contract.clone(), done.clone(), self.config.clone());
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut since_send = Instant::now();
+            let mut late = false;
+            let mut delay = Duration::from_millis(5);
+            loop {
+                match contract.mined(&sent).await {
+                    Ok(Some(r)) => {
+                        let _ = done.send(Settled::Done(id, Ok(r)));
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) if !e.is_retryable() && !matches!(e, ChainError::Rpc(_)) => {
+                        let _ = done.send(Settled::Done(id, Err(e)));
+                        return;
+                    }
+                    Err(_) => {}
+                }
+                if since_send.elapsed() >= config.replace_after {
+                    since_send = Instant::now();
+                    match replace_or_detect(&contract, &mut sent, config.max_fee_per_gas).await {
+                        Ok(Replacement::Settled(result)) => {
+                            let _ = done.send(Settled::Done(id, result));
+                            return;
+                        }
+                        Ok(Replacement::Sent { old, new }) => {
+                            let _ = done.send(Settled::Replaced {
+                                size: head.size,
+                                old,
+                                new,
+                                max_fee_per_gas: sent.max_fee_per_gas(),
+                            });
+                        }
+                        Ok(Replacement::AtFeeCap) => {}
+                        Err(e) => {
+                            tracing::warn!(target: "twinledger::anchor", error = %e, "cannot replace a waiting anchor");
+                        }
+                    }
+                }
+                if !late && started.elapsed() >= config.receipt_timeout {
+                    late = true;
+                    let _ = done.send(Settled::Late(format!(
+                        "anchor {} (tree size {}) not mined after {} s; still waiting",
+                        sent.tx_hash(),
+                        head.size,
+                        config.receipt_timeout.as_secs()
+                    )));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(250));
+            }
+        });
+        InFlight { id, head, task }
+    }
+
+    /// Marks anchors confirmed once `confirmations` blocks hold them, checking first that the
+    /// chain still has each in the block it was mined in.
+    async fn confirm(&self, p: &mut Progress) -> Option<Rewind> {
+        if p.unconfirmed.is_empty() {
+            return None;
         }
         let need = self.config.confirmations.max(1);
         let head_block = if need == 1 {
@@ -368,23 +621,98 @@ impl LogAnchorer {
         } else {
             match self.contract.client().status().await {
                 Ok(s) => s.block_number,
-                Err(_) => return,
+                Err(_) => return None,
             }
         };
         let mut confirmed = None;
-        while let Some((size, info)) = unconfirmed.front() {
-            if info.block_number.saturating_add(need - 1) > head_block {
+        let mut rewind = None;
+        while let Some((size, receipt)) = p.unconfirmed.front() {
+            if receipt.block_number.saturating_add(need - 1) > head_block {
                 break;
             }
-            self.waiters.resolve_below(Level::Confirmed, *size, info);
-            confirmed = Some(*size);
-            unconfirmed.pop_front();
+            let size = *size;
+            if need > 1 {
+                match self.contract.receipt(receipt.tx_hash).await {
+                    Ok(Some(now)) if now.block_hash == receipt.block_hash => {}
+                    Ok(Some(now)) => {
+                        // Mined again in another block: count confirmations from there.
+                        let _ = record_mined(&self.store, size, &now).await;
+                        if let Some(front) = p.unconfirmed.front_mut() {
+                            front.1 = now;
+                        }
+                        break;
+                    }
+                    Ok(None) | Err(ChainError::Reverted(_)) => {
+                        rewind = Some(Rewind::Reorganised(format!(
+                            "anchor {} of tree size {size} is no longer in block {}",
+                            receipt.tx_hash, receipt.block_number
+                        )));
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let info = anchor_info(size, receipt);
+            self.waiters.resolve_below(Level::Confirmed, size, &info);
+            confirmed = Some(size);
+            p.unconfirmed.pop_front();
         }
         if let Some(size) = confirmed {
             self.sizes.send_modify(|s| s.confirmed = size);
             let _ = on_store(&self.store, move |s| s.set_anchors_confirmed(size)).await;
         }
+        rewind
     }
+
+    /// Every [`HEAD_CHECK_INTERVAL`], while nothing is in flight: the chain's latest head must
+    /// still be ours, or a reorganisation dropped anchors (even confirmed ones).
+    async fn check_head(&self, p: &mut Progress) -> Option<Rewind> {
+        if p.last_head_check.elapsed() < HEAD_CHECK_INTERVAL {
+            return None;
+        }
+        p.last_head_check = Instant::now();
+        let on_chain = self.contract.latest_head().await.ok()?;
+        (on_chain != p.anchored).then(|| {
+            Rewind::Reorganised(format!(
+                "the chain's latest head is size {} but {} was anchored",
+                on_chain.size, p.anchored.size
+            ))
+        })
+    }
+}
+
+/// What became of an attempt to replace a waiting anchor.
+enum Replacement {
+    /// Its nonce was used meanwhile: by one of its own versions (mined between two polls), or
+    /// by a transaction this service did not send.
+    Settled(Result<AnchorReceipt, ChainError>),
+    /// Sent again with higher fees.
+    Sent { old: TxHash, new: TxHash },
+    /// The fee cap stops any further raise; it keeps waiting.
+    AtFeeCap,
+}
+
+/// Replaces a waiting anchor with higher fees, unless its nonce was used meanwhile: sending
+/// with a nonce another transaction took would replace nothing of ours.
+async fn replace_or_detect(
+    contract: &LogContract,
+    sent: &mut SentAnchor,
+    max_fee_per_gas: Option<u128>,
+) -> Result<Replacement, ChainError> {
+    if contract.client().nonce(false).await? > sent.nonce() {
+        return Ok(Replacement::Settled(match contract.mined(sent).await? {
+            Some(r) => Ok(r),
+            None => Err(ChainError::NonceTaken {
+                account: contract.client().from().to_string(),
+                nonce: sent.nonce(),
+            }),
+        }));
+    }
+    let old = sent.tx_hash();
+    Ok(match contract.replace(sent, max_fee_per_gas).await? {
+        Some(new) => Replacement::Sent { old, new },
+        None => Replacement::AtFeeCap,
+    })
 }
 
 /// The anchor whose tree first holds record `index`, with its mined block.

@@ -99,11 +99,17 @@ impl AnchorWaiters {
     }
 }
 
-/// The chain's health as the anchorer last saw it.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AnchorState {
+/// Anchoring as the anchorer last saw it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnchoringStatus {
     /// The last error, while anchoring is failing.
     pub last_error: Option<String>,
+    /// Anchors sent again with higher fees because they waited too long.
+    pub replacements: u64,
+    /// Times a chain reorganisation dropped anchors that were then sent again.
+    pub reorganisations: u64,
+    /// Set when another process was seen sending with this service's key.
+    pub other_sender: Option<String>,
 }
 
 /// The anchored and confirmed tree sizes (log mode).

@@ -535,6 +535,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "UPDATE anchors SET tx_hash = ?2 WHERE size = ?1 AND status = 'sent'",
+            )?
+            .execute(params![size as i64, tx_hash])?;
+            Ok(())
+        })
+    }
+
     fn set_anchor_mined(
         &self,
         size: u64,

@@ -1,0 +1,1032 @@
+//! `twinledger bench`: runs the service on fresh data directories with a local Anvil and drives
+//! it over HTTP with concurrent keep-alive clients, measuring the log mode, the seed's design
+//! (legacy mode) and the HTTP ceiling in one run, then the costs as the log grows.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::settings::Settings;
+
+/// Options of `twinledger bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent HTTP clients, each on its own keep-alive connection.
+    #[arg(long, default_value_t = 64)]
+    pub writers: usize,
+    /// Records written in log mode for throughput and latency.
+    #[arg(long, default_value_t = 200_000)]
+    pub records: u64,
+    /// Records written in legacy mode (one transaction each, as the seed does).
+    #[arg(long, default_value_t = 3_000)]
+    pub legacy_records: u64,
+    /// Log sizes at which the scale curve is measured (comma-separated; `0` skips it).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub scale: Vec<u64>,
+    /// A run of a few seconds that only shows the benchmark works (CI runs this).
+    #[arg(long)]
+    pub smoke: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the data directories under this directory (default: a temporary one, removed).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let i = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[i].as_secs_f64() * 1e3
+        };
+        Self {
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+/// Log mode under full load.
+#[derive(Debug, Default, Serialize)]
+pub struct LogModeReport {
+    /// Records written.
+    pub records: u64,
+    /// Records acknowledged (durably stored) per second.
+    pub acked_per_s: f64,
+    /// Records anchored per second (until the last one was anchored).
+    pub anchored_per_s: f64,
+    /// Plain POST latency at full load.
+    pub post: Latency,
+    /// Time from a record's acknowledgement until it was seen anchored.
+    pub ack_to_anchor: Latency,
+    /// Plain POST latency at half the peak rate (paced, open loop).
+    pub post_at_half_rate: Latency,
+    /// The rate that half-rate run offered, records per second.
+    pub half_rate_per_s: f64,
+    /// POST latency with `?wait=anchored`.
+    pub post_wait_anchored: Latency,
+    /// Anchor transactions mined.
+    pub anchors: u64,
+    /// Gas of all anchors divided by the records they anchored.
+    pub gas_per_record: f64,
+    /// `GET /v1/twins/{id}/verify` requests answered per second.
+    pub verify_per_s: f64,
+    /// Versions per twin in those verify requests (average).
+    pub versions_per_twin: f64,
+    /// In-process check of one record's proof bundle (hashes and inclusion), microseconds.
+    pub bundle_verify_us: f64,
+    /// Peak resident memory of the service process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// What a full-speed load run measured.
+struct FullLoad {
+    acked_per_s: f64,
+    anchored_per_s: f64,
+    post: Latency,
+    ack_to_anchor: Latency,
+}
+
+/// Log mode with anchors spaced out by `anchor.min_interval_ms`.
+#[derive(Debug, Default, Serialize)]
+pub struct BatchedReport {
+    /// The configured least interval between anchors, ms.
+    pub min_interval_ms: u64,
+    /// Records written.
+    pub records: u64,
+    /// Records acknowledged per second.
+    pub acked_per_s: f64,
+    /// Time from acknowledgement until anchored.
+    pub ack_to_anchor: Latency,
+    /// Average records per anchor, over the anchors after the first.
+    pub records_per_anchor: f64,
+    /// Gas per record over those anchors.
+    pub gas_per_record: f64,
+}
+
+/// One point of the scale curve.
+#[derive(Debug, Default, Serialize)]
+pub struct ScalePoint {
+    /// Records in the log.
+    pub log_size: u64,
+    /// Records per second appended in a burst at this size.
+    pub append_per_s: f64,
+    /// POST latency in that burst.
+    pub append: Latency,
+    /// `GET .../proof` latency (one client).
+    pub proof: Latency,
+    /// `GET .../verify` latency (one client).
+    pub verify: Latency,
+    /// Seconds `twinledger audit` takes per million records at this size.
+    pub audit_s_per_million: f64,
+    /// Resident memory of the service process, MiB.
+    pub rss_mib: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Default, Serialize)]
+pub struct BenchReport {
+    /// Machine and versions.
+    pub machine: Value,
+    /// Concurrent clients.
+    pub writers: usize,
+    /// `POST /bench/noop` requests per second: the HTTP ceiling of this machine and client.
+    pub http_ceiling_per_s: f64,
+    /// Log mode.
+    pub log: LogModeReport,
+    /// Legacy mode: records per second, each acknowledged once its own transaction is mined.
+    pub legacy_per_s: f64,
+    /// Legacy POST latency.
+    pub legacy_post: Latency,
+    /// Legacy gas per record.
+    pub legacy_gas_per_record: f64,
+    /// Log mode with `anchor.min_interval_ms` set so that anchors gather many records: what a
+    /// deployment paying for gas would run.
+    pub batched: BatchedReport,
+    /// Log mode acknowledged records/s divided by legacy records/s.
+    pub log_over_legacy: f64,
+    /// Log mode acknowledged records/s divided by the HTTP ceiling.
+    pub log_over_ceiling: f64,
+    /// Costs as the log grows.
+    pub scale: Vec<ScalePoint>,
+}
+
+/// A `twinledger serve` child on a fresh data directory.
+struct Service {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+}
+
+impl Service {
+    /// Starts `serve` on `data_dir` with `extra` flags and `config` as its twinledger.toml.
+    async fn start(data_dir: &Path, extra: &[&str], config: &str) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        std::fs::write(data_dir.join("twinledger.toml"), config)?;
+        let exe = std::env::current_exe().context("cannot find the twinledger executable")?;
+        let mut child = Command::new(exe)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--bench-noop"])
+            .args(extra)
+            .current_dir(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start twinledger serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .context("the service did not start in 120 s")??
+        .context("the service exited before listening")?;
+        // Keep draining stdout so the service never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Resident memory now and at its peak, MiB (Linux `/proc`).
+    fn memory_mib(&self) -> (f64, f64) {
+        let Some(pid) = self.child.id() else {
+            return (0.0, 0.0);
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+/// What one request of a load run returned.
+struct Sample {
+    /// When it was sent, or when it was due if it was paced.
+    sent: Instant,
+    done: Instant,
+    /// What the answer reported (a log index), or the request number for paced runs.
+    index: Option<u64>,
+}
+
+/// One request of a load run.
+struct Request {
+    /// POST with this JSON body, or GET when `None`.
+    body: Option<String>,
+    /// Path and query.
+    path: String,
+    /// Not before this moment (paced runs).
+    due: Option<Instant>,
+}
+
+impl Request {
+    fn post(path: String, body: String) -> Self {
+        Self {
+            body: Some(body),
+            path,
+            due: None,
+        }
+    }
+
+    fn get(path: String) -> Self {
+        Self {
+            body: None,
+            path,
+            due: None,
+        }
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection, driven by hyper's connection API directly: the load
+/// generator shares the machine's cores with the service, so it must cost as little as it can.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(base: &str) -> Result<Self> {
+        let host = base.trim_start_matches("http://").to_owned();
+        let stream = tokio::net::TcpStream::connect(&host).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender, host })
+    }
+
+    async fn send(&mut self, req: &Request) -> Result<bytes::Bytes> {
+        use http_body_util::BodyExt;
+        let builder = hyper::Request::builder()
+            .uri(&req.path)
+            .header(hyper::header::HOST, &self.host);
+        let request = match &req.body {
+            Some(body) => builder
+                .method(hyper::Method::POST)
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))?,
+            None => builder.body(http_body_util::Full::default())?,
+        };
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("{} {status}: {}", req.path, String::from_utf8_lossy(&body));
+        }
+        Ok(body)
+    }
+}
+
+/// The body of record `i`: a plausible sensor reading.
+fn reading(i: u64) -> String {
+    format!(
+        r#"{{"temperature_c":{}.{},"pressure_kpa":{},"running":{},"seq":{i}}}"#,
+        20 + i % 15,
+        i % 10,
+        100 + i % 7,
+        !i.is_multiple_of(11)
+    )
+}
+
+/// The twin record `i` belongs to: about ten versions per twin.
+fn twin_of(i: u64, twins: u64) -> String {
+    format!("bench-{:06}", i % twins.max(1))
+}
+
+/// `POST /v1/twins/{twin}/states{query}` of record `i`.
+fn record_request(i: u64, twins: u64, query: &str) -> Request {
+    Request::post(
+        format!("/v1/twins/{}/states{query}", twin_of(i, twins)),
+        reading(i),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct Written {
+    index: u64,
+}
+
+/// The log index a write answer reports.
+fn written_index(_: u64, body: &[u8]) -> Result<Option<u64>> {
+    Ok(Some(serde_json::from_slice::<Written>(body)?.index))
+}
+
+/// Ignores the answer (beyond its 2xx status).
+fn ignore(_: u64, _: &[u8]) -> Result<Option<u64>> {
+    Ok(None)
+}
+
+/// Drives `total` requests `make(i)` over `writers` concurrent keep-alive connections, each
+/// sending its next request as soon as the last was answered (or when it is due); `read(i,
+/// body)` checks an answer and returns what the sample keeps.
+async fn drive(
+    base: &str,
+    writers: usize,
+    total: u64,
+    make: impl Fn(u64) -> Request + Send + Sync + 'static,
+    read: impl Fn(u64, &[u8]) -> Result<Option<u64>> + Send + Sync + 'static,
+) -> Result<Vec<Sample>> {
+    let next = Arc::new(AtomicU64::new(0));
+    let (make, read) = (Arc::new(make), Arc::new(read));
+    let mut tasks = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let (next, make, read) = (next.clone(), make.clone(), read.clone());
+        let mut conn = Connection::open(base).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(samples);
+                }
+                let req = make(i);
+                let sent = match req.due {
+                    Some(due) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
+                let body = conn.send(&req).await?;
+                let done = Instant::now();
+                samples.push(Sample {
+                    sent,
+                    done,
+                    index: read(i, &body)?,
+                });
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(total as usize);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(300))
+        .build()?)
+}
+
+async fn expect_ok(r: reqwest::Response) -> Result<reqwest::Response> {
+    if !r.status().is_success() {
+        let status = r.status();
+        bail!("{status}: {}", r.text().await.unwrap_or_default());
+    }
+    Ok(r)
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value> {
+    Ok(expect_ok(client.get(url).send().await?)
+        .await?
+        .json()
+        .await?)
+}
+
+fn per_s(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+/// Polls the anchored size until it reaches `size`, noting when each size was first seen.
+async fn watch_anchoring(
+    base: String,
+    size: u64,
+    seen: Arc<std::sync::Mutex<Vec<(Instant, u64)>>>,
+) -> Result<Instant> {
+    let c = client()?;
+    let url = format!("{base}/v1/tree-heads?limit=1&from=18446744073709551615");
+    loop {
+        let heads = get_json(&c, &url).await?;
+        let anchored = heads["anchored"]["anchored"].as_u64().unwrap_or(0);
+        let now = Instant::now();
+        if let Ok(mut s) = seen.lock() {
+            s.push((now, anchored));
+        }
+        if anchored >= size {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Gas of every mined anchor and the records they anchored.
+async fn anchor_gas(base: &str) -> Result<(u64, u64, u64)> {
+    let c = client()?;
+    let (mut from, mut anchors, mut gas, mut size) = (0u64, 0u64, 0u64, 0u64);
+    loop {
+        let page = get_json(&c, &format!("{base}/v1/tree-heads?limit=1000&from={from}")).await?;
+        let list = page["anchors"].as_array().cloned().unwrap_or_default();
+        if list.is_empty() {
+            return Ok((anchors, gas, size));
+        }
+        for a in &list {
+            if let Some(g) = a["gas_used"].as_u64() {
+                anchors += 1;
+                gas += g;
+                size = size.max(a["size"].as_u64().unwrap_or(0));
+            }
+            from = a["size"].as_u64().unwrap_or(from) + 1;
+        }
+    }
+}
+
+impl BenchArgs {
+    /// Runs the benchmark and prints the report.
+    pub async fn run(mut self, _settings: Settings) -> Result<ExitCode> {
+        if self.smoke {
+            self.writers = self.writers.min(4);
+            self.records = self.records.min(400);
+            self.legacy_records = self.legacy_records.min(20);
+            self.scale = vec![200, 600];
+        }
+        self.scale.retain(|&s| s > 0);
+        if self.writers == 0 || self.records == 0 {
+            bail!("--writers and --records must be at least 1");
+        }
+        let temp;
+        let work = match &self.work_dir {
+            Some(d) => d.clone(),
+            None => {
+                temp = tempfile_dir()?;
+                temp.clone()
+            }
+        };
+        let mut report = BenchReport {
+            machine: machine(),
+            writers: self.writers,
+            ..BenchReport::default()
+        };
+        let result = self.measure(&work, &mut report).await;
+        if self.work_dir.is_none() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        result?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_table(&report);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn measure(&self, work: &Path, report: &mut BenchReport) -> Result<()> {
+        let w = self.writers;
+        eprintln!("bench: log mode, {w} writers, {} records", self.records);
+        let svc = Service::start(&work.join("log"), &[], "").await?;
+        report.http_ceiling_per_s = self.ceiling(&svc).await?;
+        report.log = self.log_mode(&svc).await?;
+        svc.stop().await?;
+        report.log_over_ceiling = report.log.acked_per_s / report.http_ceiling_per_s;
+
+        let interval = 1_000;
+        eprintln!("bench: log mode, anchors at least {interval} ms apart");
+        let svc = Service::start(
+            &work.join("batched"),
+            &[],
+            &format!("[anchor]\nmin_interval_ms = {interval}\n"),
+        )
+        .await?;
+        report.batched = self.batched(&svc, interval).await?;
+        svc.stop().await?;
+
+        eprintln!(
+            "bench: legacy mode, {w} writers, {} records",
+            self.legacy_records
+        );
+        let svc = Service::start(&work.join("legacy"), &["--mode", "legacy"], "").await?;
+        self.legacy_mode(&svc, report).await?;
+        svc.stop().await?;
+        report.log_over_legacy = report.log.acked_per_s / report.legacy_per_s;
+
+        if !self.scale.is_empty() {
+            let svc = Service::start(&work.join("scale"), &[], "").await?;
+            let mut size = 0;
+            for &target in &self.scale {
+                eprintln!("bench: scale curve at {target} records");
+                let point = self.scale_point(&svc, &mut size, target).await?;
+                report.scale.push(point);
+            }
+            svc.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Full load on a service whose anchors are at least `interval_ms` apart.
+    async fn batched(&self, svc: &Service, interval_ms: u64) -> Result<BatchedReport> {
+        let n = (self.records / 2).max(1);
+        let load = self.full_load(svc, 0, n, (n / 10).max(1)).await?;
+        let c = client()?;
+        let page = get_json(&c, &svc.url("/v1/tree-heads?limit=1000")).await?;
+        let anchors: Vec<(u64, u64)> = page["anchors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| Some((a["size"].as_u64()?, a["gas_used"].as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The first anchor goes out at once with whatever was there; the rest gathered.
+        let (first, rest) = anchors.split_first().context("no anchors")?;
+        let records = anchors.last().map_or(0, |a| a.0) - first.0;
+        let gas: u64 = rest.iter().map(|a| a.1).sum();
+        Ok(BatchedReport {
+            min_interval_ms: interval_ms,
+            records: n,
+            acked_per_s: load.acked_per_s,
+            ack_to_anchor: load.ack_to_anchor,
+            records_per_anchor: records as f64 / rest.len().max(1) as f64,
+            gas_per_record: gas as f64 / records.max(1) as f64,
+        })
+    }
+
+    /// The same load against `POST /bench/noop`.
+    async fn ceiling(&self, svc: &Service) -> Result<f64> {
+        let n = self.records.min(200_000);
+        let started = Instant::now();
+        drive(
+            &svc.base,
+            self.writers,
+            n,
+            |i| Request::post("/bench/noop".into(), reading(i)),
+            ignore,
+        )
+        .await?;
+        Ok(per_s(n, started.elapsed()))
+    }
+
+    /// `n` records from record `from` on as fast as the writers go, watching the anchored size.
+    async fn full_load(&self, svc: &Service, from: u64, n: u64, twins: u64) -> Result<FullLoad> {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let watcher = tokio::spawn(watch_anchoring(svc.base.clone(), from + n, seen.clone()));
+        let started = Instant::now();
+        let samples = drive(
+            &svc.base,
+            self.writers,
+            n,
+            move |i| record_request(from + i, twins, ""),
+            written_index,
+        )
+        .await?;
+        let last_ack = samples.iter().map(|s| s.done).max().unwrap_or(started);
+        let all_anchored = watcher.await??;
+        // Each record's lag: from its acknowledgement to the first poll that saw it anchored
+        // (the polls' sizes only grow).
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let ack_to_anchor = Latency::of(
+            samples
+                .iter()
+                .filter_map(|s| {
+                    let index = s.index?;
+                    let at = seen
+                        .get(seen.partition_point(|(_, size)| *size <= index))?
+                        .0;
+                    Some(at.saturating_duration_since(s.done))
+                })
+                .collect(),
+        );
+        Ok(FullLoad {
+            acked_per_s: per_s(n, last_ack - started),
+            anchored_per_s: per_s(n, all_anchored - started),
+            post: Latency::of(samples.iter().map(|s| s.done - s.sent).collect()),
+            ack_to_anchor,
+        })
+    }
+
+    async fn log_mode(&self, svc: &Service) -> Result<LogModeReport> {
+        let (w, n) = (self.writers, self.records);
+        let twins = (n / 10).max(1);
+        let load = self.full_load(svc, 0, n, twins).await?;
+        let mut r = LogModeReport {
+            records: n,
+            acked_per_s: load.acked_per_s,
+            anchored_per_s: load.anchored_per_s,
+            post: load.post,
+            ack_to_anchor: load.ack_to_anchor,
+            ..LogModeReport::default()
+        };
+
+        // Half the peak rate, paced: latency from the moment each request was due.
+        let rate = r.acked_per_s / 2.0;
+        let count = ((rate * 5.0) as u64).clamp(100, n);
+        r.half_rate_per_s = rate;
+        r.post_at_half_rate = self.paced(svc, n, count, rate, twins).await?;
+
+        let count = (n / 20).clamp(w as u64, 5_000);
+        let samples = drive(
+            &svc.base,
+            w,
+            count,
+            move |i| record_request(n * 2 + i, twins, "?wait=anchored"),
+            ignore,
+        )
+        .await?;
+        r.post_wait_anchored = Latency::of(samples.iter().map(|s| s.done - s.sent).collect());
+
+        let (anchors, gas, anchored) = anchor_gas(&svc.base).await?;
+        r.anchors = anchors;
+        r.gas_per_record = gas as f64 / anchored.max(1) as f64;
+
+        let verifies = (n / 20).clamp(w as u64, 2_000);
+        let started = Instant::now();
+        drive(
+            &svc.base,
+            w,
+            verifies,
+            move |i| Request::get(format!("/v1/twins/{}/verify", twin_of(i * 7919, twins))),
+            |_, body| {
+                let v: Value = serde_json::from_slice(body)?;
+                if v["integrity"] != "Valid" {
+                    bail!("verify answered {v}");
+                }
+                Ok(None)
+            },
+        )
+        .await?;
+        r.verify_per_s = per_s(verifies, started.elapsed());
+        r.versions_per_twin = n as f64 / twins as f64;
+        r.bundle_verify_us = bundle_verify_us(&svc.base, &twin_of(0, twins)).await?;
+        r.peak_rss_mib = svc.memory_mib().1;
+        Ok(r)
+    }
+
+    /// `count` POSTs offered at `rate` per second by the writers together (open loop).
+    async fn paced(
+        &self,
+        svc: &Service,
+        offset: u64,
+        count: u64,
+        rate: f64,
+        twins: u64,
+    ) -> Result<Latency> {
+        let start = Instant::now() + Duration::from_millis(50);
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+        let samples = drive(
+            &svc.base,
+            self.writers,
+            count,
+            move |i| Request {
+                due: Some(start + interval.mul_f64(i as f64)),
+                ..record_request(offset + i, twins, "")
+            },
+            ignore,
+        )
+        .await?;
+        // Measured from when each request was due, so time spent waiting for a free writer
+        // counts too (no coordinated omission).
+        Ok(Latency::of(
+            samples.iter().map(|s| s.done - s.sent).collect(),
+        ))
+    }
+
+    async fn legacy_mode(&self, svc: &Service, report: &mut BenchReport) -> Result<()> {
+        let n = self.legacy_records;
+        let twins = (n / 10).max(1);
+        let started = Instant::now();
+        let samples = drive(
+            &svc.base,
+            self.writers,
+            n,
+            move |i| {
+                let body = format!(
+                    r#"{{"twin_id":"{}","data":{}}}"#,
+                    twin_of(i, twins),
+                    reading(i)
+                );
+                Request::post("/update_twin_on_blockchain/".into(), body)
+            },
+            ignore,
+        )
+        .await?;
+        report.legacy_per_s = per_s(n, started.elapsed());
+        report.legacy_post = Latency::of(samples.iter().map(|s| s.done - s.sent).collect());
+        report.legacy_gas_per_record = legacy_gas(&svc.data_dir).await?;
+        Ok(())
+    }
+
+    async fn scale_point(&self, svc: &Service, size: &mut u64, target: u64) -> Result<ScalePoint> {
+        let twins = (target / 10).max(1);
+        // Filled to just below `target`, then a measured burst brings it to `target`.
+        let burst = (target / 10).clamp(100, 20_000).min(target);
+        let fill_to = target - burst;
+        if fill_to > *size {
+            let (from, count) = (*size, fill_to - *size);
+            drive(
+                &svc.base,
+                self.writers,
+                count,
+                move |i| record_request(from + i, twins, ""),
+                ignore,
+            )
+            .await?;
+            *size = fill_to;
+        }
+        let from = *size;
+        let started = Instant::now();
+        let samples = drive(
+            &svc.base,
+            self.writers,
+            burst,
+            move |i| record_request(from + i, twins, ""),
+            ignore,
+        )
+        .await?;
+        let append_per_s = per_s(burst, started.elapsed());
+        *size += burst;
+        watch_anchoring(
+            svc.base.clone(),
+            *size,
+            Arc::new(std::sync::Mutex::new(Vec::new())),
+        )
+        .await?;
+        let c = client()?;
+        let (mut proof, mut verify) = (Vec::new(), Vec::new());
+        for k in 0..200u64 {
+            let twin = twin_of(k * 7919, twins);
+            let t = Instant::now();
+            get_json(&c, &svc.url(&format!("/v1/twins/{twin}/versions/1/proof"))).await?;
+            proof.push(t.elapsed());
+            let t = Instant::now();
+            get_json(&c, &svc.url(&format!("/v1/twins/{twin}/verify"))).await?;
+            verify.push(t.elapsed());
+        }
+        let audit = audit_seconds(&svc.data_dir).await?;
+        Ok(ScalePoint {
+            log_size: *size,
+            append_per_s,
+            append: Latency::of(samples.iter().map(|s| s.done - s.sent).collect()),
+            proof: Latency::of(proof),
+            verify: Latency::of(verify),
+            audit_s_per_million: audit * 1e6 / *size as f64,
+            rss_mib: svc.memory_mib().0,
+        })
+    }
+}
+
+/// Fetches one record's proof bundle and times the in-process check of its hashes and
+/// inclusion proof (no chain), per bundle.
+async fn bundle_verify_us(base: &str, twin: &str) -> Result<f64> {
+    let c = client()?;
+    let r = c
+        .get(format!("{base}/v1/twins/{twin}/versions/1/proof"))
+        .send()
+        .await?;
+    let bytes = expect_ok(r).await?.bytes().await?;
+    let rounds = 2_000u32;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let bundle = twinledger_core::ProofBundle::from_json(&bytes)?;
+        bundle.verify()?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds))
+}
+
+/// Runs `twinledger audit` on a running service's data directory; its wall time in seconds.
+async fn audit_seconds(data_dir: &Path) -> Result<f64> {
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let out = Command::new(exe)
+        .arg("audit")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--json")
+        .current_dir(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "audit failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(elapsed)
+}
+
+/// Legacy gas per record: the receipts of (up to 200 of) the records' transactions, from the
+/// embedded node the service started (its URL is in `node.json`).
+async fn legacy_gas(data_dir: &Path) -> Result<f64> {
+    let node: Value = serde_json::from_slice(&std::fs::read(data_dir.join("node.json"))?)?;
+    let url = node["url"]
+        .as_str()
+        .context("node.json has no url")?
+        .to_owned();
+    let store = twinledger_store::SqliteStore::open(data_dir.join("twinledger.db"))?;
+    let mut txs = Vec::new();
+    twinledger_store::Store::scan(&store, 0, &mut |r| {
+        if let Some(a) = r.legacy_anchor() {
+            txs.push(a.tx_hash);
+        }
+        txs.len() < 200
+    })?;
+    let c = client()?;
+    let mut gas = 0u64;
+    for tx in &txs {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx]});
+        let r: Value = expect_ok(c.post(&url).json(&body).send().await?)
+            .await?
+            .json()
+            .await?;
+        let used = r["result"]["gasUsed"]
+            .as_str()
+            .context("receipt without gasUsed")?;
+        gas += u64::from_str_radix(used.trim_start_matches("0x"), 16)?;
+    }
+    Ok(gas as f64 / txs.len().max(1) as f64)
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("twinledger-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Cores, memory, kernel and versions, for the report.
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned());
+    let mem_gib = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu,
+        "memory_gib": mem_gib,
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+        "twinledger": env!("CARGO_PKG_VERSION"),
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+fn print_table(r: &BenchReport) {
+    let l = &r.log;
+    let lat = |x: &Latency| format!("{:.2} / {:.2} / {:.2} ms", x.p50_ms, x.p99_ms, x.max_ms);
+    println!("machine: {}", r.machine);
+    println!("writers: {}\n", r.writers);
+    println!("{:<44} {:>28}", "measure", "value");
+    let row = |k: &str, v: String| println!("{k:<44} {v:>28}");
+    row(
+        "HTTP ceiling (POST /bench/noop)",
+        format!("{:.0} req/s", r.http_ceiling_per_s),
+    );
+    row(
+        "log: records acknowledged",
+        format!("{:.0} /s", l.acked_per_s),
+    );
+    row(
+        "log: records anchored",
+        format!("{:.0} /s", l.anchored_per_s),
+    );
+    row("log: POST p50/p99/max", lat(&l.post));
+    row("log: ack -> anchored p50/p99/max", lat(&l.ack_to_anchor));
+    row(
+        &format!("log: POST at half rate ({:.0}/s)", l.half_rate_per_s),
+        lat(&l.post_at_half_rate),
+    );
+    row(
+        "log: POST ?wait=anchored p50/p99/max",
+        lat(&l.post_wait_anchored),
+    );
+    row("log: anchors", l.anchors.to_string());
+    row("log: gas per record", format!("{:.1}", l.gas_per_record));
+    row(
+        &format!("log: verify ({:.0} versions/twin)", l.versions_per_twin),
+        format!("{:.0} req/s", l.verify_per_s),
+    );
+    row(
+        "log: proof bundle check in-process",
+        format!("{:.1} us", l.bundle_verify_us),
+    );
+    row(
+        "log: service peak RSS",
+        format!("{:.1} MiB", l.peak_rss_mib),
+    );
+    let b = &r.batched;
+    row(
+        &format!("batched ({} ms): records acknowledged", b.min_interval_ms),
+        format!("{:.0} /s", b.acked_per_s),
+    );
+    row(
+        "batched: ack -> anchored p50/p99/max",
+        lat(&b.ack_to_anchor),
+    );
+    row(
+        "batched: records per anchor",
+        format!("{:.0}", b.records_per_anchor),
+    );
+    row(
+        "batched: gas per record",
+        format!("{:.1}", b.gas_per_record),
+    );
+    row("legacy: records", format!("{:.1} /s", r.legacy_per_s));
+    row("legacy: POST p50/p99/max", lat(&r.legacy_post));
+    row(
+        "legacy: gas per record",
+        format!("{:.0}", r.legacy_gas_per_record),
+    );
+    row("ratio log / legacy", format!("{:.1}x", r.log_over_legacy));
+    row(
+        "ratio log / HTTP ceiling",
+        format!("{:.2}", r.log_over_ceiling),
+    );
+    if !r.scale.is_empty() {
+        println!(
+            "\n{:>10} {:>12} {:>22} {:>22} {:>22} {:>14} {:>9}",
+            "log size",
+            "append/s",
+            "append p50/p99 ms",
+            "proof p50/p99 ms",
+            "verify p50/p99 ms",
+            "audit s/1M",
+            "RSS MiB"
+        );
+        for p in &r.scale {
+            let pp = |x: &Latency| format!("{:.2} / {:.2}", x.p50_ms, x.p99_ms);
+            println!(
+                "{:>10} {:>12.0} {:>22} {:>22} {:>22} {:>14.1} {:>9.1}",
+                p.log_size,
+                p.append_per_s,
+                pp(&p.append),
+                pp(&p.proof),
+                pp(&p.verify),
+                p.audit_s_per_million,
+                p.rss_mib
+            );
+        }
+    }
+}

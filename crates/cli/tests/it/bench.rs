@@ -1,0 +1,60 @@
+//! `twinledger bench --smoke`: the benchmark runs end to end (CI runs only this short form; the
+//! full run and its figures are in docs/performance.md).
+
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn the_benchmark_smoke_run_reports_every_measure() {
+    let out = run(&["bench", "--smoke", "--json"]);
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let num = |v: &Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    for path in [
+        "/http_ceiling_per_s",
+        "/log/acked_per_s",
+        "/log/anchored_per_s",
+        "/log/gas_per_record",
+        "/log/verify_per_s",
+        "/log/bundle_verify_us",
+        "/log/peak_rss_mib",
+        "/legacy_per_s",
+        "/legacy_gas_per_record",
+        "/batched/gas_per_record",
+        "/log_over_legacy",
+        "/log_over_ceiling",
+    ] {
+        assert!(
+            num(&r.pointer(path).expect(path).clone()) > 0.0,
+            "{path}: {r}"
+        );
+    }
+    for lat in [
+        "/log/post",
+        "/log/post_at_half_rate",
+        "/log/post_wait_anchored",
+    ] {
+        let l = r.pointer(lat).expect(lat);
+        assert!(
+            num(&l["p50_ms"]) <= num(&l["p99_ms"]) && num(&l["p99_ms"]) <= num(&l["max_ms"]),
+            "{lat}: {l}"
+        );
+    }
+    assert!(
+        num(&r["batched"]["records_per_anchor"]) > 1.0,
+        "spaced anchors gather records: {r}"
+    );
+    let scale = r["scale"].as_array().expect("scale curve");
+    assert_eq!(scale.len(), 2, "{r}");
+    assert!(scale[0]["log_size"].as_u64() < scale[1]["log_size"].as_u64());
+    assert!(
+        scale
+            .iter()
+            .all(|p| num(&p["rss_mib"]) > 0.0 && num(&p["audit_s_per_million"]) > 0.0)
+    );
+}
