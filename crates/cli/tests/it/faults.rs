@@ -41,9 +41,32 @@ async fn chain_outage(mode: &str) {
     );
     let (status, body) = post_update(&app, "kiln", json!({"t": 9})).await;
     assert_eq!(status, 503, "{body}");
+    // Many more through /v1 from concurrent writers: each accepted (201) as pending.
+    let during = if mode == "log" { 400 } else { 100 };
+    let app = std::sync::Arc::new(app);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for i in (w..during).step_by(8) {
+                    let r = http()
+                        .post(app.url(&format!("/v1/twins/line-{}/states", i % 10)))
+                        .json(&json!({"i": i}))
+                        .send()
+                        .await
+                        .expect("post");
+                    assert_eq!(r.status().as_u16(), 201, "accepted while the chain is down");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let during = during as i64;
 
     // Stored, pending, never Valid.
-    assert_eq!(record_count(dir.path()), 3);
+    assert_eq!(record_count(dir.path()), 3 + during);
     let (status, body) = get(&app, "/get_twin_from_blockchain/boiler").await;
     assert_ne!(body["integrity"], "Valid", "{status} {body}");
     let (status, body) = get(&app, "/get_twin_from_blockchain/kiln").await;
@@ -55,20 +78,27 @@ async fn chain_outage(mode: &str) {
     let (status, health) = get(&app, "/health").await;
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["status"], "degraded");
-    assert_eq!(health["database"]["pending"], 2);
+    assert_eq!(health["database"]["pending"], 2 + during);
     assert_eq!(health["chain"]["ok"], false);
 
     // The node comes back: the pending records are anchored without anyone asking.
     let node = start_node(NodeKind::Anvil, port, Some(state)).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(120);
     loop {
         let (_, health) = get(&app, "/health").await;
         if health["database"]["pending"] == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "backlog not drained: {health}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!(
+        "{mode} mode outage: {} records accepted while the chain was down; backlog drained \
+         {:.2} s after the node came back",
+        2 + during,
+        back.elapsed().as_secs_f64()
+    );
     assert_eq!(integrity(&app, "boiler").await, "Valid");
     assert_eq!(integrity(&app, "kiln").await, "Valid");
     if mode == "legacy" {
@@ -79,10 +109,10 @@ async fn chain_outage(mode: &str) {
                 |r| r.get(0),
             )
             .expect("count");
-        assert_eq!(anchored, 3);
+        assert_eq!(anchored, 3 + during);
     } else {
         let (_, health) = get(&app, "/health").await;
-        assert_eq!(health["anchoring"]["anchored_size"], 3, "{health}");
+        assert_eq!(health["anchoring"]["anchored_size"], 3 + during, "{health}");
     }
     drop(app);
     node.stop(Duration::from_secs(30)).await.expect("stop");

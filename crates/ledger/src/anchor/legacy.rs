@@ -1,6 +1,6 @@
 //! Legacy mode: one `updateTwin` transaction of the seed contract per record, in log order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub(crate) async fn run_legacy(
     // Rows that cannot be decoded (edited by hand) are skipped, not retried forever; verify and
     // audit report them.
     let mut undecodable: HashSet<u64> = HashSet::new();
+    // Transactions sent for records whose database row could not note them (a full disk):
+    // looked up on the next round like a noted one, so a retry never sends a second.
+    let mut unnoted: HashMap<u64, TxHash> = HashMap::new();
     loop {
         if *shutdown.borrow() {
             return;
@@ -58,6 +61,7 @@ pub(crate) async fn run_legacy(
             &pending,
             receipt_timeout,
             &mut undecodable,
+            &mut unnoted,
         )
         .await
         {
@@ -97,6 +101,7 @@ async fn anchor_legacy_batch(
     pending: &[StoredRecord],
     receipt_timeout: Duration,
     undecodable: &mut HashSet<u64>,
+    unnoted: &mut HashMap<u64, TxHash>,
 ) -> Result<(), ChainError> {
     // Sends go out one at a time so that the account's nonces, and so the order of execution,
     // follow the log: the chain's latest value for a twin is then its latest version.
@@ -120,6 +125,7 @@ async fn anchor_legacy_batch(
             .anchor_tx
             .as_deref()
             .and_then(|t| t.parse::<TxHash>().ok())
+            .or_else(|| unnoted.get(&row.index).copied())
         {
             match contract.update_receipt(tx).await {
                 Ok(Some(r)) if r.records(record.twin_id.as_str(), &ts, &hash) => {
@@ -147,8 +153,12 @@ async fn anchor_legacy_batch(
             Ok(tx) => {
                 let s = store.clone();
                 let (idx, txs, tss) = (row.index, tx.to_string(), ts.clone());
-                let _ =
+                let noted =
                     tokio::task::spawn_blocking(move || s.set_legacy_sent(idx, &txs, &tss)).await;
+                if !matches!(noted, Ok(Ok(()))) {
+                    tracing::warn!(target: "twinledger::anchor", index = row.index, tx = %tx, "cannot note a sent transaction; it is remembered until it can be recorded");
+                    unnoted.insert(row.index, tx);
+                }
                 sent.push((row.index, tx, ts));
             }
             Err(e) => {
@@ -168,16 +178,22 @@ async fn anchor_legacy_batch(
         let s = store.clone();
         let a = anchor.clone();
         let stored = tokio::task::spawn_blocking(move || s.set_legacy_anchor(index, &a)).await;
+        if !matches!(stored, Ok(Ok(()))) {
+            unnoted.insert(index, tx);
+        }
         match stored {
-            Ok(Ok(())) => waiters.resolve_one(
-                index,
-                Ok(AnchorInfo {
-                    tx_hash: anchor.tx_hash,
-                    block_number: anchor.block_number,
-                    block_timestamp: anchor.block_timestamp,
-                    tree_size: None,
-                }),
-            ),
+            Ok(Ok(())) => {
+                unnoted.remove(&index);
+                waiters.resolve_one(
+                    index,
+                    Ok(AnchorInfo {
+                        tx_hash: anchor.tx_hash,
+                        block_number: anchor.block_number,
+                        block_timestamp: anchor.block_timestamp,
+                        tree_size: None,
+                    }),
+                )
+            }
             Ok(Err(e)) => {
                 waiters.resolve_one(
                     index,
