@@ -2,20 +2,8 @@
 //! found by verify.
 
 use serde_json::{Value, json};
-use twinledger_testkit::App;
 
 use crate::support::*;
-
-async fn post_state(app: &App, twin: &str, query: &str, body: Value) -> (u16, Value) {
-    let r = http()
-        .post(app.url(&format!("/v1/twins/{twin}/states{query}")))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_v1_api_records_lists_pages_and_reports_heads() {

@@ -164,6 +164,18 @@ pub async fn post_raw(app: &App, body: &str) -> (u16, Value) {
     (status, r.json().await.expect("JSON answer"))
 }
 
+/// POSTs a state to `/v1/twins/{twin}/states{query}`; returns status and JSON answer.
+pub async fn post_state(app: &App, twin: &str, query: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(app.url(&format!("/v1/twins/{twin}/states{query}")))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
 /// GETs a path; returns status and JSON answer.
 pub async fn get(app: &App, path: &str) -> (u16, Value) {
     let r = http().get(app.url(path)).send().await.expect("request");

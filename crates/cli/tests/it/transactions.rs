@@ -13,17 +13,6 @@ use crate::support::*;
 /// Anvil's first dev account: the unlocked account the service and `deploy` send from.
 const ACCOUNT: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 
-async fn post_state(app: &App, twin: &str, query: &str, body: Value) -> (u16, Value) {
-    let r = http()
-        .post(app.url(&format!("/v1/twins/{twin}/states{query}")))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json"))
-}
-
 async fn nonce(rpc: &str, block: &str) -> u64 {
     let n = node_rpc(rpc, "eth_getTransactionCount", json!([ACCOUNT, block])).await;
     u64::from_str_radix(n.as_str().expect("hex").trim_start_matches("0x"), 16).expect("nonce")
