@@ -207,47 +207,172 @@ impl LocalNode {
 }
 
 /// Saves the state of the Anvil at `url` to `path` atomically; see [`LocalNode::snapshot`].
+///
+/// The answer (hex of a gzip of the state JSON) is decoded chunk by chunk straight into the
+/// file: the state grows with the chain's history, and holding it in memory made the
+/// service's memory grow with it.
 pub async fn anvil_snapshot(url: &str, path: &std::path::Path) -> Result<()> {
     let body =
         serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_dumpState", "params": []});
-    let answer: serde_json::Value = reqwest::Client::new()
+    let mut answer = reqwest::Client::new()
         .post(url)
         .json(&body)
         .send()
         .await
-        .map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?
-        .json()
-        .await
-        .map_err(|e| ChainError::Rpc(format!("anvil_dumpState: {e}")))?;
-    let hex_state = answer["result"]
-        .as_str()
-        .ok_or_else(|| ChainError::Rpc(format!("anvil_dumpState answered {}", answer["error"])))?;
-    let zipped = alloy::primitives::hex::decode(hex_state)
-        .map_err(|e| ChainError::Rpc(format!("anvil_dumpState: {e}")))?;
+        .map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?;
+    let rpc = |e: String| ChainError::Rpc(format!("anvil_dumpState: {e}"));
+    let tmp = path.with_extension("json.tmp");
+    let mut file = SnapshotFile::create(&tmp)?;
+    let fed = async {
+        while let Some(chunk) = answer.chunk().await.map_err(|e| rpc(e.to_string()))? {
+            if file.feed(&chunk)? {
+                break;
+            }
+        }
+        Ok::<_, ChainError>(())
+    }
+    .await;
+    if let Err(e) = fed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || write_atomically(&path, &zipped))
+    tokio::task::spawn_blocking(move || file.finish(&path))
         .await
         .map_err(|e| ChainError::Node(format!("snapshot task: {e}")))?
 }
 
-fn write_atomically(path: &std::path::Path, zipped: &[u8]) -> Result<()> {
-    use std::io::{Read, Write};
-    let io = |e: std::io::Error| ChainError::Node(format!("snapshot to {}: {e}", path.display()));
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(zipped)
-        .read_to_end(&mut json)
-        .map_err(io)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&json).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
+/// Where an `anvil_dumpState` answer is in its decoding.
+enum AnswerPart {
+    /// Before the result string: the bytes seen so far (a short JSON prefix).
+    Head(Vec<u8>),
+    /// Inside the hex string; an odd digit left over from the last chunk.
+    Hex(Option<u8>),
+    /// After the closing quote.
+    Done,
+}
+
+/// A snapshot being written: the hex digits of the answer are gunzipped into a temporary file.
+struct SnapshotFile {
+    tmp: PathBuf,
+    out: flate2::write::GzDecoder<std::io::BufWriter<std::fs::File>>,
+    part: AnswerPart,
+}
+
+/// The longest JSON the node sends before the result string, or its whole error answer.
+const MAX_ANSWER_HEAD: usize = 64 * 1024;
+
+impl SnapshotFile {
+    fn create(tmp: &std::path::Path) -> Result<Self> {
+        let file = std::fs::File::create(tmp).map_err(|e| snapshot_io(tmp, e))?;
+        Ok(Self {
+            tmp: tmp.to_path_buf(),
+            out: flate2::write::GzDecoder::new(std::io::BufWriter::new(file)),
+            part: AnswerPart::Head(Vec::new()),
+        })
     }
-    Ok(())
+
+    /// Takes the next chunk of the answer; true once the result string has ended.
+    fn feed(&mut self, chunk: &[u8]) -> Result<bool> {
+        match &mut self.part {
+            AnswerPart::Done => Ok(true),
+            AnswerPart::Hex(_) => self.feed_hex(chunk),
+            AnswerPart::Head(seen) => {
+                seen.extend_from_slice(chunk);
+                const MARK: &[u8] = b"\"result\":\"0x";
+                match seen.windows(MARK.len()).position(|w| w == MARK) {
+                    Some(at) => {
+                        let rest = seen.split_off(at + MARK.len());
+                        self.part = AnswerPart::Hex(None);
+                        self.feed_hex(&rest)
+                    }
+                    None if seen.len() > MAX_ANSWER_HEAD => {
+                        Err(ChainError::Rpc("anvil_dumpState: no result".into()))
+                    }
+                    None => Ok(false),
+                }
+            }
+        }
+    }
+
+    fn feed_hex(&mut self, chunk: &[u8]) -> Result<bool> {
+        use std::io::Write;
+        let AnswerPart::Hex(odd) = &mut self.part else {
+            return Ok(matches!(self.part, AnswerPart::Done));
+        };
+        let (digits, done) = match chunk.iter().position(|&b| b == b'"') {
+            Some(end) => (&chunk[..end], true),
+            None => (chunk, false),
+        };
+        let mut bytes = Vec::with_capacity(digits.len() / 2 + 1);
+        let mut pending = odd.take();
+        for &d in digits {
+            let v = hex_digit(d)?;
+            match pending.take() {
+                Some(high) => bytes.push(high << 4 | v),
+                None => pending = Some(v),
+            }
+        }
+        *odd = pending;
+        self.out
+            .write_all(&bytes)
+            .map_err(|e| snapshot_io(&self.tmp, e))?;
+        if done {
+            if odd.is_some() {
+                return Err(ChainError::Rpc(
+                    "anvil_dumpState: odd number of hex digits".into(),
+                ));
+            }
+            self.part = AnswerPart::Done;
+        }
+        Ok(done)
+    }
+
+    /// Ends the gzip stream, syncs and renames the file to `path`.
+    fn finish(self, path: &std::path::Path) -> Result<()> {
+        if let AnswerPart::Head(seen) = &self.part {
+            let text = String::from_utf8_lossy(&seen[..seen.len().min(500)]).into_owned();
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(ChainError::Rpc(format!("anvil_dumpState answered {text}")));
+        }
+        if !matches!(self.part, AnswerPart::Done) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(ChainError::Rpc(
+                "anvil_dumpState: the answer ended early".into(),
+            ));
+        }
+        let io = |e| snapshot_io(path, e);
+        let file = self
+            .out
+            .finish()
+            .map_err(io)?
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&self.tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+fn hex_digit(d: u8) -> Result<u8> {
+    match d {
+        b'0'..=b'9' => Ok(d - b'0'),
+        b'a'..=b'f' => Ok(d - b'a' + 10),
+        b'A'..=b'F' => Ok(d - b'A' + 10),
+        _ => Err(ChainError::Rpc(format!(
+            "anvil_dumpState: {:?} in the hex result",
+            d as char
+        ))),
+    }
+}
+
+fn snapshot_io(path: &std::path::Path, e: std::io::Error) -> ChainError {
+    ChainError::Node(format!("snapshot to {}: {e}", path.display()))
 }
 
 /// The port in a node's "Listening on 127.0.0.1:PORT" line (Anvil and Ganache both print it).
@@ -265,7 +390,7 @@ fn free_port() -> Result<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::listening_port;
+    use super::{SnapshotFile, listening_port};
 
     #[test]
     fn reads_the_port_from_both_nodes_banners() {
@@ -275,5 +400,58 @@ mod tests {
             Some(8545)
         );
         assert_eq!(listening_port("Available Accounts"), None);
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).expect("gzip");
+        e.finish().expect("gzip")
+    }
+
+    #[test]
+    fn snapshot_answers_decode_in_any_chunking() {
+        let state: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let answer = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":"0x{}"}}"#,
+            alloy::primitives::hex::encode(gzip(&state))
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        for size in [1, 2, 3, 7, 64, 4096, answer.len()] {
+            let path = dir.path().join(format!("state-{size}.json"));
+            let mut file = SnapshotFile::create(&path.with_extension("tmp")).expect("create");
+            for chunk in answer.as_bytes().chunks(size) {
+                if file.feed(chunk).expect("feed") {
+                    break;
+                }
+            }
+            file.finish(&path).expect("finish");
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                state,
+                "chunks of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn snapshot_error_answers_are_errors_and_leave_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        for answer in [
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no such method"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":"0x1f8"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":"0x1g"}"#,
+        ] {
+            let tmp = path.with_extension("tmp");
+            let mut file = SnapshotFile::create(&tmp).expect("create");
+            let fed = file.feed(answer.as_bytes());
+            let err = match fed {
+                Err(e) => e,
+                Ok(_) => file.finish(&path).expect_err(answer),
+            };
+            assert!(err.to_string().contains("anvil_dumpState"), "{err}");
+            assert!(!path.exists());
+        }
     }
 }
