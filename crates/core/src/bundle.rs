@@ -11,7 +11,8 @@ use crate::HashScheme;
 use crate::hash::Hash;
 use crate::json::{self, Limits, Number, Object, Value};
 use crate::proof::{InclusionProof, ProofError};
-use crate::record::{Record, RecordKind, Salt};
+use crate::record::{Annex, Record, RecordKind, Salt};
+use crate::signature::{DeviceSignature, SignatureError};
 use crate::tree::TreeHead;
 use crate::twin::TwinId;
 
@@ -88,6 +89,9 @@ pub enum BundleError {
         /// The head's size.
         size: u64,
     },
+    /// The record carries a device signature that does not hold.
+    #[error("the device signature fails: {0}")]
+    Signature(#[from] SignatureError),
     /// The inclusion proof does not lead to the tree head.
     #[error("the inclusion proof fails: {0}")]
     Inclusion(#[from] ProofError),
@@ -170,6 +174,9 @@ impl ProofBundle {
             Value::Number(Number::from_i64(r.recorded_at_ms)),
         );
         record.insert("salt", text(hex::encode(r.salt.0)));
+        if let Some(annex) = &r.annex {
+            record.insert("annex", annex.value().clone());
+        }
         let mut proof = Object::new();
         proof.insert("leaf_index", num(self.inclusion_proof.index));
         proof.insert("tree_size", num(self.inclusion_proof.size));
@@ -248,6 +255,7 @@ impl ProofBundle {
                 "prev_leaf_hash",
                 "recorded_at_ms",
                 "salt",
+                "annex",
             ],
             "record",
         )?;
@@ -274,6 +282,13 @@ impl ProofBundle {
             prev_leaf_hash,
             recorded_at_ms: i64_field(r, "recorded_at_ms")?,
             salt: Salt(salt),
+            annex: match r.get("annex") {
+                None => None,
+                Some(v @ Value::Object(_)) => Some(
+                    Annex::new(v.clone()).map_err(|e| malformed(format!("record.annex: {e}")))?,
+                ),
+                Some(_) => return Err(malformed("record.annex must be an object")),
+            },
         };
         let p = object(top, "inclusion_proof")?;
         only_fields(p, &["leaf_index", "tree_size", "path"], "inclusion_proof")?;
@@ -368,6 +383,9 @@ impl ProofBundle {
             });
         }
         p.verify(&leaf, &self.tree_head.root)?;
+        if let Some(member) = r.annex.as_ref().and_then(|a| a.get("signature")) {
+            DeviceSignature::check_annex_member(member, &r.state)?;
+        }
         Ok(())
     }
 }
@@ -401,6 +419,7 @@ mod tests {
                 prev_leaf_hash: prev,
                 recorded_at_ms: 1_700_000_000_000 + i as i64,
                 salt: Salt([i as u8; 32]),
+                annex: None,
             };
             let leaf = record.leaf_hash();
             prev = Some(leaf);
@@ -441,8 +460,76 @@ mod tests {
         );
     }
 
+    /// A one-record log whose record has an annex with a device signature.
+    fn signed_bundle(tamper_state: bool) -> ProofBundle {
+        use crate::signature::DeviceSigner;
+        let parse = |s: &str| json::parse(s.as_bytes(), &Limits::default()).expect("json");
+        let state = parse(r#"{"t": 21.5, "mode": "auto"}"#);
+        let signer = DeviceSigner::from_seed(&[3; 32]);
+        let sig = signer.sign(&state).expect("sign");
+        let signature = signer.public_key().verify(&state, &sig).expect("valid");
+        let mut annex = Object::new();
+        annex.insert("signature", signature.to_annex_member());
+        annex.insert("source", text("mqtt"));
+        let state = if tamper_state {
+            parse(r#"{"t": 99, "mode": "auto"}"#)
+        } else {
+            state
+        };
+        let record = Record {
+            index: 0,
+            twin_id: TwinId::new("pump-2").expect("id"),
+            version: 1,
+            kind: RecordKind::Reported,
+            state_hash: Hash(HashScheme::JcsSha256.hash(&state).expect("hash")),
+            state,
+            scheme: HashScheme::JcsSha256,
+            prev_leaf_hash: None,
+            recorded_at_ms: 1_700_000_000_000,
+            salt: Salt([9; 32]),
+            annex: Some(Annex::new(Value::Object(annex)).expect("annex")),
+        };
+        let leaf = record.leaf_hash();
+        ProofBundle {
+            leaf: record.leaf(),
+            leaf_hash: leaf,
+            inclusion_proof: InclusionProof {
+                index: 0,
+                size: 1,
+                path: Vec::new(),
+            },
+            record,
+            tree_head: TreeHead {
+                size: 1,
+                root: leaf,
+            },
+            anchor: bundle().anchor,
+        }
+    }
+
+    #[test]
+    fn signed_records_carry_a_v2_leaf_and_their_signature_is_checked() {
+        let b = signed_bundle(false);
+        assert_eq!(b.leaf[0], crate::record::LEAF_FORMAT_V2);
+        let back = ProofBundle::from_json(b.to_json().as_bytes()).expect("reads");
+        assert_eq!(back, b);
+        back.verify().expect("verifies");
+        // Hashes recomputed over a state the device did not sign: only the signature fails.
+        assert!(matches!(
+            signed_bundle(true).verify(),
+            Err(BundleError::Signature(SignatureError::Mismatch))
+        ));
+    }
+
     #[test]
     fn every_single_byte_change_is_caught() {
+        every_single_byte_change_is_caught_in(bundle());
+        every_single_byte_change_is_caught_in(signed_bundle(false));
+    }
+
+    fn every_single_byte_change_is_caught_in(bundle: ProofBundle) {
+        let original = bundle.clone();
+        let bundle = || original.clone();
         let text = bundle().to_json().into_bytes();
         let mut undetected = Vec::new();
         for i in 0..text.len() {

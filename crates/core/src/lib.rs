@@ -17,7 +17,15 @@ pub mod record;
 pub mod twin;
 
 pub use hash::{Hash, HashParseError, leaf_hash, node_hash};
-pub use record::{LEAF_FORMAT_V1, Record, RecordKind, Salt, UnknownRecordKind};
+pub use record::{
+    Annex, LEAF_FORMAT_V1, LEAF_FORMAT_V2, Record, RecordKind, Salt, UnknownRecordKind,
+};
+pub mod congruence;
+
+pub mod signature;
+
+pub use congruence::{Band, Bands, Comparison, CongruenceError, Tolerance, Tolerances};
+pub use signature::{DeviceKey, DeviceSignature, DeviceSigner, SignatureError};
 pub use twin::{MAX_TWIN_ID_CHARS, TwinId, TwinIdError};
 pub mod proof;
 pub mod tree;

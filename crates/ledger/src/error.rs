@@ -38,6 +38,12 @@ pub enum LedgerError {
     /// The database's log and the chain's anchored heads disagree.
     #[error("{0}")]
     Diverged(String),
+    /// A report's signature is missing, does not hold, or is not by the twin's device key.
+    #[error("{0}")]
+    Signature(String),
+    /// The request is malformed in a way only the ledger can tell (bad tolerances).
+    #[error("{0}")]
+    Invalid(String),
     /// The ledger is shutting down.
     #[error("ledger is shutting down")]
     ShuttingDown,

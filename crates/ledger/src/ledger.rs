@@ -5,13 +5,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use twinledger_chain::{ChainClient, ChainStatus, LegacyContract, LogContract};
-use twinledger_core::json::Value;
+use twinledger_core::json::{Object, Value};
 use twinledger_core::{
-    BundleAnchor, Hash, HashScheme, ProofBundle, Record, RecordKind, Salt, TreeHead, TwinId,
+    BundleAnchor, DeviceKey, DeviceSignature, Hash, HashScheme, ProofBundle, Record, RecordKind,
+    Salt, TreeHead, TwinId,
 };
-use twinledger_store::{Appended, NewRecord, Store, StoreStats, StoredRecord};
+use twinledger_store::{
+    Appended, DeviceKeyRow, NewRecord, Store, StoreStats, StoredRecord, TwinSummary,
+};
 
 use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
@@ -91,6 +94,26 @@ pub struct Submission {
     pub scheme: HashScheme,
     /// The client's idempotency key: a retry with the same key returns the first result.
     pub idempotency_key: Option<String>,
+    /// The device's Ed25519 signature of the state (128 hex digits), checked against the
+    /// twin's device key and kept in the record's annex.
+    pub signature: Option<String>,
+    /// Further annex members: a desired state's `tolerances`, a report's `source`.
+    pub annex: Object,
+}
+
+impl Submission {
+    /// A state to record as it is: no signature, no annex.
+    pub fn plain(twin_id: TwinId, kind: RecordKind, state: Value, scheme: HashScheme) -> Self {
+        Self {
+            twin_id,
+            kind,
+            state,
+            scheme,
+            idempotency_key: None,
+            signature: None,
+            annex: Object::new(),
+        }
+    }
 }
 
 /// How long [`Ledger::record`] waits.
@@ -144,6 +167,7 @@ struct Inner {
     tree: watch::Receiver<u64>,
     sizes: watch::Receiver<AnchoredSizes>,
     anchor_state: watch::Receiver<AnchoringStatus>,
+    derived: broadcast::Sender<Record>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -183,6 +207,7 @@ impl Ledger {
         let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (write_error_tx, write_error_rx) = watch::channel(None);
+        let (derived_tx, _) = broadcast::channel(1024);
         {
             let (store, waiters) = (store.clone(), waiters.clone());
             let batch_max = config.batch_max.max(1);
@@ -190,6 +215,7 @@ impl Ledger {
                 waiters,
                 tree: tree_tx,
                 write_error: write_error_tx,
+                derived: derived_tx.clone(),
             };
             std::thread::Builder::new()
                 .name("twinledger-writer".into())
@@ -239,6 +265,7 @@ impl Ledger {
                 tree: tree_rx,
                 sizes: sizes_rx,
                 anchor_state: state_rx,
+                derived: derived_tx,
                 shutdown: shutdown_tx,
             }),
         })
@@ -287,6 +314,13 @@ impl Ledger {
             .hash(&sub.state)
             .map(Hash)
             .map_err(|e| LedgerError::Unhashable(e.to_string()))?;
+        let mut annex = sub.annex;
+        if let Some(signature) = &sub.signature {
+            let checked = self
+                .check_signature(&sub.twin_id, &sub.state, signature)
+                .await?;
+            annex.insert("signature", checked.to_annex_member());
+        }
         let mut salt = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut salt);
         // What the request asked for, so that a key reused for another request is caught.
@@ -309,6 +343,7 @@ impl Ledger {
             state_hash,
             recorded_at_ms: now_ms(),
             salt: Salt(salt),
+            annex,
         };
         let level = match wait {
             Wait::Stored => None,
@@ -344,6 +379,7 @@ impl Ledger {
                 }
                 return self.replay(index, wait).await;
             }
+            Appended::Refused(reason) => return Err(LedgerError::Signature(reason)),
         };
         let anchor = match anchor_rx {
             None => None,
@@ -359,6 +395,72 @@ impl Ledger {
             },
         };
         Ok((record, anchor))
+    }
+
+    /// Checks a device signature against the twin's registered key.
+    async fn check_signature(
+        &self,
+        twin: &TwinId,
+        state: &Value,
+        signature: &str,
+    ) -> Result<DeviceSignature> {
+        let id = twin.as_str().to_owned();
+        let row = self
+            .read(move |s| s.device_key(&id))
+            .await?
+            .ok_or_else(|| LedgerError::Signature(format!("twin {twin} has no device key")))?;
+        let key = DeviceKey::from_hex(&row.public_key)
+            .map_err(|e| LedgerError::Store(format!("twin {twin}: stored device key: {e}")))?;
+        key.verify(state, signature)
+            .map_err(|e| LedgerError::Signature(format!("twin {twin}: {e}")))
+    }
+
+    /// Registers (or replaces) a twin's device key.
+    pub async fn put_device_key(
+        &self,
+        twin: &TwinId,
+        key: &DeviceKey,
+        require_signature: bool,
+    ) -> Result<DeviceKeyRow> {
+        let row = DeviceKeyRow {
+            twin_id: twin.as_str().to_owned(),
+            public_key: key.to_hex(),
+            require_signature,
+            registered_at_ms: now_ms(),
+        };
+        let stored = row.clone();
+        self.read(move |s| s.put_device_key(&stored)).await?;
+        Ok(row)
+    }
+
+    /// A twin's device key, if registered.
+    pub async fn device_key(&self, twin: &TwinId) -> Result<Option<DeviceKeyRow>> {
+        let id = twin.as_str().to_owned();
+        self.read(move |s| s.device_key(&id)).await
+    }
+
+    /// Removes a twin's device key; false if it had none.
+    pub async fn delete_device_key(&self, twin: &TwinId) -> Result<bool> {
+        let id = twin.as_str().to_owned();
+        self.read(move |s| s.delete_device_key(&id)).await
+    }
+
+    /// A twin's summary: versions, current desired state, congruence band.
+    pub async fn twin(&self, twin: &TwinId) -> Result<TwinSummary> {
+        let id = twin.clone();
+        self.read(move |s| s.twin(&id))
+            .await?
+            .ok_or_else(|| LedgerError::TwinNotFound(twin.to_string()))
+    }
+
+    /// Shift events, as they are committed.
+    pub fn shifts(&self) -> broadcast::Receiver<Record> {
+        self.inner.derived.subscribe()
+    }
+
+    /// Tree size and anchored sizes, to wait on for changes.
+    pub fn progress(&self) -> (watch::Receiver<u64>, watch::Receiver<AnchoredSizes>) {
+        (self.inner.tree.clone(), self.inner.sizes.clone())
     }
 
     /// The first result of a retried request: its record, once it is as far as `wait` asks.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use twinledger_chain::TxHash;
-use twinledger_core::{Hash, TwinId};
+use twinledger_core::{DeviceSignature, Hash, TwinId};
 use twinledger_store::StoredRecord;
 
 use std::sync::Arc;
@@ -101,6 +101,11 @@ fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomput
                 record.state_hash
             ),
         ));
+    }
+    if let Some(member) = record.annex.as_ref().and_then(|a| a.get("signature"))
+        && let Err(e) = DeviceSignature::check_annex_member(member, &record.state)
+    {
+        problems.push(problem(row, format!("device signature: {e}")));
     }
     let mut recomputed = record.clone();
     recomputed.state_hash = state_hash;

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
-use twinledger_core::Frontier;
-use twinledger_store::{Appended, NewRecord, Store};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use twinledger_core::{Frontier, Record};
+use twinledger_store::{AppendOutcome, Appended, NewRecord, Store};
 
 use crate::anchor::{AnchorOutcome, AnchorWaiters, Level};
 use crate::{LedgerError, Result};
@@ -26,6 +26,8 @@ pub(crate) struct Outlets {
     pub tree: watch::Sender<u64>,
     /// Why the last append failed, until one succeeds (for `/health`).
     pub write_error: watch::Sender<Option<String>>,
+    /// Records the store derived (congruence shifts), once committed.
+    pub derived: broadcast::Sender<Record>,
 }
 
 /// Runs the writer until every sender is dropped.
@@ -40,6 +42,7 @@ pub(crate) fn run(
         waiters,
         tree,
         write_error,
+        derived,
     } = outlets;
     let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
     let mut replies = Vec::with_capacity(batch_max);
@@ -53,9 +56,13 @@ pub(crate) fn run(
             }
         }
         match store.append(std::mem::take(&mut news), &frontier) {
-            Ok((records, next)) => {
+            Ok(AppendOutcome {
+                results,
+                derived: shifts,
+                frontier: next,
+            }) => {
                 frontier = next;
-                for ((reply, waiter), appended) in replies.drain(..).zip(records) {
+                for ((reply, waiter), appended) in replies.drain(..).zip(results) {
                     // A replay's record was registered (or anchored) with its first request.
                     if let (Some((level, w)), Appended::New(record)) = (waiter, &appended) {
                         waiters.register(record.index, level, w);
@@ -65,6 +72,10 @@ pub(crate) fn run(
                 // Published after the waiters are registered, so no anchor can outrun them.
                 tree.send_replace(frontier.size());
                 write_error.send_if_modified(|e| e.take().is_some());
+                for shift in shifts {
+                    // No receiver is fine: corrections are off.
+                    let _ = derived.send(shift);
+                }
             }
             Err(e) => {
                 // The transaction was rolled back and `frontier` is still the tree before this

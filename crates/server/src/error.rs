@@ -54,9 +54,10 @@ impl From<LedgerError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             LedgerError::Conflict(_) => StatusCode::CONFLICT,
-            LedgerError::Unhashable(_) | LedgerError::IdempotencyMismatch(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            LedgerError::Unhashable(_)
+            | LedgerError::IdempotencyMismatch(_)
+            | LedgerError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            LedgerError::Signature(_) => StatusCode::FORBIDDEN,
             LedgerError::Store(_)
             | LedgerError::Chain(_)
             | LedgerError::ChainUnavailable(_)

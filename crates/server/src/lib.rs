@@ -6,7 +6,9 @@
 
 mod auth;
 mod body;
+mod congruence;
 mod error;
+mod events;
 mod routes;
 mod v1;
 
@@ -61,14 +63,23 @@ pub struct AppState {
     pub ledger: Ledger,
     /// HTTP limits.
     pub config: std::sync::Arc<HttpConfig>,
+    /// Turns true when the service stops: ends the event streams, which would otherwise keep
+    /// the graceful shutdown waiting forever.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The routes, with body limit and request tracing.
-pub fn router(ledger: Ledger, config: HttpConfig) -> Router {
+/// The routes, with body limit and request tracing; `closing` turns true when the service
+/// stops.
+pub fn router(
+    ledger: Ledger,
+    config: HttpConfig,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let body_limit = config.body_limit;
     let state = AppState {
         ledger,
         config: std::sync::Arc::new(config),
+        closing,
     };
     let mut routes = routes::routes();
     if state.config.noop_route {

@@ -21,6 +21,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/get_twin_from_blockchain/{twin_id}", get(get_twin))
         .route("/health", get(health))
         .merge(crate::v1::routes())
+        .merge(crate::congruence::routes())
+        .merge(crate::events::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -78,11 +80,8 @@ async fn update_twin(
     let (twin_id, data) = seed_update(body)?;
     check(&caller, Scope::Write, Some(&twin_id))?;
     let submission = Submission {
-        twin_id,
-        kind: RecordKind::Reported,
-        state: data,
-        scheme: HashScheme::SeedSha256,
         idempotency_key,
+        ..Submission::plain(twin_id, RecordKind::Reported, data, HashScheme::SeedSha256)
     };
     let wait = app.config.anchor_wait;
     let outcome = tokio::time::timeout(wait, app.ledger.record(submission, Wait::Anchored)).await;

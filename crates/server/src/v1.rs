@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value as JsonValue, json};
+use twinledger_core::json::Value;
 use twinledger_core::{HashScheme, Record, RecordKind, TwinId};
 use twinledger_ledger::{AnchorInfo, LedgerError, Scope, Status, Submission, Wait};
 use twinledger_store::StoredRecord;
@@ -31,10 +32,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/tree-heads", get(tree_heads))
 }
 
-type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+pub(crate) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
 
 /// The query parameters, refusing any not in `allowed`.
-fn params(q: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+pub(crate) fn params(q: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let Query(map) = q.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
     if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
@@ -46,7 +47,7 @@ fn params(q: Params, allowed: &[&str]) -> Result<HashMap<String, String>, ApiErr
 }
 
 /// `limit`: 1 to 1000, default 100.
-fn limit(p: &HashMap<String, String>) -> Result<usize, ApiError> {
+pub(crate) fn limit(p: &HashMap<String, String>) -> Result<usize, ApiError> {
     match p.get("limit") {
         None => Ok(100),
         Some(s) => s
@@ -61,7 +62,7 @@ fn limit(p: &HashMap<String, String>) -> Result<usize, ApiError> {
     }
 }
 
-fn twin_id(s: String) -> Result<TwinId, ApiError> {
+pub(crate) fn twin_id(s: String) -> Result<TwinId, ApiError> {
     TwinId::new(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -74,7 +75,7 @@ fn version(s: &str) -> Result<u64, ApiError> {
 /// A stored record as the API shows it: the state exactly as stored (number spellings and key
 /// order kept), its hashes, its status.
 #[derive(Serialize)]
-struct RecordView {
+pub(crate) struct RecordView {
     index: u64,
     twin_id: String,
     version: i64,
@@ -86,6 +87,8 @@ struct RecordView {
     recorded_at_ms: i64,
     salt: String,
     leaf_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annex: Option<StateView>,
     status: Status,
     anchor: Option<AnchorInfo>,
 }
@@ -94,23 +97,30 @@ struct RecordView {
 /// hand) is shown as a string instead.
 #[derive(Serialize)]
 #[serde(untagged)]
-enum StateView {
+pub(crate) enum StateView {
     Json(Box<RawValue>),
     Unreadable { unreadable: String },
 }
 
-fn record_json(row: &StoredRecord, status: Status, anchor: Option<AnchorInfo>) -> RecordView {
-    let state = RawValue::from_string(row.state.clone())
-        .map(StateView::Json)
-        .unwrap_or_else(|_| StateView::Unreadable {
-            unreadable: row.state.clone(),
-        });
+fn raw(text: String) -> StateView {
+    match RawValue::from_string(text.clone()) {
+        Ok(v) => StateView::Json(v),
+        Err(_) => StateView::Unreadable { unreadable: text },
+    }
+}
+
+pub(crate) fn record_json(
+    row: &StoredRecord,
+    status: Status,
+    anchor: Option<AnchorInfo>,
+) -> RecordView {
     RecordView {
+        state: raw(row.state.clone()),
+        annex: row.annex.clone().map(raw),
         index: row.index,
         twin_id: row.twin_id.clone(),
         version: row.version,
         kind: row.kind.clone(),
-        state,
         hash_scheme: row.scheme.clone(),
         state_hash: hex(&row.state_hash),
         prev_leaf_hash: row.prev_leaf_hash.as_deref().map(hex),
@@ -123,16 +133,18 @@ fn record_json(row: &StoredRecord, status: Status, anchor: Option<AnchorInfo>) -
 }
 
 /// The view of a record just committed, identical to what reading it back would show.
-fn new_record_json(r: &Record, status: Status, anchor: Option<AnchorInfo>) -> RecordView {
-    let state = r.state.to_json();
+pub(crate) fn new_record_json(
+    r: &Record,
+    status: Status,
+    anchor: Option<AnchorInfo>,
+) -> RecordView {
     RecordView {
+        state: raw(r.state.to_json()),
+        annex: r.annex.as_ref().map(|a| raw(a.value().to_json())),
         index: r.index,
         twin_id: r.twin_id.to_string(),
         version: r.version as i64,
         kind: r.kind.as_str().to_owned(),
-        state: RawValue::from_string(state.clone())
-            .map(StateView::Json)
-            .unwrap_or(StateView::Unreadable { unreadable: state }),
         hash_scheme: r.scheme.as_str().to_owned(),
         state_hash: r.state_hash.to_hex(),
         prev_leaf_hash: r.prev_leaf_hash.map(|h| h.to_hex()),
@@ -170,6 +182,9 @@ async fn shown(app: &AppState, row: &StoredRecord) -> Result<RecordView, ApiErro
     Ok(record_json(row, status, anchor))
 }
 
+/// The header carrying a device's signature of the posted state (128 hex digits).
+pub(crate) const SIGNATURE_HEADER: &str = "twinledger-signature";
+
 /// `POST /v1/twins/{id}/states`: records a state (the body); `?wait=anchored|confirmed` answers
 /// only once that holds; `?scheme=seed-sha256` picks the seed's hash (default `jcs-sha256`).
 async fn post_state(
@@ -200,12 +215,23 @@ async fn post_state(
             .parse()
             .map_err(|e: twinledger_core::CanonicalError| ApiError::bad_request(e.to_string()))?,
     };
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_request("Twinledger-Signature must be hex"))?
+                .to_owned(),
+        ),
+    };
     let submission = Submission {
-        twin_id: twin_id.clone(),
-        kind: RecordKind::Reported,
-        state: twinledger_core::json::Value::Object(body.0),
-        scheme,
         idempotency_key,
+        signature,
+        ..Submission::plain(
+            twin_id.clone(),
+            RecordKind::Reported,
+            Value::Object(body.0),
+            scheme,
+        )
     };
     let timeout = app.config.anchor_wait;
     let (record, anchor) =

@@ -11,8 +11,8 @@ mod sqlite;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    Anchor, ApiKey, Appended, LegacyAnchor, NewRecord, RecordStatus, StoreStats, StoredRecord,
-    StoredRecordError, TwinSummary,
+    Anchor, ApiKey, AppendOutcome, Appended, DeviceKeyRow, LegacyAnchor, NewRecord, RecordStatus,
+    StoreStats, StoredRecord, StoredRecordError, TwinSummary,
 };
 pub use sqlite::SqliteStore;
 
@@ -22,13 +22,10 @@ use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, TreeHead
 pub trait Store: Send + Sync + 'static {
     /// Appends `batch` in one durable transaction, assigning each record the next log index and
     /// its twin's next version (chained to the twin's previous leaf), and storing the tree nodes
-    /// the new leaves complete. `frontier` is the tree before the batch; returns the records in
-    /// batch order and the tree after it (the given frontier is untouched if the append fails).
-    fn append(
-        &self,
-        batch: Vec<NewRecord>,
-        frontier: &Frontier,
-    ) -> Result<(Vec<Appended>, Frontier)>;
+    /// the new leaves complete. A reported state is compared with its twin's desired state;
+    /// when its band differs from the twin's last one, a shift event follows it in the log.
+    /// `frontier` is the tree before the batch (untouched if the append fails).
+    fn append(&self, batch: Vec<NewRecord>, frontier: &Frontier) -> Result<AppendOutcome>;
 
     /// The tree's frontier, rebuilt from stored nodes (at start-up).
     fn frontier(&self) -> Result<Frontier>;
@@ -122,6 +119,37 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` idempotency keys created before `created_before_ms` (Unix ms);
     /// returns how many it deleted, so a caller can repeat until fewer than `limit` go.
     fn prune_idempotency_keys(&self, created_before_ms: i64, limit: usize) -> Result<usize>;
+
+    /// Registers (or replaces) the device key of a twin.
+    fn put_device_key(&self, key: &DeviceKeyRow) -> Result<()>;
+
+    /// The device key registered for a twin.
+    fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>>;
+
+    /// Removes a twin's device key; false if it had none.
+    fn delete_device_key(&self, twin_id: &str) -> Result<bool>;
+
+    /// A twin's reported records that carry a congruence, in version order: versions above
+    /// `after_version`, accepted in `[from_ms, to_ms]`, at most `limit`.
+    fn congruence_history(
+        &self,
+        id: &TwinId,
+        after_version: u64,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
+
+    /// A twin's latest reported record that carries a congruence.
+    fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>>;
+
+    /// Records from log index `from` in index order (only `twin`'s, if given), at most `limit`.
+    fn records_from(
+        &self,
+        from: u64,
+        twin: Option<&TwinId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
 
     /// A stored fact about this ledger.
     fn meta(&self, key: &str) -> Result<Option<String>>;

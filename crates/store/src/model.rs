@@ -3,8 +3,8 @@
 use std::str::FromStr;
 
 use serde::Serialize;
-use twinledger_core::json::{self, Limits, Value};
-use twinledger_core::{Hash, HashScheme, Record, RecordKind, Salt, TwinId};
+use twinledger_core::json::{self, Limits, Object, Value};
+use twinledger_core::{Annex, Frontier, Hash, HashScheme, Record, RecordKind, Salt, TwinId};
 
 /// A record to append: everything but its log index, version and chain link, which the store
 /// assigns inside the append transaction.
@@ -26,9 +26,26 @@ pub struct NewRecord {
     pub salt: Salt,
     /// The client's idempotency key and a fingerprint of its request, if it sent one.
     pub idempotency: Option<(String, Hash)>,
+    /// Annex members given by the ledger (signature, source, tolerances); the store adds the
+    /// congruence of a reported state. The record gets an annex (and a v2 leaf) only if the
+    /// result is not empty.
+    pub annex: Object,
+}
+
+/// What one append wrote.
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    /// One result per submission, in batch order.
+    pub results: Vec<Appended>,
+    /// Records the store derived from the batch (congruence shift events), in log order.
+    pub derived: Vec<Record>,
+    /// The tree after the batch.
+    pub frontier: Frontier,
 }
 
 /// What an append did with one submission.
+// `New` is by far the common case: boxing it would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Appended {
     /// A new record.
@@ -41,6 +58,9 @@ pub enum Appended {
         /// Whether the fingerprints match.
         same_request: bool,
     },
+    /// Refused by the twin's device-key rules (checked in the transaction, so a key change
+    /// cannot race the write); nothing was written.
+    Refused(String),
 }
 
 /// Where a record is on its way to the chain.
@@ -115,6 +135,8 @@ pub struct StoredRecord {
     pub anchor_block: Option<u64>,
     /// Legacy mode: that block's timestamp.
     pub anchor_block_time: Option<u64>,
+    /// Annex column (JSON object text), for records with a v2 leaf.
+    pub annex: Option<String>,
 }
 
 /// Why a stored row does not decode into a [`Record`].
@@ -164,6 +186,17 @@ impl StoredRecord {
                     format!("expected 32 bytes, got {}", self.salt.len()),
                 )
             })?;
+        let annex = match &self.annex {
+            None => None,
+            Some(text) => {
+                let value = json::parse(text.as_bytes(), &Limits::unbounded())
+                    .map_err(|e| column("annex", e))?;
+                if value.as_object().is_none() {
+                    return Err(column("annex", "not a JSON object"));
+                }
+                Some(Annex::new(value).map_err(|e| column("annex", e))?)
+            }
+        };
         Ok(Record {
             index: self.index,
             twin_id,
@@ -175,6 +208,7 @@ impl StoredRecord {
             prev_leaf_hash,
             recorded_at_ms: self.recorded_at_ms,
             salt,
+            annex,
         })
     }
 
@@ -212,6 +246,23 @@ pub struct TwinSummary {
     pub created_at_ms: i64,
     /// When its newest record was accepted.
     pub updated_at_ms: i64,
+    /// Log index of its current desired state, if it has one.
+    pub desired_index: Option<u64>,
+    /// The congruence band of its latest assessed report.
+    pub band: Option<String>,
+}
+
+/// A device's registered Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceKeyRow {
+    /// The twin the device reports for.
+    pub twin_id: String,
+    /// 64 hex digits.
+    pub public_key: String,
+    /// Whether the twin's reports must be signed with it.
+    pub require_signature: bool,
+    /// When it was registered, ms since the Unix epoch.
+    pub registered_at_ms: i64,
 }
 
 /// Counts for health reports.

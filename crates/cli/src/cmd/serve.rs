@@ -109,6 +109,7 @@ impl ServeArgs {
         );
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on http://{local}");
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
         let router = twinledger_server::router(
             ledger.clone(),
             HttpConfig {
@@ -126,12 +127,17 @@ impl ServeArgs {
                 noop_route: self.bench_noop,
                 ..HttpConfig::default()
             },
+            closing,
         );
         let snapshots = chain.snapshot_every(
             Duration::from_secs(settings.chain.snapshot_interval_secs),
             chain::anvil_state_path(&settings),
         );
-        let served = twinledger_server::serve(listener, router, shutdown_signal()).await;
+        let stop = async move {
+            shutdown_signal().await;
+            let _ = closing_tx.send(true);
+        };
+        let served = twinledger_server::serve(listener, router, stop).await;
         if let Some(s) = snapshots {
             s.abort();
         }

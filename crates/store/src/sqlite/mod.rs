@@ -1,15 +1,18 @@
 //! The embedded SQLite store: one file, WAL, one writer connection and a small reader pool.
 
+mod append;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use twinledger_core::{
-    ConsistencyProof, Frontier, Hash, InclusionProof, NodeSource, Record, TreeHead, TwinId,
+    Bands, ConsistencyProof, Frontier, Hash, InclusionProof, NodeSource, TreeHead, TwinId,
 };
 
 use crate::model::{
-    Anchor, ApiKey, Appended, LegacyAnchor, NewRecord, StoreStats, StoredRecord, TwinSummary,
+    Anchor, ApiKey, AppendOutcome, DeviceKeyRow, LegacyAnchor, NewRecord, StoreStats, StoredRecord,
+    TwinSummary,
 };
 use crate::{Result, Store, StoreError};
 
@@ -21,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_idempotency.sql"),
     include_str!("../../migrations/sqlite/0005_api_keys.sql"),
     include_str!("../../migrations/sqlite/0006_idempotency_retention.sql"),
+    include_str!("../../migrations/sqlite/0007_congruence.sql"),
 ];
 
 const ANCHOR_COLUMNS: &str =
@@ -28,7 +32,7 @@ const ANCHOR_COLUMNS: &str =
 
 const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, state_hash, \
      prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, anchor_tx, anchor_block, \
-     anchor_block_time, anchor_timestamp";
+     anchor_block_time, anchor_timestamp, annex";
 
 /// Readers kept open between calls; more are opened on demand and closed after use.
 const READER_POOL: usize = 8;
@@ -38,6 +42,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    bands: Bands,
+    desired: Mutex<append::DesiredCache>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -63,7 +69,15 @@ impl SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            bands: Bands::default(),
+            desired: Mutex::default(),
         })
+    }
+
+    /// Uses `bands` to place congruence scores (the default ladder otherwise).
+    pub fn with_bands(mut self, bands: Bands) -> Self {
+        self.bands = bands;
+        self
     }
 
     /// The database file.
@@ -214,136 +228,18 @@ fn stored_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
         anchor_block: row.get::<_, Option<i64>>(13)?.map(|v| v as u64),
         anchor_block_time: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
         anchor_timestamp: row.get(15)?,
+        annex: row.get(16)?,
     })
 }
 
 impl Store for SqliteStore {
-    fn append(
-        &self,
-        batch: Vec<NewRecord>,
-        frontier: &Frontier,
-    ) -> Result<(Vec<Appended>, Frontier)> {
+    fn append(&self, batch: Vec<NewRecord>, frontier: &Frontier) -> Result<AppendOutcome> {
+        let mut cache = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let mut out = Vec::with_capacity(batch.len());
-            let mut frontier = frontier.clone();
-            {
-                let first_index: u64 = tx
-                    .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .map(|v| v as u64)?;
-                if first_index != frontier.size() {
-                    return Err(StoreError::Inconsistent(format!(
-                        "the log holds {first_index} records but its tree {}",
-                        frontier.size()
-                    )));
-                }
-                let mut insert_node = tx.prepare_cached(
-                    "INSERT INTO tree_nodes (level, idx, hash) VALUES (?1, ?2, ?3)",
-                )?;
-                let mut get_twin = tx.prepare_cached(
-                    "SELECT latest_version, latest_leaf_hash FROM twins WHERE twin_id = ?1",
-                )?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, \
-                     state_hash, prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending')",
-                )?;
-                let mut upsert_twin = tx.prepare_cached(
-                    "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
-                     created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
-                     ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
-                     latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
-                     updated_at_ms = excluded.updated_at_ms",
-                )?;
-                let mut get_key =
-                    tx.prepare_cached("SELECT idx, request FROM idempotency_keys WHERE key = ?1")?;
-                let mut insert_key = tx.prepare_cached(
-                    "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                let mut index = first_index;
-                for new in batch {
-                    if let Some((key, request)) = &new.idempotency {
-                        let seen: Option<(i64, Vec<u8>)> = get_key
-                            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()?;
-                        if let Some((idx, seen_request)) = seen {
-                            out.push(Appended::Replay {
-                                index: idx as u64,
-                                same_request: seen_request == request.0,
-                            });
-                            continue;
-                        }
-                        insert_key.execute(params![
-                            key,
-                            request.0.as_slice(),
-                            index as i64,
-                            new.recorded_at_ms
-                        ])?;
-                    }
-                    let previous: Option<(i64, Vec<u8>)> = get_twin
-                        .query_row([new.twin_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()?;
-                    let (version, prev_leaf_hash) = match previous {
-                        None => (1, None),
-                        Some((v, leaf)) => {
-                            let leaf = Hash::from_slice(&leaf).map_err(|e| {
-                                StoreError::Inconsistent(format!(
-                                    "twin {}: latest leaf hash: {e}",
-                                    new.twin_id
-                                ))
-                            })?;
-                            (v as u64 + 1, Some(leaf))
-                        }
-                    };
-                    let record = Record {
-                        index,
-                        twin_id: new.twin_id,
-                        version,
-                        kind: new.kind,
-                        state: new.state,
-                        scheme: new.scheme,
-                        state_hash: new.state_hash,
-                        prev_leaf_hash,
-                        recorded_at_ms: new.recorded_at_ms,
-                        salt: new.salt,
-                    };
-                    let leaf_hash = record.leaf_hash();
-                    insert.execute(params![
-                        record.index as i64,
-                        record.twin_id.as_str(),
-                        record.version as i64,
-                        record.kind.as_str(),
-                        record.state.to_json(),
-                        record.scheme.as_str(),
-                        record.state_hash.0.as_slice(),
-                        record.prev_leaf_hash.as_ref().map(|h| h.0.to_vec()),
-                        record.recorded_at_ms,
-                        record.salt.0.as_slice(),
-                        leaf_hash.0.as_slice(),
-                    ])?;
-                    for node in frontier.push(leaf_hash) {
-                        insert_node.execute(params![
-                            node.level as i64,
-                            node.index as i64,
-                            node.hash.0.as_slice()
-                        ])?;
-                    }
-                    upsert_twin.execute(params![
-                        record.twin_id.as_str(),
-                        record.version as i64,
-                        record.index as i64,
-                        leaf_hash.0.as_slice(),
-                        record.recorded_at_ms,
-                    ])?;
-                    out.push(Appended::New(record));
-                    index += 1;
-                }
-            }
+            let out = append::append(&tx, batch, frontier, &self.bands, &mut cache)?;
             tx.commit()?;
-            Ok((out, frontier))
+            Ok(out)
         })
     }
 
@@ -377,8 +273,8 @@ impl Store for SqliteStore {
     fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms \
-                 FROM twins WHERE twin_id = ?1",
+                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms, \
+                 desired_idx, band FROM twins WHERE twin_id = ?1",
             )?;
             Ok(stmt
                 .query_row([id.as_str()], |r| {
@@ -388,6 +284,8 @@ impl Store for SqliteStore {
                         latest_index: r.get::<_, i64>(2)? as u64,
                         created_at_ms: r.get(3)?,
                         updated_at_ms: r.get(4)?,
+                        desired_index: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                        band: r.get(6)?,
                     })
                 })
                 .optional()?)
@@ -397,8 +295,8 @@ impl Store for SqliteStore {
     fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms \
-                 FROM twins WHERE ?1 IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
+                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms, \
+                 desired_idx, band FROM twins WHERE ?1 IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![after, limit as i64], |r| {
                 Ok(TwinSummary {
@@ -407,6 +305,8 @@ impl Store for SqliteStore {
                     latest_index: r.get::<_, i64>(2)? as u64,
                     created_at_ms: r.get(3)?,
                     updated_at_ms: r.get(4)?,
+                    desired_index: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                    band: r.get(6)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -654,6 +554,122 @@ impl Store for SqliteStore {
             ))?;
             let rows = stmt.query_map([], api_key_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn put_device_key(&self, key: &DeviceKeyRow) -> Result<()> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO device_keys (twin_id, public_key, require_signature, \
+                 registered_at_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (twin_id) DO UPDATE SET \
+                 public_key = excluded.public_key, require_signature = excluded.require_signature, \
+                 registered_at_ms = excluded.registered_at_ms",
+            )?
+            .execute(params![
+                key.twin_id,
+                key.public_key,
+                key.require_signature,
+                key.registered_at_ms
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT twin_id, public_key, require_signature, registered_at_ms \
+                 FROM device_keys WHERE twin_id = ?1",
+            )?
+            .query_row([twin_id], |r| {
+                Ok(DeviceKeyRow {
+                    twin_id: r.get(0)?,
+                    public_key: r.get(1)?,
+                    require_signature: r.get(2)?,
+                    registered_at_ms: r.get(3)?,
+                })
+            })
+            .optional()?)
+        })
+    }
+
+    fn delete_device_key(&self, twin_id: &str) -> Result<bool> {
+        self.write(|c| {
+            let n = c
+                .prepare_cached("DELETE FROM device_keys WHERE twin_id = ?1")?
+                .execute([twin_id])?;
+            Ok(n > 0)
+        })
+    }
+
+    fn congruence_history(
+        &self,
+        id: &TwinId,
+        after_version: u64,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND version > ?2 \
+                 AND kind = 'reported' AND annex IS NOT NULL \
+                 AND json_extract(annex, '$.congruence') IS NOT NULL \
+                 AND recorded_at_ms BETWEEN ?3 AND ?4 ORDER BY version LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    id.as_str(),
+                    after_version as i64,
+                    from_ms,
+                    to_ms,
+                    limit as i64
+                ],
+                stored_record,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND kind = 'reported' \
+                 AND annex IS NOT NULL AND json_extract(annex, '$.congruence') IS NOT NULL \
+                 ORDER BY version DESC LIMIT 1"
+            ))?
+            .query_row([id.as_str()], stored_record)
+            .optional()?)
+        })
+    }
+
+    fn records_from(
+        &self,
+        from: u64,
+        twin: Option<&TwinId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
+        self.read(|c| {
+            let rows = match twin {
+                None => c
+                    .prepare_cached(&format!(
+                        "SELECT {RECORD_COLUMNS} FROM records WHERE idx >= ?1 ORDER BY idx LIMIT ?2"
+                    ))?
+                    .query_map(params![from as i64, limit as i64], stored_record)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+                // Through the (twin_id, version) index: versions grow with log indexes.
+                Some(id) => c
+                    .prepare_cached(&format!(
+                        "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND idx >= ?2 \
+                         ORDER BY version LIMIT ?3"
+                    ))?
+                    .query_map(
+                        params![id.as_str(), from as i64, limit as i64],
+                        stored_record,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            };
+            Ok(rows)
         })
     }
 

@@ -1,8 +1,10 @@
 //! Tests of the parent module.
 
 use super::*;
+use crate::Appended;
 use twinledger_core::json::{Limits, parse};
-use twinledger_core::{HashScheme, RecordKind, Salt};
+use twinledger_core::json::{Object, Value};
+use twinledger_core::{HashScheme, Record, RecordKind, Salt};
 
 fn new(twin: &str, state: &str) -> NewRecord {
     let state = parse(state.as_bytes(), &Limits::default()).expect("json");
@@ -15,6 +17,7 @@ fn new(twin: &str, state: &str) -> NewRecord {
         recorded_at_ms: 1_700_000_000_000,
         salt: Salt([7; 32]),
         idempotency: None,
+        annex: Object::new(),
     }
 }
 
@@ -23,11 +26,11 @@ fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
     store
         .append(batch, &frontier)
         .expect("append")
-        .0
+        .results
         .into_iter()
         .map(|a| match a {
             Appended::New(r) => r,
-            Appended::Replay { .. } => panic!("no idempotency keys here"),
+            other => panic!("not written: {other:?}"),
         })
         .collect()
 }
@@ -217,7 +220,11 @@ fn keyed(twin: &str, key: &str, req: u8) -> NewRecord {
 fn an_idempotency_key_writes_once_even_within_one_batch() {
     let (_dir, store) = open();
     let frontier = store.frontier().expect("frontier");
-    let (out, frontier) = store
+    let AppendOutcome {
+        results: out,
+        frontier,
+        ..
+    } = store
         .append(
             vec![
                 keyed("a", "k1", 1),
@@ -236,9 +243,10 @@ fn an_idempotency_key_writes_once_even_within_one_batch() {
         }
     );
     assert!(matches!(&out[2], Appended::New(r) if r.index == 1 && r.version == 1));
-    let (out, _) = store
+    let out = store
         .append(vec![keyed("a", "k1", 9), keyed("a", "k3", 3)], &frontier)
-        .expect("append");
+        .expect("append")
+        .results;
     assert_eq!(
         out[0],
         Appended::Replay {
@@ -266,7 +274,7 @@ fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_re
         .collect();
     batch.push(at(keyed("young", "young", 2), 5_000));
     let frontier = store.frontier().expect("frontier");
-    let (_, frontier) = store.append(batch, &frontier).expect("append");
+    let frontier = store.append(batch, &frontier).expect("append").frontier;
     let keys = |store: &SqliteStore| -> Vec<String> {
         store
             .read(|c| {
@@ -299,12 +307,13 @@ fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_re
 
     // A retry within retention still gets the first result; a key past retention is
     // forgotten, so its retry is a new request.
-    let (out, _) = store
+    let out = store
         .append(
             vec![keyed("young", "young", 2), keyed("old", "old-0", 1)],
             &frontier,
         )
-        .expect("append");
+        .expect("append")
+        .results;
     assert_eq!(
         out[0],
         Appended::Replay {
@@ -369,4 +378,188 @@ fn a_full_disk_fails_the_whole_batch_by_name_and_the_log_continues_once_space_re
         3,
         "the stored tree matches the log"
     );
+}
+
+fn of_kind(twin: &str, kind: RecordKind, state: &str, annex: &str) -> NewRecord {
+    let mut n = new(twin, state);
+    n.kind = kind;
+    if let Value::Object(o) = parse(annex.as_bytes(), &Limits::default()).expect("annex") {
+        n.annex = o;
+    }
+    n
+}
+
+#[test]
+fn reports_are_scored_against_the_desired_state_and_band_changes_append_shift_events() {
+    let (_dir, store) = open();
+    let desired = of_kind(
+        "pump",
+        RecordKind::Desired,
+        r#"{"t": 20, "mode": "auto"}"#,
+        r#"{"tolerances": {"/t": {"absolute": 1}}}"#,
+    );
+    let report = |s: &str| of_kind("pump", RecordKind::Reported, s, "{}");
+    let frontier = store.frontier().expect("frontier");
+    // One batch: the report before the desired state is not scored; the one after is, and
+    // brings the first shift (from no band).
+    let out = store
+        .append(
+            vec![
+                report(r#"{"t": 25, "mode": "auto"}"#),
+                desired,
+                report(r#"{"t": 20.5, "mode": "auto"}"#),
+                report(r#"{"t": 20.9, "mode": "auto"}"#),
+                report(r#"{"t": 25, "mode": "auto"}"#),
+                report(r#"{"t": 25}"#),
+            ],
+            &frontier,
+        )
+        .expect("append");
+    let records: Vec<Record> = out
+        .results
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(r) => r,
+            other => panic!("not written: {other:?}"),
+        })
+        .collect();
+    assert!(records[0].annex.is_none(), "nothing to compare with yet");
+    assert_eq!(records[0].leaf()[0], twinledger_core::LEAF_FORMAT_V1);
+    let congruence = |r: &Record| {
+        let c = r
+            .annex
+            .as_ref()
+            .and_then(|a| a.get("congruence"))
+            .expect("congruence");
+        let c = c.as_object().expect("object");
+        (
+            c.get("score").expect("score").to_json(),
+            c.get("band")
+                .and_then(Value::as_str)
+                .expect("band")
+                .to_owned(),
+            c.get("diverging").expect("diverging").to_json(),
+        )
+    };
+    assert_eq!(
+        congruence(&records[2]),
+        ("1".into(), "congruent".into(), "[]".into())
+    );
+    assert_eq!(records[2].leaf()[0], twinledger_core::LEAF_FORMAT_V2);
+    assert_eq!(congruence(&records[3]).1, "congruent");
+    assert_eq!(
+        congruence(&records[4]),
+        ("0.5".into(), "drifting".into(), r#"["/t"]"#.into())
+    );
+    assert_eq!(
+        congruence(&records[5]),
+        ("0".into(), "diverged".into(), r#"["/t","/mode"]"#.into())
+    );
+    // Shifts: none -> congruent (after v3), congruent -> drifting, drifting -> diverged.
+    let shifts: Vec<(u64, u64, String)> = out
+        .derived
+        .iter()
+        .map(|e| {
+            assert_eq!(e.kind, RecordKind::Event);
+            let s = e.state.as_object().expect("object");
+            (
+                e.index,
+                e.version,
+                format!(
+                    "{}->{}",
+                    s.get("from").expect("from").to_json(),
+                    s.get("to").and_then(Value::as_str).expect("to")
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shifts,
+        vec![
+            (3, 4, "null->congruent".into()),
+            (6, 7, r#""congruent"->drifting"#.into()),
+            (8, 9, r#""drifting"->diverged"#.into()),
+        ]
+    );
+    // The event is chained into the twin's history like any record.
+    assert_eq!(records[3].version, 5);
+    assert_eq!(records[3].prev_leaf_hash, Some(out.derived[0].leaf_hash()));
+    let twin = store
+        .twin(&TwinId::new("pump").expect("id"))
+        .expect("twin")
+        .expect("some");
+    assert_eq!(
+        (twin.band.as_deref(), twin.desired_index),
+        (Some("diverged"), Some(1))
+    );
+    assert_eq!(twin.latest_version, 9);
+    // Stored rows decode to the same records, annexes included.
+    for r in records.iter().chain(&out.derived) {
+        let row = store.record_at(r.index).expect("read").expect("row");
+        assert_eq!(&row.decode().expect("decode"), r);
+        assert_eq!(row.leaf_hash, r.leaf_hash().0.to_vec());
+    }
+    let history = store
+        .congruence_history(&TwinId::new("pump").expect("id"), 0, 0, i64::MAX, 10)
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [3, 5, 6, 8]
+    );
+    let from = store
+        .records_from(4, Some(&TwinId::new("pump").expect("id")), 3)
+        .expect("records");
+    assert_eq!(from.iter().map(|r| r.index).collect::<Vec<_>>(), [4, 5, 6]);
+}
+
+#[test]
+fn device_keys_are_registered_replaced_and_removed() {
+    let (_dir, store) = open();
+    let key = DeviceKeyRow {
+        twin_id: "pump".into(),
+        public_key: "ab".repeat(32),
+        require_signature: false,
+        registered_at_ms: 1,
+    };
+    store.put_device_key(&key).expect("put");
+    let replaced = DeviceKeyRow {
+        require_signature: true,
+        registered_at_ms: 2,
+        ..key.clone()
+    };
+    store.put_device_key(&replaced).expect("replace");
+    assert_eq!(store.device_key("pump").expect("get"), Some(replaced));
+    // Checked inside the append: unsigned reports are refused, desired states are not.
+    let signed_by = |key: &str| {
+        let mut n = new("pump", "{}");
+        let mut sig = Object::new();
+        sig.insert("public_key", Value::String(key.into()));
+        n.annex.insert("signature", Value::Object(sig));
+        n
+    };
+    let frontier = store.frontier().expect("frontier");
+    let out = store
+        .append(
+            vec![
+                new("pump", "{}"),
+                signed_by(&"cd".repeat(32)),
+                signed_by(&"ab".repeat(32)),
+                of_kind("pump", RecordKind::Desired, "{}", "{}"),
+                signed_by(&"ab".repeat(32)),
+            ],
+            &frontier,
+        )
+        .expect("append")
+        .results;
+    let refused: Vec<bool> = out
+        .iter()
+        .map(|a| matches!(a, Appended::Refused(_)))
+        .collect();
+    assert_eq!(refused, [true, true, false, false, false]);
+    assert!(matches!(&out[0], Appended::Refused(m) if m.contains("requires reports signed")));
+    assert!(matches!(&out[1], Appended::Refused(m) if m.contains("another device key")));
+    assert!(matches!(&out[2], Appended::New(r) if r.index == 0));
+    assert!(store.delete_device_key("pump").expect("delete"));
+    assert!(!store.delete_device_key("pump").expect("delete"));
+    assert_eq!(store.device_key("pump").expect("get"), None);
 }
