@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what twinledger needs on a fresh Debian/Ubuntu machine with Rust and Node.js:
-# Debian packages for building (pkg-config, OpenSSL headers) and the sqlite3 CLI used in the
-# README walkthrough; the pinned npm packages (Anvil, Ganache, solc-js, OpenZeppelin) into
+# Debian packages for building (pkg-config, OpenSSL headers), the sqlite3 CLI used in the
+# README walkthrough and the Mosquitto MQTT broker; the pinned npm packages (Anvil, Ganache, solc-js, OpenZeppelin) into
 # ./node_modules. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v sqlite3 >/dev/null || missing+=(sqlite3)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v node >/dev/null || missing+=(nodejs npm)
+# The MQTT broker devices publish to; tests and `serve --mqtt-embedded` start their own.
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     SUDO=""

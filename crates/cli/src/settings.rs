@@ -30,6 +30,60 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Idempotency keys.
     pub idempotency: IdempotencySettings,
+    /// Device ingestion over MQTT.
+    pub mqtt: MqttSettings,
+    /// Congruence bands, best first.
+    pub congruence: CongruenceSettings,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MqttSettings {
+    /// Broker `host:port` to ingest from; unset, the embedded dev mode starts its own.
+    pub broker: Option<String>,
+    /// With the embedded chain and no `broker`: start a local Mosquitto (on `embedded_port`,
+    /// 0 = a free port) and ingest from it.
+    pub embedded: bool,
+    /// Port of the embedded broker (0: a free one).
+    pub embedded_port: u16,
+    /// MQTT client id (stable: the broker keeps the session across restarts).
+    pub client_id: String,
+    /// Largest payload recorded, in bytes.
+    pub max_payload: usize,
+    /// Record reports of twins that have no record yet.
+    pub auto_create: bool,
+    /// Publish the desired state to `twins/{id}/desired` when a twin diverges.
+    pub corrections: bool,
+}
+
+/// `[congruence]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CongruenceSettings {
+    /// `[{name, min_score}]`, best first; the last starts at 0 and is the diverged band.
+    pub bands: Vec<BandSetting>,
+}
+
+/// One band.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BandSetting {
+    pub name: String,
+    pub min_score: f64,
+}
+
+impl CongruenceSettings {
+    /// The bands, checked.
+    pub fn bands(&self) -> Result<twinledger_core::Bands> {
+        twinledger_core::Bands::new(
+            self.bands
+                .iter()
+                .map(|b| twinledger_core::Band {
+                    name: b.name.clone(),
+                    min_score: b.min_score,
+                })
+                .collect(),
+        )
+        .context("invalid [congruence] bands")
+    }
 }
 
 /// How long idempotency keys are kept.
@@ -152,6 +206,25 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             idempotency: IdempotencySettings {
                 retention_secs: 24 * 60 * 60,
+            },
+            mqtt: MqttSettings {
+                broker: None,
+                embedded: true,
+                embedded_port: 0,
+                client_id: "twinledger-ingest".into(),
+                max_payload: 64 * 1024,
+                auto_create: true,
+                corrections: true,
+            },
+            congruence: CongruenceSettings {
+                bands: twinledger_core::Bands::default()
+                    .all()
+                    .iter()
+                    .map(|b| BandSetting {
+                        name: b.name.clone(),
+                        min_score: b.min_score,
+                    })
+                    .collect(),
             },
         }
     }

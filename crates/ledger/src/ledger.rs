@@ -19,6 +19,7 @@ use twinledger_store::{
 use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
 use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
+use crate::ingestion::{IngestionReport, IngestionStats};
 use crate::retention;
 use crate::verify::Verifier;
 use crate::writer::{self, WriteRequest};
@@ -156,6 +157,8 @@ pub struct Health {
     pub anchoring: AnchoringStatus,
     /// Log mode: anchored and confirmed sizes.
     pub anchored: Option<AnchoredSizes>,
+    /// Device messages over MQTT, when the ingestion runs.
+    pub ingestion: Option<IngestionReport>,
 }
 
 struct Inner {
@@ -168,6 +171,7 @@ struct Inner {
     sizes: watch::Receiver<AnchoredSizes>,
     anchor_state: watch::Receiver<AnchoringStatus>,
     derived: broadcast::Sender<Record>,
+    ingestion: Arc<IngestionStats>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -266,6 +270,7 @@ impl Ledger {
                 sizes: sizes_rx,
                 anchor_state: state_rx,
                 derived: derived_tx,
+                ingestion: Arc::default(),
                 shutdown: shutdown_tx,
             }),
         })
@@ -453,6 +458,11 @@ impl Ledger {
             .ok_or_else(|| LedgerError::TwinNotFound(twin.to_string()))
     }
 
+    /// Counters of device messages (MQTT ingestion).
+    pub fn ingestion(&self) -> &Arc<IngestionStats> {
+        &self.inner.ingestion
+    }
+
     /// Shift events, as they are committed.
     pub fn shifts(&self) -> broadcast::Receiver<Record> {
         self.inner.derived.subscribe()
@@ -612,6 +622,7 @@ impl Ledger {
                 Anchoring::Log(_) => Some(self.anchored_sizes()),
                 Anchoring::Legacy(_) => None,
             },
+            ingestion: self.inner.ingestion.report(),
         }
     }
 }

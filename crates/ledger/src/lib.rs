@@ -10,6 +10,7 @@ mod access;
 mod anchor;
 mod audit;
 mod error;
+mod ingestion;
 mod ledger;
 mod retention;
 mod verify;
@@ -20,6 +21,7 @@ pub use anchor::log::AnchorConfig;
 pub use anchor::{AnchorInfo, AnchoredSizes, AnchoringStatus};
 pub use audit::{AuditProblem, AuditReport, Divergence, audit};
 pub use error::{LedgerError, Result};
+pub use ingestion::{IngestionReport, IngestionStats, Rejected, Rejection};
 pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};
 pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};
 

@@ -163,6 +163,10 @@ async fn health(State(app): State<AppState>) -> Response {
         body["anchoring"]["anchored_size"] = json!(sizes.anchored);
         body["anchoring"]["confirmed_size"] = json!(sizes.confirmed);
     }
+    // A broker that is down degrades ingestion only: HTTP writes still work.
+    if let Some(ingestion) = h.ingestion {
+        body["mqtt"] = json!(ingestion);
+    }
     let status = if healthy {
         StatusCode::OK
     } else {

@@ -55,9 +55,10 @@ pub fn open_store(settings: &Settings) -> Result<std::sync::Arc<twinledger_store
             settings.data_dir.display()
         )
     })?;
-    Ok(std::sync::Arc::new(twinledger_store::SqliteStore::open(
-        settings.database_path(),
-    )?))
+    Ok(std::sync::Arc::new(
+        twinledger_store::SqliteStore::open(settings.database_path())?
+            .with_bands(settings.congruence.bands()?),
+    ))
 }
 
 /// An existing ledger opened for checking, not serving: its database (which must exist) and

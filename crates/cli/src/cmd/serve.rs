@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig};
+use twinledger_mqtt::{Ingestion, LocalBroker, MqttConfig};
 use twinledger_server::{AuthPolicy, HttpConfig};
 use twinledger_store::Store;
 
@@ -110,6 +111,7 @@ impl ServeArgs {
         // Tests and scripts read this line to learn the port when listening on port 0.
         println!("listening on http://{local}");
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        let (broker, ingestion) = start_mqtt(&settings, embedded, &ledger, closing.clone()).await;
         let router = twinledger_server::router(
             ledger.clone(),
             HttpConfig {
@@ -141,12 +143,77 @@ impl ServeArgs {
         if let Some(s) = snapshots {
             s.abort();
         }
+        if let Some(i) = ingestion {
+            i.join().await;
+        }
+        if let Some(b) = broker {
+            b.stop().await;
+        }
         ledger.shutdown();
         chain.stop().await;
         served.context("HTTP server failed")?;
         tracing::info!(target: "twinledger", "stopped");
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Starts the MQTT ingestion: from `mqtt.broker` if set, else (embedded dev mode) from a local
+/// Mosquitto started here. A broker that cannot start leaves HTTP working and says why.
+async fn start_mqtt(
+    settings: &Settings,
+    embedded: bool,
+    ledger: &Ledger,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> (Option<LocalBroker>, Option<Ingestion>) {
+    let m = &settings.mqtt;
+    let (host, port, broker) = match &m.broker {
+        Some(addr) => match addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+        {
+            Some((h, p)) => (h.to_owned(), p, None),
+            None => {
+                tracing::error!(target: "twinledger::mqtt", broker = %addr, "mqtt.broker must be host:port; MQTT ingestion is off");
+                return (None, None);
+            }
+        },
+        None if embedded && m.embedded => {
+            match LocalBroker::start(&settings.data_dir.join("mosquitto"), m.embedded_port).await {
+                Ok(b) => ("127.0.0.1".to_owned(), b.port(), Some(b)),
+                Err(e) => {
+                    tracing::warn!(target: "twinledger::mqtt", error = %e, "MQTT ingestion is off");
+                    return (None, None);
+                }
+            }
+        }
+        None => return (None, None),
+    };
+    // Scripts and `twinledger simulate` read where the broker is.
+    println!("mqtt broker on mqtt://{host}:{port}");
+    let _ = std::fs::write(
+        settings.data_dir.join("mqtt.json"),
+        json!({ "host": host, "port": port }).to_string(),
+    );
+    let diverged = settings
+        .congruence
+        .bands()
+        .map(|b| b.diverged().name.clone())
+        .unwrap_or_else(|_| "diverged".into());
+    let ingestion = Ingestion::spawn(
+        ledger.clone(),
+        MqttConfig {
+            host,
+            port,
+            client_id: m.client_id.clone(),
+            max_payload: m.max_payload,
+            auto_create: m.auto_create,
+            corrections: m.corrections,
+            diverged_band: diverged,
+            ..MqttConfig::default()
+        },
+        closing,
+    );
+    (broker, Some(ingestion))
 }
 
 /// Holds an exclusive lock on the data directory for the life of `serve`: two services on one

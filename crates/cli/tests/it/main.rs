@@ -10,6 +10,7 @@ mod concurrency;
 mod disk;
 mod faults;
 mod log_api;
+mod mqtt;
 mod seed_api;
 mod support;
 mod transactions;

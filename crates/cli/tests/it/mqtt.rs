@@ -1,0 +1,373 @@
+//! Devices over MQTT (a real Mosquitto, started by `serve` in the embedded dev mode),
+//! congruence with the desired state, shift events, corrections, device signatures, and the
+//! event stream.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use twinledger_core::json::{Limits, parse};
+use twinledger_core::{DeviceSigner, ProofBundle, TwinId};
+use twinledger_mqtt::Device;
+use twinledger_testkit::App;
+
+use crate::support::*;
+
+fn state(v: Value) -> twinledger_core::json::Value {
+    parse(v.to_string().as_bytes(), &Limits::default()).expect("json")
+}
+
+/// The embedded broker's port, as `serve` wrote it.
+fn broker_port(app: &App) -> u16 {
+    let text = std::fs::read_to_string(app.data_dir.join("mqtt.json")).expect("mqtt.json");
+    let v: Value = serde_json::from_str(&text).expect("json");
+    v["port"].as_u64().expect("port") as u16
+}
+
+async fn device(app: &App, twin: &str, signer: Option<DeviceSigner>) -> Device {
+    Device::connect(
+        "127.0.0.1",
+        broker_port(app),
+        TwinId::new(twin).expect("id"),
+        signer,
+    )
+    .await
+    .expect("device connects")
+}
+
+async fn put_json(app: &App, path: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .put(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+/// Every record of a twin, oldest first.
+async fn history(app: &App, twin: &str) -> Vec<Value> {
+    let (status, body) = get(app, &format!("/v1/twins/{twin}/history?limit=1000")).await;
+    if status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(status, 200, "{body}");
+    body["records"].as_array().expect("records").clone()
+}
+
+async fn wait_for_versions(app: &App, twin: &str, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let h = history(app, twin).await;
+        if h.len() >= n {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "twin {twin} did not reach {n} versions: {:?}\n{}",
+        history(app, twin).await,
+        app.output()
+    );
+}
+
+fn event_type(r: &Value) -> Option<&str> {
+    (r["kind"] == "event")
+        .then(|| r["state"]["type"].as_str())
+        .flatten()
+}
+
+#[tokio::test]
+async fn device_reports_are_scored_shifts_are_logged_and_divergence_publishes_a_correction() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let desired = json!({"t": 20, "mode": "auto"});
+    let (status, body) = put_json(
+        &app,
+        "/v1/twins/pump-1/desired",
+        json!({"state": desired, "tolerances": {"/t": {"absolute": 1}}}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["kind"], "desired");
+    assert_eq!(body["annex"]["tolerances"]["/t"]["absolute"], 1);
+
+    let mut dev = device(&app, "pump-1", None).await;
+    // Within tolerance: congruent (score 1), first assessment: a shift from no band.
+    dev.report(&state(json!({"t": 20.8, "mode": "auto"})))
+        .await
+        .expect("publish");
+    let h = wait_for_versions(&app, "pump-1", 3).await;
+    assert_eq!(h[1]["kind"], "reported");
+    assert_eq!(h[1]["annex"]["source"], "mqtt");
+    assert_eq!(h[1]["annex"]["congruence"]["score"], 1);
+    assert_eq!(h[1]["annex"]["congruence"]["band"], "congruent");
+    assert_eq!(event_type(&h[2]), Some("congruence_shift"));
+    assert_eq!(h[2]["state"]["from"], Value::Null);
+    assert_eq!(h[2]["state"]["to"], "congruent");
+
+    // One field off: 0.5, drifting.
+    dev.report(&state(json!({"t": 23, "mode": "auto"})))
+        .await
+        .expect("publish");
+    let h = wait_for_versions(&app, "pump-1", 5).await;
+    assert_eq!(h[3]["annex"]["congruence"]["score"], 0.5);
+    assert_eq!(h[3]["annex"]["congruence"]["diverging"], json!(["/t"]));
+    assert_eq!(h[4]["state"]["to"], "drifting");
+
+    // Both off and one missing: diverged; the desired state goes back to the device.
+    dev.report(&state(json!({"t": 30}))).await.expect("publish");
+    let correction = dev
+        .next_desired(Duration::from_secs(20))
+        .await
+        .expect("the desired state is published as a correction");
+    assert_eq!(correction.to_json(), state(desired.clone()).to_json());
+    let h = wait_for_versions(&app, "pump-1", 8).await;
+    assert_eq!(h[5]["annex"]["congruence"]["score"], 0);
+    // In the desired state's member order (serde_json sorted the test's keys).
+    assert_eq!(
+        h[5]["annex"]["congruence"]["diverging"],
+        json!(["/mode", "/t"])
+    );
+    assert_eq!(h[6]["state"]["to"], "diverged");
+    assert_eq!(event_type(&h[7]), Some("correction_published"));
+    assert_eq!(h[7]["state"]["topic"], "twins/pump-1/desired");
+    assert_eq!(h[7]["state"]["desired_version"], 1);
+    assert_eq!(h[7]["state"]["shift_version"], 7);
+
+    // The congruence endpoint: current score and the history, paged and by time.
+    let (status, c) = get(&app, "/v1/twins/pump-1/congruence").await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["band"], "diverged");
+    assert_eq!(c["current"]["score"], 0);
+    let scores: Vec<Value> = c["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|a| a["score"].clone())
+        .collect();
+    assert_eq!(scores, [json!(1), json!(0.5), json!(0)]);
+    let (_, page) = get(&app, "/v1/twins/pump-1/congruence?limit=2").await;
+    assert_eq!(page["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["next_after_version"], 4);
+    let (_, rest) = get(&app, "/v1/twins/pump-1/congruence?after_version=4").await;
+    assert_eq!(rest["history"][0]["version"], 6);
+    let later = h[5]["recorded_at_ms"].as_i64().expect("ms");
+    let (_, recent) = get(
+        &app,
+        &format!("/v1/twins/pump-1/congruence?from_ms={later}"),
+    )
+    .await;
+    assert_eq!(recent["history"].as_array().map(Vec::len), Some(1));
+    let (status, _) = get(&app, "/v1/twins/pump-1/congruence?from_ms=9&to_ms=1").await;
+    assert_eq!(status, 400);
+
+    // Anchored like any record; its bundle carries the congruence and verifies.
+    let v = poll_until(&app, "/v1/twins/pump-1/versions/6", 30, |r| {
+        r["status"] != "pending"
+    })
+    .await;
+    assert_eq!(v["annex"]["congruence"]["band"], "diverged");
+    let bundle = http()
+        .get(app.url("/v1/twins/pump-1/versions/6/proof"))
+        .send()
+        .await
+        .expect("proof")
+        .bytes()
+        .await
+        .expect("bytes");
+    let bundle = ProofBundle::from_json(&bundle).expect("bundle");
+    bundle.verify().expect("the bundle verifies");
+    assert!(bundle.record.annex.is_some());
+    assert_eq!(integrity_v1(&app, "pump-1").await, "Valid");
+    dev.disconnect().await;
+}
+
+async fn integrity_v1(app: &App, twin: &str) -> String {
+    let v = poll_until(app, &format!("/v1/twins/{twin}/verify"), 30, |v| {
+        v["pending"].as_array().is_some_and(|p| p.is_empty())
+    })
+    .await;
+    v["integrity"].as_str().expect("integrity").to_owned()
+}
+
+async fn health(app: &App) -> Value {
+    get(app, "/health").await.1
+}
+
+#[tokio::test]
+async fn signatures_are_required_checked_and_kept_in_the_proof_bundle() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let device_key = DeviceSigner::from_seed(&[11; 32]);
+    let (status, body) = put_json(
+        &app,
+        "/v1/twins/valve-7/device-key",
+        json!({"public_key": device_key.public_key().to_hex(), "require_signature": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["require_signature"], true);
+    let (status, _) = put_json(
+        &app,
+        "/v1/twins/valve-7/device-key",
+        json!({"public_key": "zz"}),
+    )
+    .await;
+    assert_eq!(status, 422);
+
+    let unsigned = device(&app, "valve-7", None).await;
+    let impostor = device(&app, "valve-7", Some(DeviceSigner::from_seed(&[12; 32]))).await;
+    let genuine = device(&app, "valve-7", Some(DeviceSigner::from_seed(&[11; 32]))).await;
+    unsigned
+        .report(&state(json!({"open": true})))
+        .await
+        .expect("publish");
+    impostor
+        .report(&state(json!({"open": false})))
+        .await
+        .expect("publish");
+    genuine
+        .report(&state(json!({"open": true, "pos": 0.25})))
+        .await
+        .expect("publish");
+    let h = wait_for_versions(&app, "valve-7", 1).await;
+    let m = poll_until(&app, "/health", 20, |h| {
+        h["mqtt"]["rejected"]["total"].as_u64() >= Some(2)
+    })
+    .await["mqtt"]
+        .clone();
+    assert_eq!(m["rejected"]["unsigned"], 1, "{m}");
+    assert_eq!(m["rejected"]["bad_signature"], 1, "{m}");
+    assert_eq!(m["recorded"], 1, "{m}");
+    assert_eq!(h.len(), 1, "only the genuine report is recorded: {h:?}");
+    assert_eq!(h[0]["state"], json!({"open": true, "pos": 0.25}));
+    assert_eq!(
+        h[0]["annex"]["signature"]["public_key"],
+        device_key.public_key().to_hex()
+    );
+
+    // Over HTTP too: unsigned is refused, a signature header is checked.
+    let (status, body) = post_state(&app, "valve-7", "", json!({"open": false})).await;
+    assert_eq!(status, 403, "{body}");
+    let signed = state(json!({"open": false}));
+    let r = http()
+        .post(app.url("/v1/twins/valve-7/states"))
+        .header(
+            "twinledger-signature",
+            device_key.sign(&signed).expect("sign"),
+        )
+        .json(&json!({"open": false}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 201);
+    let r = http()
+        .post(app.url("/v1/twins/valve-7/states"))
+        .header(
+            "twinledger-signature",
+            device_key.sign(&signed).expect("sign"),
+        )
+        .json(&json!({"open": true}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 403, "a signature of another state");
+
+    // A third party checks the device's signature from the bundle alone.
+    poll_until(&app, "/v1/twins/valve-7/versions/1", 30, |r| {
+        r["status"] != "pending"
+    })
+    .await;
+    let bytes = http()
+        .get(app.url("/v1/twins/valve-7/versions/1/proof"))
+        .send()
+        .await
+        .expect("proof")
+        .bytes()
+        .await
+        .expect("bytes");
+    let bundle = ProofBundle::from_json(&bytes).expect("bundle");
+    bundle.verify().expect("verifies, signature included");
+    let tampered = String::from_utf8(bytes.to_vec())
+        .expect("utf8")
+        .replace("\"pos\":0.25", "\"pos\":0.26");
+    assert!(
+        ProofBundle::from_json(tampered.as_bytes())
+            .expect("reads")
+            .verify()
+            .is_err()
+    );
+    for d in [unsigned, impostor, genuine] {
+        d.disconnect().await;
+    }
+    let (status, _) = get(&app, "/v1/twins/valve-7/device-key").await;
+    assert_eq!(status, 200);
+    let r = http()
+        .delete(app.url("/v1/twins/valve-7/device-key"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(integrity_v1(&app, "valve-7").await, "Valid");
+}
+
+#[tokio::test]
+async fn bad_device_messages_are_counted_never_recorded_and_do_not_stop_ingestion() {
+    let dir = data_dir();
+    std::fs::write(
+        dir.path().join("twinledger.toml"),
+        "[mqtt]\nauto_create = false\nmax_payload = 1024\n",
+    )
+    .expect("config");
+    let app = embedded_app(dir.path());
+    let (status, _) = put_json(&app, "/v1/twins/known/desired", json!({"state": {}})).await;
+    assert_eq!(status, 201);
+    let dev = device(&app, "known", None).await;
+    for (topic, payload) in [
+        ("twins/known/reported", b"not json".to_vec()),
+        ("twins/known/reported", b"[1, 2]".to_vec()),
+        (
+            "twins/known/reported",
+            format!("{{\"x\":\"{}\"}}", "y".repeat(2000)).into_bytes(),
+        ),
+        (
+            "twins/known/reported",
+            br#"{"x": 1, "$signature": 5}"#.to_vec(),
+        ),
+        ("twins/unknown/reported", br#"{"x": 1}"#.to_vec()),
+        ("twins/../reported", br#"{"x": 1}"#.to_vec()),
+        ("twins/known/reported", br#"{"a": 1, "a": 2}"#.to_vec()),
+    ] {
+        dev.publish(topic, payload).await.expect("publish");
+    }
+    dev.report(&state(json!({"x": 1}))).await.expect("publish");
+    // The report and the shift its first assessment brings.
+    let h = wait_for_versions(&app, "known", 3).await;
+    let m = poll_until(&app, "/health", 20, |h| {
+        h["mqtt"]["rejected"]["total"].as_u64() >= Some(7)
+    })
+    .await["mqtt"]
+        .clone();
+    let r = &m["rejected"];
+    assert_eq!(
+        (
+            r["not_json"].as_u64(),
+            r["not_object"].as_u64(),
+            r["oversized"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{m}"
+    );
+    assert_eq!(r["bad_signature"], 1, "{m}");
+    assert_eq!(r["unknown_twin"], 1, "{m}");
+    assert_eq!(r["topic"], 1, "{m}");
+    assert_eq!(m["received"], 8, "{m}");
+    assert_eq!(m["recorded"], 1, "{m}");
+    assert_eq!(m["connected"], true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(history(&app, "known").await.len(), 3, "{h:?}");
+    assert_eq!(history(&app, "unknown").await.len(), 0);
+    assert!(app.output().contains("message refused"));
+    assert_eq!(health(&app).await["status"], "ok");
+    dev.disconnect().await;
+}
