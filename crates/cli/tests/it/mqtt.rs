@@ -371,3 +371,144 @@ async fn bad_device_messages_are_counted_never_recorded_and_do_not_stop_ingestio
     assert_eq!(health(&app).await["status"], "ok");
     dev.disconnect().await;
 }
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+struct Sse {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+/// Reads events from `/v1/events{query}` until `done` holds for the list, within 30 s.
+async fn read_events(
+    app: &App,
+    query: &str,
+    last_event_id: Option<&str>,
+    done: impl Fn(&[Sse]) -> bool,
+) -> Vec<Sse> {
+    let mut req = http().get(app.url(&format!("/v1/events{query}")));
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let mut r = req.send().await.expect("stream");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().expect("type"),
+        "text/event-stream"
+    );
+    let (mut buf, mut events) = (String::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done(&events) {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("stream stalled; got {events:?}"))
+            .expect("chunk")
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !event.is_empty() {
+                events.push(Sse {
+                    id,
+                    event,
+                    data: serde_json::from_str(&data).expect("event data is JSON"),
+                });
+            }
+        }
+    }
+    events
+}
+
+fn is_record(e: &Sse) -> bool {
+    matches!(e.event.as_str(), "record" | "shift" | "correction")
+}
+
+fn versions(events: &[Sse]) -> Vec<i64> {
+    events
+        .iter()
+        .filter(|e| is_record(e))
+        .map(|e| e.data["version"].as_i64().expect("version"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_event_stream_carries_records_shifts_and_anchors_and_resumes_without_loss() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let (status, _) = put_json(&app, "/v1/twins/fan/desired", json!({"state": {"rpm": 900}})).await;
+    assert_eq!(status, 201);
+    post_state(&app, "other", "", json!({"x": 1})).await;
+    let posted = async {
+        for rpm in [900, 400, 900] {
+            let (status, body) = post_state(&app, "fan", "", json!({"rpm": rpm})).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    // From the start of the log, only the fan's records (and the log-wide anchors).
+    let (events, ()) = tokio::join!(
+        read_events(&app, "?twin=fan&from=0", None, |e| {
+            e.iter().filter(|e| e.event == "shift").count() >= 3
+                && e.iter().any(|e| e.event == "anchor")
+                && e.iter().any(|e| e.event == "correction")
+        }),
+        posted
+    );
+    let seen = versions(&events);
+    assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>(), "{events:?}");
+    assert!(
+        events.iter().filter(|e| is_record(e)).all(|e| e.data["twin_id"] == "fan"),
+        "{events:?}"
+    );
+    let shifts: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event == "shift")
+        .map(|e| e.data["state"]["to"].as_str().expect("to"))
+        .collect();
+    assert_eq!(shifts, ["congruent", "diverged", "congruent"]);
+    let anchor = events.iter().find(|e| e.event == "anchor").expect("anchor");
+    assert!(anchor.data["size"].as_u64() >= Some(2), "{anchor:?}");
+    assert!(anchor.data["tx_hash"].as_str().is_some_and(|h| h.starts_with("0x")));
+
+    // Resume after the third event: what follows is exactly what came after it.
+    let cut = 2;
+    let before = versions(&events[..=cut]).last().copied().unwrap_or(0);
+    let newest = *seen.last().expect("records");
+    let (resumed, ()) = tokio::join!(
+        read_events(&app, "?twin=fan", Some(&events[cut].id), |e| {
+            versions(e).last().is_some_and(|v| *v > newest)
+        }),
+        async {
+            post_state(&app, "fan", "", json!({"rpm": 900})).await;
+        }
+    );
+    let again = versions(&resumed);
+    assert_eq!(
+        again,
+        (before + 1..=newest + 1).collect::<Vec<_>>(),
+        "no loss, no duplicates"
+    );
+    let r = http()
+        .get(app.url("/v1/events"))
+        .header("last-event-id", "nonsense")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 400);
+    // An open stream does not hold the service up when it is told to stop.
+    let open = http().get(app.url("/v1/events")).send().await.expect("stream");
+    assert_eq!(open.status().as_u16(), 200);
+    let mut app = app;
+    app.terminate();
+    drop(open);
+}
