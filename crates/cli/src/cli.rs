@@ -43,6 +43,10 @@ pub enum Command {
     VerifyProof(cmd::verify_proof::VerifyProofArgs),
     /// Measure throughput, latency, gas and memory on fresh data directories with a local Anvil.
     Bench(cmd::bench::BenchArgs),
+    /// Register, show and remove the Ed25519 key a twin's device signs its reports with.
+    DeviceKey(cmd::device_key::DeviceKeyArgs),
+    /// Simulated devices publishing telemetry over MQTT, with drift and recovery.
+    Simulate(cmd::simulate::SimulateArgs),
 }
 
 /// Options that say which chain, which contract and who signs.

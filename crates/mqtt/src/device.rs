@@ -1,6 +1,8 @@
 //! A device that publishes its reported state over MQTT, optionally signed, and listens for
 //! the desired state the ledger publishes back: the simulator's devices, and the tests'.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
@@ -22,6 +24,8 @@ const MAX_PACKET: usize = 4 * 1024 * 1024;
 /// A connected device.
 pub struct Device {
     client: AsyncClient,
+    /// Publications queued, and acknowledged by the broker.
+    published: Arc<(AtomicU64, AtomicU64)>,
     twin: TwinId,
     signer: Option<DeviceSigner>,
     desired: mpsc::UnboundedReceiver<Value>,
@@ -47,6 +51,8 @@ impl Device {
         let (desired_tx, desired) = mpsc::unbounded_channel();
         let desired_topic = desired_topic(&twin);
         let subscriber = client.clone();
+        let published = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let acked = published.clone();
         let events = tokio::spawn(async move {
             let mut connected = Some(connected_tx);
             loop {
@@ -64,6 +70,9 @@ impl Device {
                             let _ = desired_tx.send(v);
                         }
                     }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acked.1.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                     Ok(_) => {}
                     Err(e) => {
@@ -79,6 +88,7 @@ impl Device {
         match tokio::time::timeout(Duration::from_secs(10), connected_rx).await {
             Ok(Ok(Ok(()))) => Ok(Self {
                 client,
+                published,
                 twin,
                 signer,
                 desired,
@@ -113,7 +123,9 @@ impl Device {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .await
-            .map_err(|e| MqttError::Client(e.to_string()))
+            .map_err(|e| MqttError::Client(e.to_string()))?;
+        self.published.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The next desired state published to this device, waiting at most `within`.
@@ -124,8 +136,14 @@ impl Device {
             .flatten()
     }
 
-    /// Disconnects, after the queued publications went out.
+    /// Disconnects, once the broker has acknowledged every publication (or 30 s passed).
     pub async fn disconnect(self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.published.1.load(Ordering::Relaxed) < self.published.0.load(Ordering::Relaxed)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let _ = self.client.disconnect().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.events).await;
     }

@@ -121,6 +121,25 @@ async fn run(ledger: Ledger, config: MqttConfig, mut closing: watch::Receiver<bo
         ))
     });
     let stats = ledger.ingestion().clone();
+    // The broker's in-flight limit bounds what waits here.
+    let (incoming, mut queue) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+    let dispatcher = {
+        let (ledger, client, config) = (ledger.clone(), client.clone(), config.clone());
+        tokio::spawn(async move {
+            while let Some(p) = queue.recv().await {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (ledger, client, config) = (ledger.clone(), client.clone(), config.clone());
+                tokio::spawn(async move {
+                    if take(&ledger, &config, &p).await {
+                        let _ = client.ack(&p).await;
+                    }
+                    drop(permit);
+                });
+            }
+        })
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         let event = tokio::select! {
@@ -141,16 +160,9 @@ async fn run(ledger: Ledger, config: MqttConfig, mut closing: watch::Receiver<bo
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received();
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break;
-                };
-                let (ledger, client, config) = (ledger.clone(), client.clone(), config.clone());
-                tokio::spawn(async move {
-                    if take(&ledger, &config, &p).await {
-                        let _ = client.ack(&p).await;
-                    }
-                    drop(permit);
-                });
+                // Handed on, never awaited here: the acks the handlers send go through this
+                // loop, so waiting on them here would stop both.
+                let _ = incoming.send(p);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if let Ok(mut c) = corrections.lock()
@@ -183,6 +195,7 @@ async fn run(ledger: Ledger, config: MqttConfig, mut closing: watch::Receiver<bo
         }
     }
     stats.set_connected(false);
+    dispatcher.abort();
     if let Some(p) = publisher {
         p.abort();
     }

@@ -3,8 +3,10 @@
 pub mod audit;
 pub mod bench;
 pub mod deploy;
+pub mod device_key;
 pub mod keys;
 pub mod serve;
+pub mod simulate;
 pub mod update;
 pub mod verify;
 pub mod verify_proof;
@@ -32,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(a) => a.chain.layer(),
         Command::Keys(_) => json!({}),
         Command::Bench(_) => json!({}),
+        Command::DeviceKey(_) | Command::Simulate(_) => json!({}),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
     match cli.command {
@@ -43,6 +46,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(a) => a.run(settings).await,
         Command::Keys(a) => a.run(settings).await,
         Command::Bench(a) => a.run(settings).await,
+        Command::DeviceKey(a) => a.run(settings).await,
+        Command::Simulate(a) => a.run(settings).await,
     }
 }
 

@@ -446,7 +446,12 @@ fn versions(events: &[Sse]) -> Vec<i64> {
 async fn the_event_stream_carries_records_shifts_and_anchors_and_resumes_without_loss() {
     let dir = data_dir();
     let app = embedded_app(dir.path());
-    let (status, _) = put_json(&app, "/v1/twins/fan/desired", json!({"state": {"rpm": 900}})).await;
+    let (status, _) = put_json(
+        &app,
+        "/v1/twins/fan/desired",
+        json!({"state": {"rpm": 900}}),
+    )
+    .await;
     assert_eq!(status, 201);
     post_state(&app, "other", "", json!({"x": 1})).await;
     let posted = async {
@@ -465,9 +470,16 @@ async fn the_event_stream_carries_records_shifts_and_anchors_and_resumes_without
         posted
     );
     let seen = versions(&events);
-    assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>(), "{events:?}");
+    assert_eq!(
+        seen,
+        (1..=seen.len() as i64).collect::<Vec<_>>(),
+        "{events:?}"
+    );
     assert!(
-        events.iter().filter(|e| is_record(e)).all(|e| e.data["twin_id"] == "fan"),
+        events
+            .iter()
+            .filter(|e| is_record(e))
+            .all(|e| e.data["twin_id"] == "fan"),
         "{events:?}"
     );
     let shifts: Vec<&str> = events
@@ -478,7 +490,11 @@ async fn the_event_stream_carries_records_shifts_and_anchors_and_resumes_without
     assert_eq!(shifts, ["congruent", "diverged", "congruent"]);
     let anchor = events.iter().find(|e| e.event == "anchor").expect("anchor");
     assert!(anchor.data["size"].as_u64() >= Some(2), "{anchor:?}");
-    assert!(anchor.data["tx_hash"].as_str().is_some_and(|h| h.starts_with("0x")));
+    assert!(
+        anchor.data["tx_hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("0x"))
+    );
 
     // Resume after the third event: what follows is exactly what came after it.
     let cut = 2;
@@ -506,7 +522,11 @@ async fn the_event_stream_carries_records_shifts_and_anchors_and_resumes_without
         .expect("request");
     assert_eq!(r.status().as_u16(), 400);
     // An open stream does not hold the service up when it is told to stop.
-    let open = http().get(app.url("/v1/events")).send().await.expect("stream");
+    let open = http()
+        .get(app.url("/v1/events"))
+        .send()
+        .await
+        .expect("stream");
     assert_eq!(open.status().as_u16(), 200);
     let mut app = app;
     app.terminate();

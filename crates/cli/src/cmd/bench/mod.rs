@@ -191,7 +191,11 @@ impl Service {
     /// Starts `serve` on `data_dir` with `extra` flags and `config` as its twinledger.toml.
     async fn start(data_dir: &Path, extra: &[&str], config: &str) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
-        std::fs::write(data_dir.join("twinledger.toml"), config)?;
+        // No MQTT broker: the benchmark measures the HTTP path alone.
+        std::fs::write(
+            data_dir.join("twinledger.toml"),
+            format!("[mqtt]\nembedded = false\n{config}"),
+        )?;
         let exe = std::env::current_exe().context("cannot find the twinledger executable")?;
         let mut child = Command::new(exe)
             .arg("serve")
