@@ -25,11 +25,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(cmd::run(cli)) {
+    let code = match runtime.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    // A blocking task that never returns (a store call stuck behind a lock) must not keep a
+    // stopped service alive: everything durable is done by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    code
 }

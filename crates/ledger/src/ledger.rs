@@ -170,7 +170,7 @@ struct Inner {
     tree: watch::Receiver<u64>,
     sizes: watch::Receiver<AnchoredSizes>,
     anchor_state: watch::Receiver<AnchoringStatus>,
-    derived: broadcast::Sender<Record>,
+    derived: broadcast::Sender<Arc<Record>>,
     ingestion: Arc<IngestionStats>,
     shutdown: watch::Sender<bool>,
 }
@@ -211,7 +211,8 @@ impl Ledger {
         let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (write_error_tx, write_error_rx) = watch::channel(None);
-        let (derived_tx, _) = broadcast::channel(1024);
+        // Shifts are rare next to records; a burst of this many can wait for the corrections.
+        let (derived_tx, _) = broadcast::channel(16_384);
         {
             let (store, waiters) = (store.clone(), waiters.clone());
             let batch_max = config.batch_max.max(1);
@@ -464,7 +465,7 @@ impl Ledger {
     }
 
     /// Shift events, as they are committed.
-    pub fn shifts(&self) -> broadcast::Receiver<Record> {
+    pub fn shifts(&self) -> broadcast::Receiver<Arc<Record>> {
         self.inner.derived.subscribe()
     }
 

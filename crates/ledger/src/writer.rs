@@ -27,7 +27,7 @@ pub(crate) struct Outlets {
     /// Why the last append failed, until one succeeds (for `/health`).
     pub write_error: watch::Sender<Option<String>>,
     /// Records the store derived (congruence shifts), once committed.
-    pub derived: broadcast::Sender<Record>,
+    pub derived: broadcast::Sender<Arc<Record>>,
 }
 
 /// Runs the writer until every sender is dropped.
@@ -74,7 +74,7 @@ pub(crate) fn run(
                 write_error.send_if_modified(|e| e.take().is_some());
                 for shift in shifts {
                     // No receiver is fine: corrections are off.
-                    let _ = derived.send(shift);
+                    let _ = derived.send(Arc::new(shift));
                 }
             }
             Err(e) => {

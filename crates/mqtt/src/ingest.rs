@@ -294,7 +294,7 @@ async fn publish_corrections(
     client: AsyncClient,
     config: Arc<MqttConfig>,
     corrections: Arc<Mutex<Corrections>>,
-    mut shifts: broadcast::Receiver<Record>,
+    mut shifts: broadcast::Receiver<Arc<Record>>,
 ) {
     loop {
         let shift = match shifts.recv().await {
