@@ -108,10 +108,11 @@ impl ServeArgs {
             data_dir = %settings.data_dir.display(),
             "twinledger serving"
         );
-        // Tests and scripts read this line to learn the port when listening on port 0.
-        println!("listening on http://{local}");
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
         let (broker, ingestion) = start_mqtt(&settings, embedded, &ledger, closing.clone()).await;
+        // Tests and scripts read this line to learn the port when listening on port 0; by
+        // then the broker (if any) runs too.
+        println!("listening on http://{local}");
         let router = twinledger_server::router(
             ledger.clone(),
             HttpConfig {
@@ -148,6 +149,7 @@ impl ServeArgs {
         }
         if let Some(b) = broker {
             b.stop().await;
+            let _ = std::fs::remove_file(settings.data_dir.join("mqtt.json"));
         }
         ledger.shutdown();
         chain.stop().await;

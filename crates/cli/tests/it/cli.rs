@@ -16,6 +16,8 @@ fn every_subcommand_has_help() {
         vec!["deploy", "--help"],
         vec!["update", "--help"],
         vec!["verify", "--help"],
+        vec!["simulate", "--help"],
+        vec!["device-key", "--help"],
     ] {
         let out = run(&args);
         assert!(out.status.success(), "{args:?}");

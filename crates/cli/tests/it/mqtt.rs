@@ -532,3 +532,97 @@ async fn the_event_stream_carries_records_shifts_and_anchors_and_resumes_without
     app.terminate();
     drop(open);
 }
+
+#[tokio::test]
+async fn the_simulator_drives_devices_end_to_end_and_device_keys_work_from_the_cli() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let data = dir.path().to_str().expect("utf8").to_owned();
+    let api = app.base_url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&[
+            "--data-dir",
+            &data,
+            "simulate",
+            "--devices",
+            "2",
+            "--rate",
+            "50",
+            "--messages",
+            "20",
+            "--drift",
+            "0.3",
+            "--api",
+            &api,
+            "--sign",
+        ])
+    })
+    .await
+    .expect("simulate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("recorded and anchored 40 reports"), "{text}");
+    for twin in ["sim-0", "sim-1"] {
+        let (_, c) = get(&app, &format!("/v1/twins/{twin}/congruence")).await;
+        assert_eq!(c["history"].as_array().map(Vec::len), Some(20), "{c}");
+        let (_, key) = get(&app, &format!("/v1/twins/{twin}/device-key")).await;
+        assert_eq!(key["require_signature"], true);
+        let h = history(&app, twin).await;
+        assert!(
+            h.iter()
+                .filter(|r| r["kind"] == "reported")
+                .all(|r| r["annex"]["signature"].is_object())
+        );
+    }
+    // The CLI works on the data directory's database, as the API does.
+    let data = dir.path().to_str().expect("utf8");
+    let key = DeviceSigner::from_seed(&[5; 32]).public_key().to_hex();
+    let out = run(&[
+        "--data-dir",
+        data,
+        "device-key",
+        "set",
+        "tank",
+        "--public-key",
+        &key,
+        "--require",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, shown) = get(&app, "/v1/twins/tank/device-key").await;
+    assert_eq!(shown["public_key"], key.as_str());
+    let (status, _) = post_state(&app, "tank", "", json!({"level": 3})).await;
+    assert_eq!(status, 403, "the key set from the CLI is required");
+    let out = run(&[
+        "--data-dir",
+        data,
+        "device-key",
+        "set",
+        "tank",
+        "--public-key",
+        "00",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("public-key"));
+    let out = run(&["--data-dir", data, "device-key", "show", "tank"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&key));
+    assert!(
+        run(&["--data-dir", data, "device-key", "remove", "tank"])
+            .status
+            .success()
+    );
+    assert!(
+        !run(&["--data-dir", data, "device-key", "remove", "tank"])
+            .status
+            .success()
+    );
+    let (status, _) = post_state(&app, "tank", "", json!({"level": 3})).await;
+    assert_eq!(status, 201);
+}
