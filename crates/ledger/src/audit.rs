@@ -156,6 +156,9 @@ fn scan(
                     )),
                     Err(e) => problems.push(problem(&row, format!("state cannot be hashed: {e}"))),
                 }
+                if let Some(reason) = crate::verify::signature_problem(&record) {
+                    problems.push(problem(&row, reason));
+                }
                 let mut rehashed = record.clone();
                 if let Ok(h) = record.scheme.hash(&record.state) {
                     rehashed.state_hash = Hash(h);

@@ -78,6 +78,14 @@ struct Recomputed {
     leaf_hash: Hash,
 }
 
+/// Why the device signature in a record's annex does not hold, if it does not.
+pub(crate) fn signature_problem(record: &twinledger_core::Record) -> Option<String> {
+    let member = record.annex.as_ref()?.get("signature")?;
+    DeviceSignature::check_annex_member(member, &record.state)
+        .err()
+        .map(|e| format!("device signature: {e}"))
+}
+
 fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomputed> {
     let record = match row.decode() {
         Ok(r) => r,
@@ -102,10 +110,8 @@ fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomput
             ),
         ));
     }
-    if let Some(member) = record.annex.as_ref().and_then(|a| a.get("signature"))
-        && let Err(e) = DeviceSignature::check_annex_member(member, &record.state)
-    {
-        problems.push(problem(row, format!("device signature: {e}")));
+    if let Some(reason) = signature_problem(&record) {
+        problems.push(problem(row, reason));
     }
     let mut recomputed = record.clone();
     recomputed.state_hash = state_hash;
