@@ -34,17 +34,6 @@ async fn device(app: &App, twin: &str, signer: Option<DeviceSigner>) -> Device {
     .expect("device connects")
 }
 
-async fn put_json(app: &App, path: &str, body: Value) -> (u16, Value) {
-    let r = http()
-        .put(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json"))
-}
-
 /// Every record of a twin, oldest first.
 async fn history(app: &App, twin: &str) -> Vec<Value> {
     let (status, body) = get(app, &format!("/v1/twins/{twin}/history?limit=1000")).await;
@@ -162,22 +151,17 @@ async fn device_reports_are_scored_shifts_are_logged_and_divergence_publishes_a_
     assert_eq!(status, 400);
 
     // Anchored like any record; its bundle carries the congruence and verifies.
-    let v = poll_until(&app, "/v1/twins/pump-1/versions/6", 30, |r| {
-        r["status"] != "pending"
-    })
-    .await;
-    assert_eq!(v["annex"]["congruence"]["band"], "diverged");
-    let bundle = http()
-        .get(app.url("/v1/twins/pump-1/versions/6/proof"))
-        .send()
-        .await
-        .expect("proof")
-        .bytes()
-        .await
-        .expect("bytes");
-    let bundle = ProofBundle::from_json(&bundle).expect("bundle");
+    let (_, bundle) = anchored_bundle(&app, "pump-1", 6).await;
     bundle.verify().expect("the bundle verifies");
-    assert!(bundle.record.annex.is_some());
+    let congruence = bundle
+        .record
+        .annex
+        .as_ref()
+        .and_then(|a| a.get("congruence"));
+    assert_eq!(
+        congruence.and_then(|c| c.as_object()?.get("band")?.as_str()),
+        Some("diverged")
+    );
     assert_eq!(integrity_v1(&app, "pump-1").await, "Valid");
     dev.disconnect().await;
 }
@@ -274,21 +258,9 @@ async fn signatures_are_required_checked_and_kept_in_the_proof_bundle() {
     assert_eq!(r.status().as_u16(), 403, "a signature of another state");
 
     // A third party checks the device's signature from the bundle alone.
-    poll_until(&app, "/v1/twins/valve-7/versions/1", 30, |r| {
-        r["status"] != "pending"
-    })
-    .await;
-    let bytes = http()
-        .get(app.url("/v1/twins/valve-7/versions/1/proof"))
-        .send()
-        .await
-        .expect("proof")
-        .bytes()
-        .await
-        .expect("bytes");
-    let bundle = ProofBundle::from_json(&bytes).expect("bundle");
+    let (bytes, bundle) = anchored_bundle(&app, "valve-7", 1).await;
     bundle.verify().expect("verifies, signature included");
-    let tampered = String::from_utf8(bytes.to_vec())
+    let tampered = String::from_utf8(bytes)
         .expect("utf8")
         .replace("\"pos\":0.25", "\"pos\":0.26");
     assert!(

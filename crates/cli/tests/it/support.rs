@@ -166,14 +166,40 @@ pub async fn post_raw(app: &App, body: &str) -> (u16, Value) {
 
 /// POSTs a state to `/v1/twins/{twin}/states{query}`; returns status and JSON answer.
 pub async fn post_state(app: &App, twin: &str, query: &str, body: Value) -> (u16, Value) {
-    let r = http()
-        .post(app.url(&format!("/v1/twins/{twin}/states{query}")))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let url = app.url(&format!("/v1/twins/{twin}/states{query}"));
+    json_answer(http().post(url).json(&body)).await
+}
+
+/// PUTs a JSON body to a path; returns status and JSON answer.
+pub async fn put_json(app: &App, path: &str, body: Value) -> (u16, Value) {
+    json_answer(http().put(app.url(path)).json(&body)).await
+}
+
+async fn json_answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = request.send().await.expect("request");
     let status = r.status().as_u16();
     (status, r.json().await.expect("json"))
+}
+
+/// Waits until version `v` of `twin` is anchored; returns its proof bundle, as served and read.
+pub async fn anchored_bundle(
+    app: &App,
+    twin: &str,
+    v: u64,
+) -> (Vec<u8>, twinledger_core::ProofBundle) {
+    let path = format!("/v1/twins/{twin}/versions/{v}");
+    poll_until(app, &path, 30, |r| r["status"] != "pending").await;
+    let bytes = http()
+        .get(app.url(&format!("{path}/proof")))
+        .send()
+        .await
+        .expect("proof")
+        .bytes()
+        .await
+        .expect("bytes")
+        .to_vec();
+    let bundle = twinledger_core::ProofBundle::from_json(&bytes).expect("bundle");
+    (bytes, bundle)
 }
 
 /// GETs a path; returns status and JSON answer.
