@@ -598,3 +598,50 @@ async fn the_simulator_drives_devices_end_to_end_and_device_keys_work_from_the_c
     let (status, _) = post_state(&app, "tank", "", json!({"level": 3})).await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test]
+async fn ingestion_from_an_external_broker_survives_the_broker_restarting() {
+    let dir = data_dir();
+    let broker_dir = data_dir();
+    let broker = twinledger_mqtt::LocalBroker::start(broker_dir.path(), 0)
+        .await
+        .expect("mosquitto");
+    let port = broker.port();
+    std::fs::write(
+        dir.path().join("twinledger.toml"),
+        format!("[mqtt]\nbroker = \"127.0.0.1:{port}\"\n"),
+    )
+    .expect("config");
+    let app = embedded_app(dir.path());
+    poll_until(&app, "/health", 20, |h| h["mqtt"]["connected"] == true).await;
+    let dev = Device::connect("127.0.0.1", port, TwinId::new("boiler").expect("id"), None)
+        .await
+        .expect("device");
+    dev.report(&state(json!({"bar": 2.0})))
+        .await
+        .expect("publish");
+    wait_for_versions(&app, "boiler", 1).await;
+    dev.disconnect().await;
+
+    broker.stop().await;
+    poll_until(&app, "/health", 20, |h| h["mqtt"]["connected"] == false).await;
+    // Writes over HTTP go on while the broker is away.
+    let (status, _) = post_state(&app, "boiler", "", json!({"bar": 2.1})).await;
+    assert_eq!(status, 201);
+    let broker = twinledger_mqtt::LocalBroker::start(broker_dir.path(), port)
+        .await
+        .expect("mosquitto again");
+    poll_until(&app, "/health", 30, |h| h["mqtt"]["connected"] == true).await;
+    // A fresh broker has no session: the ingestion subscribes again.
+    let dev = Device::connect("127.0.0.1", port, TwinId::new("boiler").expect("id"), None)
+        .await
+        .expect("device");
+    dev.report(&state(json!({"bar": 2.2})))
+        .await
+        .expect("publish");
+    let h = wait_for_versions(&app, "boiler", 3).await;
+    let bars: Vec<&Value> = h.iter().map(|r| &r["state"]["bar"]).collect();
+    assert_eq!(bars, [&json!(2.0), &json!(2.1), &json!(2.2)]);
+    dev.disconnect().await;
+    broker.stop().await;
+}
