@@ -233,28 +233,19 @@ async fn signatures_are_required_checked_and_kept_in_the_proof_bundle() {
     // Over HTTP too: unsigned is refused, a signature header is checked.
     let (status, body) = post_state(&app, "valve-7", "", json!({"open": false})).await;
     assert_eq!(status, 403, "{body}");
-    let signed = state(json!({"open": false}));
-    let r = http()
-        .post(app.url("/v1/twins/valve-7/states"))
-        .header(
-            "twinledger-signature",
-            device_key.sign(&signed).expect("sign"),
-        )
-        .json(&json!({"open": false}))
-        .send()
-        .await
-        .expect("request");
+    let signature = device_key
+        .sign(&state(json!({"open": false})))
+        .expect("sign");
+    let post_signed = |body: Value| {
+        http()
+            .post(app.url("/v1/twins/valve-7/states"))
+            .header("twinledger-signature", signature.clone())
+            .json(&body)
+            .send()
+    };
+    let r = post_signed(json!({"open": false})).await.expect("request");
     assert_eq!(r.status().as_u16(), 201);
-    let r = http()
-        .post(app.url("/v1/twins/valve-7/states"))
-        .header(
-            "twinledger-signature",
-            device_key.sign(&signed).expect("sign"),
-        )
-        .json(&json!({"open": true}))
-        .send()
-        .await
-        .expect("request");
+    let r = post_signed(json!({"open": true})).await.expect("request");
     assert_eq!(r.status().as_u16(), 403, "a signature of another state");
 
     // A third party checks the device's signature from the bundle alone.
