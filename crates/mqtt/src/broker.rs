@@ -44,6 +44,8 @@ impl LocalBroker {
         std::fs::create_dir_all(dir)
             .map_err(|e| MqttError::Broker(format!("{}: {e}", dir.display())))?;
         let conf = dir.join("mosquitto.conf");
+        let pid_file = dir.join("mosquitto.pid");
+        stop_stale(&pid_file, &conf).await;
         std::fs::write(
             &conf,
             format!(
@@ -69,6 +71,10 @@ impl LocalBroker {
                     program.display()
                 ))
             })?;
+        if let Some(pid) = child.id() {
+            // A `serve` killed outright leaves its broker running: the next start stops it.
+            let _ = std::fs::write(&pid_file, pid.to_string());
+        }
         let mut broker = Self { child, port };
         let started = tokio::time::Instant::now();
         loop {
@@ -107,4 +113,30 @@ impl LocalBroker {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// Stops a broker an earlier, killed run started on the same configuration file.
+async fn stop_stale(pid_file: &Path, conf: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    // After a reboot the pid may belong to another program: only our mosquitto is stopped.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    if pid <= 0 || !cmdline.contains("mosquitto") || !cmdline.contains(&*conf.to_string_lossy()) {
+        return;
+    }
+    tracing::warn!(target: "twinledger::mqtt", pid, "stopping a broker left by an earlier run");
+    let pid = Pid::from_raw(pid);
+    let _ = kill(pid, Signal::SIGTERM);
+    for _ in 0..100 {
+        if kill(pid, None).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = kill(pid, Signal::SIGKILL);
 }

@@ -636,3 +636,30 @@ async fn ingestion_from_an_external_broker_survives_the_broker_restarting() {
     dev.disconnect().await;
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_broker_left_by_a_killed_service_is_stopped_by_the_next_start() {
+    let dir = data_dir();
+    let mut app = embedded_app(dir.path());
+    let pid_file = dir.path().join("mosquitto").join("mosquitto.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    app.kill();
+    assert!(
+        alive(pid),
+        "SIGKILL gives serve no chance to stop its broker"
+    );
+    let app = embedded_app(dir.path());
+    assert!(!alive(pid), "the next start stopped the old broker");
+    poll_until(&app, "/health", 20, |h| h["mqtt"]["connected"] == true).await;
+    let dev = device(&app, "after-restart", None).await;
+    dev.report(&state(json!({"ok": true})))
+        .await
+        .expect("publish");
+    wait_for_versions(&app, "after-restart", 1).await;
+    dev.disconnect().await;
+}
