@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs the whole test suite: formatting, lints, the contract artifact check, and
-# every unit and integration test (which start their own Anvil, Ganache and SQLite files).
+# every unit and integration test (which start their own Anvil, Ganache, Mosquitto and SQLite files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -56,6 +56,21 @@ pub struct MqttSettings {
     pub corrections: bool,
 }
 
+impl MqttSettings {
+    /// `broker` as host and port, if set.
+    pub fn broker_addr(&self) -> Result<Option<(String, u16)>> {
+        let Some(addr) = &self.broker else {
+            return Ok(None);
+        };
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .filter(|(h, _)| !h.is_empty())
+            .with_context(|| format!("invalid mqtt.broker {addr:?}: expected host:port"))?;
+        Ok(Some((host.to_owned(), port)))
+    }
+}
+
 /// `[congruence]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CongruenceSettings {

@@ -41,6 +41,8 @@ impl ServeArgs {
 
     /// Runs the service until SIGINT or SIGTERM.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
+        // Settings the service needs later are checked before anything starts.
+        let broker_addr = settings.mqtt.broker_addr()?;
         let store = super::open_store(&settings)?;
         let _lock = lock_data_dir(&settings.data_dir)?;
         let known = known_chain(store.as_ref())?;
@@ -109,7 +111,8 @@ impl ServeArgs {
             "twinledger serving"
         );
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
-        let (broker, ingestion) = start_mqtt(&settings, embedded, &ledger, closing.clone()).await;
+        let (broker, ingestion) =
+            start_mqtt(&settings, broker_addr, embedded, &ledger, closing.clone()).await;
         // Tests and scripts read this line to learn the port when listening on port 0; by
         // then the broker (if any) runs too.
         println!("listening on http://{local}");
@@ -163,22 +166,14 @@ impl ServeArgs {
 /// Mosquitto started here. A broker that cannot start leaves HTTP working and says why.
 async fn start_mqtt(
     settings: &Settings,
+    broker_addr: Option<(String, u16)>,
     embedded: bool,
     ledger: &Ledger,
     closing: tokio::sync::watch::Receiver<bool>,
 ) -> (Option<LocalBroker>, Option<Ingestion>) {
     let m = &settings.mqtt;
-    let (host, port, broker) = match &m.broker {
-        Some(addr) => match addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse().ok()?)))
-        {
-            Some((h, p)) => (h.to_owned(), p, None),
-            None => {
-                tracing::error!(target: "twinledger::mqtt", broker = %addr, "mqtt.broker must be host:port; MQTT ingestion is off");
-                return (None, None);
-            }
-        },
+    let (host, port, broker) = match broker_addr {
+        Some((host, port)) => (host, port, None),
         None if embedded && m.embedded => {
             match LocalBroker::start(&settings.data_dir.join("mosquitto"), m.embedded_port).await {
                 Ok(b) => ("127.0.0.1".to_owned(), b.port(), Some(b)),

@@ -227,3 +227,33 @@ async fn a_second_service_on_the_same_data_directory_is_refused() {
     let (status, _) = get(&app, "/health").await;
     assert_eq!(status, 200);
 }
+
+#[test]
+fn serve_refuses_a_bad_mqtt_broker_or_bad_congruence_bands_before_starting() {
+    for (config, expected) in [
+        ("[mqtt]\nbroker = \"no-port\"\n", "invalid mqtt.broker"),
+        ("[mqtt]\nbroker = \":1883\"\n", "invalid mqtt.broker"),
+        (
+            "[congruence]\nbands = [{name = \"ok\", min_score = 0.5}]\n",
+            "invalid [congruence] bands",
+        ),
+    ] {
+        let dir = data_dir();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, config).expect("config");
+        let d = dir.path().to_str().expect("utf8");
+        let f = file.to_str().expect("utf8");
+        let out = run(&[
+            "--config",
+            f,
+            "--data-dir",
+            d,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{config}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{config}: {err}");
+    }
+}
