@@ -1,4 +1,4 @@
-//! The ingestion: reported states from `twins/+/reported` into the ledger, and corrections
+//! The ingestion: reported states from `twins/{id}/reported` into the ledger, and corrections
 //! back to `twins/{id}/desired`.
 //!
 //! Messages are acknowledged to the broker (QoS 1, manual acks) only once recorded durably
@@ -18,7 +18,7 @@ use twinledger_core::{HashScheme, Record, RecordKind, TwinId};
 use twinledger_ledger::{Ledger, LedgerError, Rejection, Submission, Wait};
 
 use crate::device::SIGNATURE_MEMBER;
-use crate::topic::{desired_topic, reported_twin};
+use crate::topic::{desired_topic, is_desired_topic, reported_twin};
 
 /// How the ingestion connects and what it accepts.
 #[derive(Debug, Clone)]
@@ -153,10 +153,20 @@ async fn run(ledger: Ledger, config: MqttConfig, mut closing: watch::Receiver<bo
                 tracing::info!(target: "twinledger::mqtt", broker = %format!("{}:{}", config.host, config.port), "connected");
                 if !ack.session_present {
                     // `try_`: awaiting here could wait on the loop that is this one.
-                    if let Err(e) = client.try_subscribe("twins/+/reported", QoS::AtLeastOnce) {
+                    // All of `twins/`, so that a device publishing to a wrong topic is seen
+                    // and counted rather than silently unheard.
+                    if let Err(e) = client.try_subscribe("twins/#", QoS::AtLeastOnce) {
                         tracing::error!(target: "twinledger::mqtt", error = %e, "cannot subscribe");
                     }
                 }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if is_desired_topic(&p.topic) => {
+                // Desired states (ours, or set by others for the devices): not device input.
+                // Acknowledged all the same, or they would fill the broker's in-flight window.
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let _ = client.ack(&p).await;
+                });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.received();

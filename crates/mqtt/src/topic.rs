@@ -21,6 +21,14 @@ pub(crate) fn reported_twin(topic: &str) -> Option<TwinId> {
     TwinId::new(id).ok()
 }
 
+/// Whether `topic` is some twin's desired-state topic (the ingestion hears its own corrections).
+pub(crate) fn is_desired_topic(topic: &str) -> bool {
+    topic
+        .strip_prefix("twins/")
+        .and_then(|t| t.strip_suffix("/desired"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,6 +38,9 @@ mod tests {
         let id = TwinId::new("pump-1").expect("id");
         assert_eq!(reported_twin(&reported_topic(&id)), Some(id.clone()));
         assert_eq!(desired_topic(&id), "twins/pump-1/desired");
+        assert!(is_desired_topic(&desired_topic(&id)));
+        assert!(!is_desired_topic("twins/pump-1/reported"));
+        assert!(!is_desired_topic("twins/a/b/desired"));
         for bad in [
             "twins/pump-1/desired",
             "twins//reported",
