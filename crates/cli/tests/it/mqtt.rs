@@ -545,16 +545,12 @@ async fn the_simulator_drives_devices_end_to_end_and_device_keys_work_from_the_c
     // The CLI works on the data directory's database, as the API does.
     let data = dir.path().to_str().expect("utf8");
     let key = DeviceSigner::from_seed(&[5; 32]).public_key().to_hex();
-    let out = run(&[
-        "--data-dir",
-        data,
-        "device-key",
-        "set",
-        "tank",
-        "--public-key",
-        &key,
-        "--require",
-    ]);
+    let device_key_cli = |args: &[&str]| {
+        let mut all = vec!["--data-dir", data, "device-key"];
+        all.extend_from_slice(args);
+        run(&all)
+    };
+    let out = device_key_cli(&["set", "tank", "--public-key", &key, "--require"]);
     assert!(
         out.status.success(),
         "{}",
@@ -564,29 +560,13 @@ async fn the_simulator_drives_devices_end_to_end_and_device_keys_work_from_the_c
     assert_eq!(shown["public_key"], key.as_str());
     let (status, _) = post_state(&app, "tank", "", json!({"level": 3})).await;
     assert_eq!(status, 403, "the key set from the CLI is required");
-    let out = run(&[
-        "--data-dir",
-        data,
-        "device-key",
-        "set",
-        "tank",
-        "--public-key",
-        "00",
-    ]);
+    let out = device_key_cli(&["set", "tank", "--public-key", "00"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("public-key"));
-    let out = run(&["--data-dir", data, "device-key", "show", "tank"]);
+    let out = device_key_cli(&["show", "tank"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&key));
-    assert!(
-        run(&["--data-dir", data, "device-key", "remove", "tank"])
-            .status
-            .success()
-    );
-    assert!(
-        !run(&["--data-dir", data, "device-key", "remove", "tank"])
-            .status
-            .success()
-    );
+    assert!(device_key_cli(&["remove", "tank"]).status.success());
+    assert!(!device_key_cli(&["remove", "tank"]).status.success());
     let (status, _) = post_state(&app, "tank", "", json!({"level": 3})).await;
     assert_eq!(status, 201);
 }
