@@ -145,6 +145,8 @@ pub struct AnchorSettings {
     pub batch_max: u64,
     /// Least time between two anchors, in milliseconds.
     pub min_interval_ms: u64,
+    /// Least time between two anchors while records keep arriving, in milliseconds.
+    pub busy_interval_ms: u64,
     /// Anchors in flight (sent, not yet mined) at most.
     pub in_flight: usize,
     /// Blocks (the anchor's own included) before a record counts as confirmed.
@@ -213,6 +215,7 @@ impl Default for Settings {
             anchor: AnchorSettings {
                 batch_max: 100_000,
                 min_interval_ms: 0,
+                busy_interval_ms: 250,
                 in_flight: 1,
                 confirmations: 1,
                 replace_after_ms: 30_000,

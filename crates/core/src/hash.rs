@@ -31,7 +31,12 @@ impl Hash {
 
     /// Lower-case hex, no prefix.
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        // hex::encode builds the String one char at a time; this is on every write's path.
+        let mut digits = [0u8; 64];
+        match hex::encode_to_slice(self.0, &mut digits) {
+            Ok(()) => String::from_utf8_lossy(&digits).into_owned(),
+            Err(_) => hex::encode(self.0),
+        }
     }
 
     /// Parses 64 hex digits, with or without a `0x` prefix.

@@ -2,7 +2,8 @@
 //! every rejection answered as `{"error": ...}`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use twinledger_core::json::{self, Object, Value};
 
@@ -64,5 +65,33 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>
         None => Err(ApiError::bad_request(
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         )),
+    }
+}
+
+/// The headers a write may carry: `Idempotency-Key` and `Twinledger-Signature` (a device's
+/// signature of the state), read in place rather than copying the whole header map.
+pub struct WriteHeaders {
+    /// The client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The device signature, as sent.
+    pub signature: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let signature = match parts.headers.get(crate::v1::SIGNATURE_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| ApiError::bad_request("Twinledger-Signature must be hex"))?
+                    .to_owned(),
+            ),
+        };
+        Ok(Self {
+            idempotency_key: idempotency_key(&parts.headers)?,
+            signature,
+        })
     }
 }

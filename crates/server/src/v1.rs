@@ -17,7 +17,7 @@ use twinledger_ledger::{AnchorInfo, LedgerError, Scope, Status, Submission, Wait
 use twinledger_store::StoredRecord;
 
 use crate::auth::{MaybeCaller, check};
-use crate::body::JsonObject;
+use crate::body::{JsonObject, WriteHeaders};
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -82,15 +82,32 @@ pub(crate) struct RecordView {
     kind: String,
     state: StateView,
     hash_scheme: String,
-    state_hash: String,
-    prev_leaf_hash: Option<String>,
+    state_hash: Hex,
+    prev_leaf_hash: Option<Hex>,
     recorded_at_ms: i64,
-    salt: String,
-    leaf_hash: String,
+    salt: Hex,
+    leaf_hash: Hex,
     #[serde(skip_serializing_if = "Option::is_none")]
     annex: Option<StateView>,
     status: Status,
     anchor: Option<AnchorInfo>,
+}
+
+/// Bytes shown as lowercase hex digits.
+pub(crate) struct Hex(Vec<u8>);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Hashes and salts are 32 bytes: encoded on the stack, not in a new String.
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..self.0.len() * 2) {
+            Some(out) => match hex::encode_to_slice(&self.0, out) {
+                Ok(()) => s.serialize_str(&String::from_utf8_lossy(out)),
+                Err(_) => s.serialize_str(&hex::encode(&self.0)),
+            },
+            None => s.serialize_str(&hex::encode(&self.0)),
+        }
+    }
 }
 
 /// The stored state text, passed through unparsed; a row whose text is not JSON (edited by
@@ -122,11 +139,11 @@ pub(crate) fn record_json(
         version: row.version,
         kind: row.kind.clone(),
         hash_scheme: row.scheme.clone(),
-        state_hash: hex(&row.state_hash),
-        prev_leaf_hash: row.prev_leaf_hash.as_deref().map(hex),
+        state_hash: Hex(row.state_hash.clone()),
+        prev_leaf_hash: row.prev_leaf_hash.clone().map(Hex),
         recorded_at_ms: row.recorded_at_ms,
-        salt: hex(&row.salt),
-        leaf_hash: hex(&row.leaf_hash),
+        salt: Hex(row.salt.clone()),
+        leaf_hash: Hex(row.leaf_hash.clone()),
         status,
         anchor,
     }
@@ -146,11 +163,11 @@ pub(crate) fn new_record_json(
         version: r.version as i64,
         kind: r.kind.as_str().to_owned(),
         hash_scheme: r.scheme.as_str().to_owned(),
-        state_hash: r.state_hash.to_hex(),
-        prev_leaf_hash: r.prev_leaf_hash.map(|h| h.to_hex()),
+        state_hash: Hex(r.state_hash.0.to_vec()),
+        prev_leaf_hash: r.prev_leaf_hash.map(|h| Hex(h.0.to_vec())),
         recorded_at_ms: r.recorded_at_ms,
-        salt: hex(&r.salt.0),
-        leaf_hash: r.leaf_hash().to_hex(),
+        salt: Hex(r.salt.0.to_vec()),
+        leaf_hash: Hex(r.leaf_hash().0.to_vec()),
         status,
         anchor,
     }
@@ -173,10 +190,6 @@ struct HistoryPage {
     next_cursor: Option<String>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 async fn shown(app: &AppState, row: &StoredRecord) -> Result<RecordView, ApiError> {
     let (status, anchor) = app.ledger.status(row).await?;
     Ok(record_json(row, status, anchor))
@@ -192,12 +205,15 @@ async fn post_state(
     caller: MaybeCaller,
     Path(id): Path<String>,
     q: Params,
-    headers: axum::http::HeaderMap,
+    headers: WriteHeaders,
     body: JsonObject,
 ) -> Result<Response, ApiError> {
     let twin_id = twin_id(id)?;
     check(&caller, Scope::Write, Some(&twin_id))?;
-    let idempotency_key = crate::body::idempotency_key(&headers)?;
+    let WriteHeaders {
+        idempotency_key,
+        signature,
+    } = headers;
     let p = params(q, &["wait", "scheme"])?;
     let wait = match p.get("wait").map(String::as_str) {
         None | Some("stored") => Wait::Stored,
@@ -215,14 +231,6 @@ async fn post_state(
             .parse()
             .map_err(|e: twinledger_core::CanonicalError| ApiError::bad_request(e.to_string()))?,
     };
-    let signature = match headers.get(SIGNATURE_HEADER) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::bad_request("Twinledger-Signature must be hex"))?
-                .to_owned(),
-        ),
-    };
     let submission = Submission {
         idempotency_key,
         signature,
@@ -234,22 +242,27 @@ async fn post_state(
         )
     };
     let timeout = app.config.anchor_wait;
-    let (record, anchor) =
-        match tokio::time::timeout(timeout, app.ledger.record(submission, wait)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(LedgerError::Chain(format!(
-                    "not {} within {} s; the record is stored as pending",
-                    if wait == Wait::Confirmed {
-                        "confirmed"
-                    } else {
-                        "anchored"
-                    },
-                    timeout.as_secs()
-                ))
-                .into());
-            }
-        };
+    let recorded = app.ledger.record(submission, wait);
+    // A durable write needs no timer: only waiting for the chain can take long.
+    let outcome = match wait {
+        Wait::Stored => Ok(recorded.await),
+        _ => tokio::time::timeout(timeout, recorded).await,
+    };
+    let (record, anchor) = match outcome {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(LedgerError::Chain(format!(
+                "not {} within {} s; the record is stored as pending",
+                if wait == Wait::Confirmed {
+                    "confirmed"
+                } else {
+                    "anchored"
+                },
+                timeout.as_secs()
+            ))
+            .into());
+        }
+    };
     let status = match (wait, anchor.is_some()) {
         (Wait::Confirmed, true) => Status::Confirmed,
         (_, true) => Status::Anchored,

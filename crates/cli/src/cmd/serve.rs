@@ -79,6 +79,7 @@ impl ServeArgs {
                 anchor: AnchorConfig {
                     batch_max: a.batch_max,
                     min_interval: Duration::from_millis(a.min_interval_ms),
+                    busy_interval: Duration::from_millis(a.busy_interval_ms),
                     in_flight: a.in_flight,
                     confirmations: a.confirmations,
                     receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),

@@ -22,6 +22,10 @@ pub struct AnchorConfig {
     pub batch_max: u64,
     /// Least time between two anchors (for chains where each transaction costs real money).
     pub min_interval: Duration,
+    /// Least time between two anchors while records keep coming: when records arrived while
+    /// the last anchor was in flight, the next waits until this long after the last was sent.
+    /// A ledger that was idle anchors a new record at once.
+    pub busy_interval: Duration,
     /// Anchors sent and not yet mined, at most.
     pub in_flight: usize,
     /// Blocks (the anchor's own included) before an anchor counts as confirmed.
@@ -40,6 +44,7 @@ impl Default for AnchorConfig {
         Self {
             batch_max: 100_000,
             min_interval: Duration::ZERO,
+            busy_interval: Duration::from_millis(250),
             in_flight: 1,
             confirmations: 1,
             receipt_timeout: Duration::from_secs(60),
@@ -314,6 +319,11 @@ impl LogAnchorer {
             s.confirmed = p.anchored.size;
         });
         let mut last_send: Option<Instant> = None;
+        // Whether records came in while the last mined anchor was in flight: under a steady
+        // load, anchors are spaced by `busy_interval` (each then covers more records, and the
+        // chain is not sent a transaction every few milliseconds); a sequential caller waiting
+        // for each anchor is not slowed down.
+        let mut busy = false;
         let mut backoff = Duration::from_millis(200);
         let mut retry_at: Option<Instant> = None;
         loop {
@@ -335,6 +345,7 @@ impl LogAnchorer {
                             tracing::error!(target: "twinledger::anchor", error = %e, "cannot record a mined anchor");
                         }
                         p.anchored = head;
+                        busy = *self.tree.borrow() > head.size;
                         tracing::debug!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, gas = receipt.gas_used, "anchored");
                         self.sizes.send_modify(|s| s.anchored = head.size);
                         self.waiters.resolve_below(
@@ -372,7 +383,12 @@ impl LogAnchorer {
             let tree_size = *self.tree.borrow();
             let base = p.in_flight.back().map_or(p.anchored, |f| f.head);
             let now = Instant::now();
-            let interval_ok = last_send.is_none_or(|t| now >= t + self.config.min_interval);
+            let interval = if busy {
+                self.config.min_interval.max(self.config.busy_interval)
+            } else {
+                self.config.min_interval
+            };
+            let interval_ok = last_send.is_none_or(|t| now >= t + interval);
             let retry_ok = retry_at.is_none_or(|t| now >= t);
             if tree_size > base.size
                 && p.in_flight.len() < self.config.in_flight.max(1)
@@ -400,9 +416,7 @@ impl LogAnchorer {
             let pending_work = tree_size > base.size;
             let wake = match (retry_at, last_send) {
                 (Some(t), _) if pending_work && t > now => t,
-                (_, Some(t)) if pending_work && t + self.config.min_interval > now => {
-                    t + self.config.min_interval
-                }
+                (_, Some(t)) if pending_work && t + interval > now => t + interval,
                 _ => now + Duration::from_secs(1),
             };
             tokio::select! {

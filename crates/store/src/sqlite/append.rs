@@ -83,9 +83,8 @@ pub(super) fn append(
 ) -> Result<AppendOutcome> {
     let mut frontier = frontier.clone();
     let first_index: u64 = tx
-        .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {
-            r.get::<_, i64>(0)
-        })
+        .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM records")?
+        .query_row([], |r| r.get::<_, i64>(0))
         .map(|v| v as u64)?;
     if first_index != frontier.size() {
         return Err(StoreError::Inconsistent(format!(
@@ -104,7 +103,21 @@ pub(super) fn append(
     let mut get_device_key = tx.prepare_cached(
         "SELECT public_key, require_signature FROM device_keys WHERE twin_id = ?1",
     )?;
-    let mut rows = Rows::new(tx)?;
+    // Most ledgers register no device keys: one look per batch spares a search per record.
+    let any_device_key: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM device_keys)")?
+        .query_row([], |r| r.get(0))?;
+    // Log mode anchors by tree heads: its records never wait in records_pending.
+    let mode: Option<String> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'mode'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let status = if mode.as_deref() == Some("log") {
+        "logged"
+    } else {
+        "pending"
+    };
+    let mut rows = Rows::new(tx, status)?;
     let mut results = Vec::with_capacity(batch.len());
     let mut derived = Vec::new();
     let mut index = first_index;
@@ -127,7 +140,9 @@ pub(super) fn append(
                 new.recorded_at_ms
             ])?;
         }
-        if new.kind == RecordKind::Reported {
+        if new.kind == RecordKind::Reported
+            && (any_device_key || new.annex.get("signature").is_some())
+        {
             let registered: Option<(String, bool)> = get_device_key
                 .query_row([new.twin_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
@@ -199,7 +214,7 @@ pub(super) fn append(
             annex: annex_of(annex)?,
         };
         let desired_index = (record.kind == RecordKind::Desired).then_some(index);
-        let leaf = rows.insert(&record, &mut frontier, desired_index, None)?;
+        let leaf = rows.insert(&record, &mut frontier, desired_index, None, twin.is_some())?;
         index += 1;
         if let Some((from, to, score, desired_version)) = shift {
             let state = shift_state(from.as_deref(), &to, score, record.version, desired_version);
@@ -220,7 +235,7 @@ pub(super) fn append(
                 salt: record.salt.derive("twinledger congruence shift"),
                 annex: None,
             };
-            rows.insert(&event, &mut frontier, None, Some(&to.name))?;
+            rows.insert(&event, &mut frontier, None, Some(&to.name), true)?;
             index += 1;
             derived.push(event);
         }
@@ -267,43 +282,48 @@ fn annex_of(members: Object) -> Result<Option<Annex>> {
 
 /// The statements that write one record.
 struct Rows<'t> {
+    /// `status` of new records: 'logged' in log mode, 'pending' (until their own anchor) in
+    /// legacy mode.
+    status: &'static str,
     insert: rusqlite::CachedStatement<'t>,
     insert_node: rusqlite::CachedStatement<'t>,
-    upsert_twin: rusqlite::CachedStatement<'t>,
+    insert_twin: rusqlite::CachedStatement<'t>,
+    update_twin: rusqlite::CachedStatement<'t>,
 }
 
 impl<'t> Rows<'t> {
-    fn new(tx: &'t Transaction<'_>) -> Result<Self> {
+    fn new(tx: &'t Transaction<'_>, status: &'static str) -> Result<Self> {
         Ok(Self {
+            status,
             insert: tx.prepare_cached(
                 "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, \
                  state_hash, prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, annex) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13, ?12)",
             )?,
-            insert_node: tx
-                .prepare_cached("INSERT INTO tree_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")?,
-            // A desired record moves the twin's desired state; a shift event moves its band.
-            upsert_twin: tx.prepare_cached(
+            insert_node: tx.prepare_cached("INSERT INTO tree_nodes (key, hash) VALUES (?1, ?2)")?,
+            insert_twin: tx.prepare_cached(
                 "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
                  created_at_ms, updated_at_ms, desired_idx, band) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7) \
-                 ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
-                 latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
-                 updated_at_ms = excluded.updated_at_ms, \
-                 desired_idx = COALESCE(excluded.desired_idx, desired_idx), \
-                 band = COALESCE(excluded.band, band)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+            )?,
+            // A desired record moves the twin's desired state; a shift event moves its band.
+            update_twin: tx.prepare_cached(
+                "UPDATE twins SET latest_version = ?2, latest_idx = ?3, latest_leaf_hash = ?4, \
+                 updated_at_ms = ?5, desired_idx = COALESCE(?6, desired_idx), \
+                 band = COALESCE(?7, band) WHERE twin_id = ?1",
             )?,
         })
     }
 
-    /// Writes the record, the tree nodes its leaf completes and its twin's row; returns the
-    /// leaf hash.
+    /// Writes the record, the tree nodes its leaf completes and its twin's row (`twin_exists`:
+    /// the append has read it); returns the leaf hash.
     fn insert(
         &mut self,
         record: &Record,
         frontier: &mut Frontier,
         desired_index: Option<u64>,
         band: Option<&str>,
+        twin_exists: bool,
     ) -> Result<Hash> {
         let leaf_hash = record.leaf_hash();
         self.insert.execute(params![
@@ -314,20 +334,25 @@ impl<'t> Rows<'t> {
             record.state.to_json(),
             record.scheme.as_str(),
             record.state_hash.0.as_slice(),
-            record.prev_leaf_hash.as_ref().map(|h| h.0.to_vec()),
+            record.prev_leaf_hash.as_ref().map(|h| h.0.as_slice()),
             record.recorded_at_ms,
             record.salt.0.as_slice(),
             leaf_hash.0.as_slice(),
             record.annex.as_ref().map(|a| a.value().to_json()),
+            self.status,
         ])?;
         for node in frontier.push(leaf_hash) {
             self.insert_node.execute(params![
-                node.level as i64,
-                node.index as i64,
+                super::node_key(node.level, node.index)?,
                 node.hash.0.as_slice()
             ])?;
         }
-        self.upsert_twin.execute(params![
+        let twin = if twin_exists {
+            &mut self.update_twin
+        } else {
+            &mut self.insert_twin
+        };
+        twin.execute(params![
             record.twin_id.as_str(),
             record.version as i64,
             record.index as i64,

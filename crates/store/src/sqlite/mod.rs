@@ -25,6 +25,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_api_keys.sql"),
     include_str!("../../migrations/sqlite/0006_idempotency_retention.sql"),
     include_str!("../../migrations/sqlite/0007_congruence.sql"),
+    include_str!("../../migrations/sqlite/0008_twins_without_rowid.sql"),
+    include_str!("../../migrations/sqlite/0009_tree_nodes_in_completion_order.sql"),
+    include_str!("../../migrations/sqlite/0010_logged_status.sql"),
 ];
 
 const ANCHOR_COLUMNS: &str =
@@ -151,6 +154,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// The `tree_nodes` key of node (`level`, `index`), level ≥ 1: the index of the last leaf it
+/// covers, which completes it, shifted left 6 bits, plus the level; so nodes are keyed in the
+/// order they are written (migration 0009 computes the same in SQL).
+pub(super) fn node_key(level: u32, index: u64) -> Result<i64> {
+    let last_leaf = index
+        .checked_add(1)
+        .and_then(|n| n.checked_mul(1u64.checked_shl(level)?))
+        .map(|end| end - 1);
+    match last_leaf {
+        // 57 bits of leaf index and 6 of level fit in SQLite's signed 64-bit integers.
+        Some(leaf) if leaf < 1 << 57 => Ok((leaf << 6 | u64::from(level)) as i64),
+        _ => Err(StoreError::Inconsistent(format!(
+            "tree node ({level}, {index}) is beyond any log"
+        ))),
+    }
+}
+
 /// Stored tree nodes, read through one connection.
 struct Nodes<'c>(&'c Connection);
 
@@ -165,8 +185,8 @@ impl NodeSource for Nodes<'_> {
                 .optional()?
         } else {
             self.0
-                .prepare_cached("SELECT hash FROM tree_nodes WHERE level = ?1 AND idx = ?2")?
-                .query_row(params![level as i64, index as i64], |r| r.get(0))
+                .prepare_cached("SELECT hash FROM tree_nodes WHERE key = ?1")?
+                .query_row([node_key(level, index)?], |r| r.get(0))
                 .optional()?
         };
         let bytes = bytes.ok_or_else(|| {

@@ -563,3 +563,36 @@ fn device_keys_are_registered_replaced_and_removed() {
     assert!(!store.delete_device_key("pump").expect("delete"));
     assert_eq!(store.device_key("pump").expect("get"), None);
 }
+
+#[test]
+fn tree_node_keys_follow_completion_order_and_match_the_migration() {
+    let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
+    let mut last = -1;
+    // Nodes in the order a growing log completes them: after each leaf, the levels it closes.
+    for leaf in 0u64..4096 {
+        let mut level = 1;
+        while (leaf + 1).is_multiple_of(1 << level) {
+            let index = (leaf + 1) / (1 << level) - 1;
+            let key = super::node_key(level, index).expect("key");
+            assert!(
+                key > last,
+                "node ({level}, {index}) keyed before an earlier one"
+            );
+            last = key;
+            let in_sql: i64 = conn
+                .query_row(
+                    "SELECT ((((?2 + 1) << ?1) - 1) << 6) | ?1",
+                    [i64::from(level), index as i64],
+                    |r| r.get(0),
+                )
+                .expect("sql");
+            assert_eq!(
+                in_sql, key,
+                "migration 0009 keys node ({level}, {index}) differently"
+            );
+            level += 1;
+        }
+    }
+    assert!(super::node_key(1, u64::MAX).is_err());
+    assert!(super::node_key(63, 1).is_err());
+}
