@@ -129,6 +129,12 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
 pub(crate) fn shortest_digits(x: f64) -> (String, i32) {
     let x = x.abs();
     let (digits, decpt) = split_scientific(&format!("{x:e}"));
+    // Decimals of up to 15 significant digits are further apart than the doubles near them,
+    // so at most one of that length reads back as `x`: the shortest is then unique and there
+    // is no nearer one to look for.
+    if digits.len() <= 15 {
+        return (digits, decpt);
+    }
     let precision = digits.len().saturating_sub(1);
     let nearest = format!("{x:.precision$e}");
     if nearest.parse::<f64>() == Ok(x) {
@@ -205,6 +211,40 @@ mod tests {
         assert_eq!(
             hex::decode(&hex).expect("hex"),
             HashScheme::SeedSha256.hash(&v).expect("hash")
+        );
+    }
+
+    #[test]
+    fn short_digits_are_the_nearest_too() {
+        // The fast path of shortest_digits: with 15 digits or fewer, Rust's shortest digits
+        // are those its correctly rounded formatting at that precision gives.
+        let mut bits: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut checked = 0;
+        for i in 0..200_000u64 {
+            bits = bits
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            // Every other value a short decimal, as measurements are.
+            let x = if i % 2 == 0 {
+                f64::from_bits(bits >> 1)
+            } else {
+                (bits % 100_000_000) as f64 / 10f64.powi((bits >> 60) as i32)
+            };
+            if !x.is_finite() {
+                continue;
+            }
+            let (digits, decpt) = split_scientific(&format!("{x:e}"));
+            if digits.len() > 15 {
+                continue;
+            }
+            let precision = digits.len() - 1;
+            let nearest = split_scientific(&format!("{x:.precision$e}"));
+            assert_eq!(nearest, (digits, decpt), "{x:e}");
+            checked += 1;
+        }
+        assert!(
+            checked > 50_000,
+            "only {checked} values had 15 digits or fewer"
         );
     }
 

@@ -102,7 +102,10 @@ impl Serialize for Hex {
         let mut buf = [0u8; 64];
         match buf.get_mut(..self.0.len() * 2) {
             Some(out) => match hex::encode_to_slice(&self.0, out) {
-                Ok(()) => s.serialize_str(&String::from_utf8_lossy(out)),
+                Ok(()) => match std::str::from_utf8(out) {
+                    Ok(digits) => s.serialize_str(digits),
+                    Err(_) => s.serialize_str(&hex::encode(&self.0)),
+                },
                 Err(_) => s.serialize_str(&hex::encode(&self.0)),
             },
             None => s.serialize_str(&hex::encode(&self.0)),
