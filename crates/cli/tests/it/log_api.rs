@@ -440,6 +440,68 @@ async fn anchors_in_flight_and_batch_max_are_honoured() {
     }
 }
 
+/// Under a steady load anchors are spaced by `anchor.busy_interval_ms`; a caller that waits for
+/// each anchor in turn is anchored at once, record by record.
+#[tokio::test(flavor = "multi_thread")]
+async fn anchors_are_spaced_while_records_keep_coming() {
+    let dir = data_dir();
+    std::fs::write(
+        dir.path().join("twinledger.toml"),
+        "[anchor]\nbusy_interval_ms = 5000\n",
+    )
+    .expect("config");
+    let app = std::sync::Arc::new(embedded_app(dir.path()));
+    // One caller at a time: the ledger is idle between records, so no spacing applies (with
+    // it, these four would take at least 15 s).
+    let started = std::time::Instant::now();
+    for i in 0..4 {
+        let (status, rec) = post_state(&app, "solo", "?wait=anchored", json!({"i": i})).await;
+        assert_eq!((status, &rec["status"]), (201, &json!("anchored")), "{rec}");
+        assert_eq!(rec["anchor"]["tree_size"], i + 1, "{rec}");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(12),
+        "sequential anchored writes were held back: {:?}",
+        started.elapsed()
+    );
+    // Eight writers at once: after the first anchor, records keep coming while it is in flight,
+    // so the rest wait for the busy interval and gather into few anchors.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let (status, _) = post_state(&app, &format!("b{w}"), "", json!({"i": i})).await;
+                assert_eq!(status, 201);
+            }
+        }));
+    }
+    let burst = std::time::Instant::now();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let burst = burst.elapsed();
+    let heads = poll_until(&app, "/v1/tree-heads?limit=1000", 60, |h| {
+        h["anchored"]["anchored"] == 204
+    })
+    .await;
+    let sizes: Vec<u64> = heads["anchors"]
+        .as_array()
+        .expect("anchors")
+        .iter()
+        .filter_map(|a| a["size"].as_u64())
+        .collect();
+    assert_eq!(&sizes[..4], &[1, 2, 3, 4], "{heads}");
+    // Back to back (no spacing), anchors follow each other every few tens of milliseconds
+    // while the writers go on: over a burst of seconds, a hundred or more. Spaced, a few
+    // during the burst and one per straggler after it.
+    assert!(
+        sizes.len() - 4 <= 20,
+        "{} anchors for 200 records written in {burst:?}: {sizes:?}",
+        sizes.len() - 4
+    );
+}
+
 /// A retried POST with the same Idempotency-Key returns the first result and writes once, even
 /// when the retries race each other.
 #[tokio::test(flavor = "multi_thread")]
