@@ -100,16 +100,13 @@ impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // Hashes and salts are 32 bytes: encoded on the stack, not in a new String.
         let mut buf = [0u8; 64];
-        match buf.get_mut(..self.0.len() * 2) {
-            Some(out) => match hex::encode_to_slice(&self.0, out) {
-                Ok(()) => match std::str::from_utf8(out) {
-                    Ok(digits) => s.serialize_str(digits),
-                    Err(_) => s.serialize_str(&hex::encode(&self.0)),
-                },
-                Err(_) => s.serialize_str(&hex::encode(&self.0)),
-            },
-            None => s.serialize_str(&hex::encode(&self.0)),
+        if let Some(out) = buf.get_mut(..self.0.len() * 2)
+            && hex::encode_to_slice(&self.0, out).is_ok()
+            && let Ok(digits) = std::str::from_utf8(out)
+        {
+            return s.serialize_str(digits);
         }
+        s.serialize_str(&hex::encode(&self.0))
     }
 }
 
@@ -489,4 +486,19 @@ async fn tree_heads(
         "anchors": anchors,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hex;
+
+    #[test]
+    fn bytes_show_as_lowercase_hex_of_any_length() {
+        let shown = |b: Vec<u8>| serde_json::to_string(&Hex(b)).expect("json");
+        assert_eq!(shown(vec![0xab; 32]), format!("\"{}\"", "ab".repeat(32)));
+        assert_eq!(shown(vec![0x0f, 0xa0]), "\"0fa0\"");
+        assert_eq!(shown(Vec::new()), "\"\"");
+        // Longer than a hash: not on the stack, still right.
+        assert_eq!(shown(vec![0x01; 40]), format!("\"{}\"", "01".repeat(40)));
+    }
 }

@@ -186,12 +186,7 @@ async fn a_lost_embedded_chain_is_reported_at_start_never_shown_valid() {
 async fn a_hard_kill_of_service_and_embedded_chain_keeps_the_last_snapshot() {
     let dir = data_dir();
     // The service reads twinledger.toml from its working directory, the data directory here.
-    std::fs::write(
-        dir.path().join("twinledger.toml"),
-        "[chain]\nsnapshot_interval_secs = 1\n",
-    )
-    .expect("config");
-    let mut app = App::spawn(&bin(), dir.path(), &[]);
+    let mut app = embedded_app_with(dir.path(), "[chain]\nsnapshot_interval_secs = 1\n");
     let (status, _) = post_update(&app, "valve", json!({"open": true})).await;
     assert_eq!(status, 200);
     // Wait for a periodic snapshot (1 s here) to include the anchor.

@@ -390,12 +390,10 @@ async fn verify_pinpoints_edits_deletions_insertions_swaps_and_rewrites() {
 #[tokio::test(flavor = "multi_thread")]
 async fn anchors_in_flight_and_batch_max_are_honoured() {
     let dir = data_dir();
-    std::fs::write(
-        dir.path().join("twinledger.toml"),
+    let app = std::sync::Arc::new(embedded_app_with(
+        dir.path(),
         "[anchor]\nin_flight = 3\nbatch_max = 7\nmin_interval_ms = 20\n",
-    )
-    .expect("config");
-    let app = std::sync::Arc::new(embedded_app(dir.path()));
+    ));
     let mut tasks = Vec::new();
     for w in 0..8 {
         let app = app.clone();
@@ -445,12 +443,10 @@ async fn anchors_in_flight_and_batch_max_are_honoured() {
 #[tokio::test(flavor = "multi_thread")]
 async fn anchors_are_spaced_while_records_keep_coming() {
     let dir = data_dir();
-    std::fs::write(
-        dir.path().join("twinledger.toml"),
+    let app = std::sync::Arc::new(embedded_app_with(
+        dir.path(),
         "[anchor]\nbusy_interval_ms = 5000\n",
-    )
-    .expect("config");
-    let app = std::sync::Arc::new(embedded_app(dir.path()));
+    ));
     // One caller at a time: the ledger is idle between records, so no spacing applies (with
     // it, these four would take at least 15 s).
     let started = std::time::Instant::now();
@@ -575,12 +571,7 @@ async fn idempotency_keys_make_retries_safe() {
 async fn idempotency_keys_are_pruned_after_their_retention() {
     let dir = data_dir();
     // The service reads twinledger.toml from its working directory, the data directory here.
-    std::fs::write(
-        dir.path().join("twinledger.toml"),
-        "[idempotency]\nretention_secs = 3\n",
-    )
-    .expect("config");
-    let app = embedded_app(dir.path());
+    let app = embedded_app_with(dir.path(), "[idempotency]\nretention_secs = 3\n");
     let post = || async {
         let r = http()
             .post(app.url("/v1/twins/gate/states"))

@@ -277,12 +277,10 @@ async fn signatures_are_required_checked_and_kept_in_the_proof_bundle() {
 #[tokio::test]
 async fn bad_device_messages_are_counted_never_recorded_and_do_not_stop_ingestion() {
     let dir = data_dir();
-    std::fs::write(
-        dir.path().join("twinledger.toml"),
+    let app = embedded_app_with(
+        dir.path(),
         "[mqtt]\nauto_create = false\nmax_payload = 1024\n",
-    )
-    .expect("config");
-    let app = embedded_app(dir.path());
+    );
     let (status, _) = put_json(&app, "/v1/twins/known/desired", json!({"state": {}})).await;
     assert_eq!(status, 201);
     let dev = device(&app, "known", None).await;
@@ -579,12 +577,10 @@ async fn ingestion_from_an_external_broker_survives_the_broker_restarting() {
         .await
         .expect("mosquitto");
     let port = broker.port();
-    std::fs::write(
-        dir.path().join("twinledger.toml"),
-        format!("[mqtt]\nbroker = \"127.0.0.1:{port}\"\n"),
-    )
-    .expect("config");
-    let app = embedded_app(dir.path());
+    let app = embedded_app_with(
+        dir.path(),
+        &format!("[mqtt]\nbroker = \"127.0.0.1:{port}\"\n"),
+    );
     poll_until(&app, "/health", 20, |h| h["mqtt"]["connected"] == true).await;
     let dev = Device::connect("127.0.0.1", port, TwinId::new("boiler").expect("id"), None)
         .await

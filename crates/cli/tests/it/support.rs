@@ -33,6 +33,12 @@ pub fn embedded_app(dir: &Path) -> App {
     App::spawn(&bin(), dir, &[])
 }
 
+/// Starts the service on the embedded Anvil with `settings` as its `twinledger.toml`.
+pub fn embedded_app_with(dir: &Path, settings: &str) -> App {
+    std::fs::write(dir.join("twinledger.toml"), settings).expect("config");
+    embedded_app(dir)
+}
+
 /// Starts the service on an existing chain (`args` hold `--rpc`), with API keys off for writes:
 /// the tests of other features do not carry keys; `access.rs` tests keys with the defaults.
 pub fn external_app(dir: &Path, args: &[&str]) -> App {
