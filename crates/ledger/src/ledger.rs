@@ -224,7 +224,10 @@ impl Ledger {
             };
             std::thread::Builder::new()
                 .name("twinledger-writer".into())
-                .spawn(move || writer::run(store, wrx, batch_max, outlets, frontier))
+                .spawn({
+                    let runtime = tokio::runtime::Handle::current();
+                    move || writer::run(store, wrx, batch_max, outlets, frontier, runtime)
+                })
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }
         if let Some(retention) = config.idempotency_retention {

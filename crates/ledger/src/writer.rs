@@ -30,23 +30,42 @@ pub(crate) struct Outlets {
     pub derived: broadcast::Sender<Arc<Record>>,
 }
 
-/// Runs the writer until every sender is dropped.
+/// What one batch came to, for the callers waiting on it.
+enum Committed {
+    Appended {
+        replies: Vec<Reply>,
+        results: Vec<Appended>,
+        shifts: Vec<Record>,
+        size: u64,
+    },
+    Failed {
+        replies: Vec<Reply>,
+        error: String,
+    },
+}
+
+type Reply = (
+    oneshot::Sender<Result<Appended>>,
+    Option<(Level, oneshot::Sender<AnchorOutcome>)>,
+);
+
+/// Runs the writer until every sender is dropped. Callers are answered from a task on
+/// `runtime`: waking each of a batch's callers from this thread would put every one through
+/// the runtime's shared queue; one wake per batch hands them to a worker, which wakes them
+/// locally.
 pub(crate) fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<WriteRequest>,
     batch_max: usize,
     outlets: Outlets,
     mut frontier: Frontier,
+    runtime: tokio::runtime::Handle,
 ) {
-    let Outlets {
-        waiters,
-        tree,
-        write_error,
-        derived,
-    } = outlets;
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    runtime.spawn(answer(done_rx, outlets));
     let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
-    let mut replies = Vec::with_capacity(batch_max);
     while let Some(first) = rx.blocking_recv() {
+        let mut replies = Vec::with_capacity(batch_max);
         let mut next = Some(first);
         while let Some(req) = next.take() {
             news.push(req.new);
@@ -55,26 +74,18 @@ pub(crate) fn run(
                 next = rx.try_recv().ok();
             }
         }
-        match store.append(std::mem::take(&mut news), &frontier) {
+        let committed = match store.append(std::mem::take(&mut news), &frontier) {
             Ok(AppendOutcome {
                 results,
-                derived: shifts,
+                derived,
                 frontier: next,
             }) => {
                 frontier = next;
-                for ((reply, waiter), appended) in replies.drain(..).zip(results) {
-                    // A replay's record was registered (or anchored) with its first request.
-                    if let (Some((level, w)), Appended::New(record)) = (waiter, &appended) {
-                        waiters.register(record.index, level, w);
-                    }
-                    let _ = reply.send(Ok(appended));
-                }
-                // Published after the waiters are registered, so no anchor can outrun them.
-                tree.send_replace(frontier.size());
-                write_error.send_if_modified(|e| e.take().is_some());
-                for shift in shifts {
-                    // No receiver is fine: corrections are off.
-                    let _ = derived.send(Arc::new(shift));
+                Committed::Appended {
+                    replies,
+                    results,
+                    shifts: derived,
+                    size: frontier.size(),
                 }
             }
             Err(e) => {
@@ -82,9 +93,54 @@ pub(crate) fn run(
                 // batch, so the next batch continues the log without a gap once the storage
                 // works again.
                 tracing::error!(target: "twinledger::ledger", error = %e, "append failed");
-                let msg = format!("{e}; nothing was written");
-                write_error.send_replace(Some(e.to_string()));
-                for (reply, _) in replies.drain(..) {
+                Committed::Failed {
+                    replies,
+                    error: e.to_string(),
+                }
+            }
+        };
+        if done_tx.send(committed).is_err() {
+            // The runtime is gone: nobody is waiting any more.
+            return;
+        }
+    }
+}
+
+/// Answers each batch's callers, in commit order.
+async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) {
+    let Outlets {
+        waiters,
+        tree,
+        write_error,
+        derived,
+    } = outlets;
+    while let Some(committed) = done.recv().await {
+        match committed {
+            Committed::Appended {
+                replies,
+                results,
+                shifts,
+                size,
+            } => {
+                for ((reply, waiter), appended) in replies.into_iter().zip(results) {
+                    // A replay's record was registered (or anchored) with its first request.
+                    if let (Some((level, w)), Appended::New(record)) = (waiter, &appended) {
+                        waiters.register(record.index, level, w);
+                    }
+                    let _ = reply.send(Ok(appended));
+                }
+                // Published after the waiters are registered, so no anchor can outrun them.
+                tree.send_replace(size);
+                write_error.send_if_modified(|e| e.take().is_some());
+                for shift in shifts {
+                    // No receiver is fine: corrections are off.
+                    let _ = derived.send(Arc::new(shift));
+                }
+            }
+            Committed::Failed { replies, error } => {
+                let msg = format!("{error}; nothing was written");
+                write_error.send_replace(Some(error));
+                for (reply, _) in replies {
                     let _ = reply.send(Err(LedgerError::Store(msg.clone())));
                 }
             }
