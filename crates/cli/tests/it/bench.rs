@@ -7,7 +7,7 @@ use crate::support::*;
 
 #[test]
 fn the_benchmark_smoke_run_reports_every_measure() {
-    let out = run(&["bench", "--smoke", "--json"]);
+    let out = run(&["bench", "--smoke", "--rounds", "2", "--json"]);
     assert!(
         out.status.success(),
         "bench failed: {}",
@@ -48,6 +48,15 @@ fn the_benchmark_smoke_run_reports_every_measure() {
     assert!(
         num(&r["batched"]["records_per_anchor"]) > 1.0,
         "spaced anchors gather records: {r}"
+    );
+    let rounds = r["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{r}");
+    assert_eq!(rounds[0]["log_over_ceiling"], r["log_over_ceiling"], "{r}");
+    let ratios: Vec<f64> = rounds.iter().map(|x| num(&x["log_over_ceiling"])).collect();
+    let median = num(&r["log_over_ceiling_median"]);
+    assert!(
+        (median - (ratios[0] + ratios[1]) / 2.0).abs() < 1e-9 && median > 0.0,
+        "median of {ratios:?}: {median}"
     );
     let scale = r["scale"].as_array().expect("scale curve");
     assert_eq!(scale.len(), 2, "{r}");
