@@ -78,7 +78,7 @@ impl Service {
             format!("[mqtt]\nembedded = false\n{config}"),
         )?;
         let exe = std::env::current_exe().context("cannot find the twinledger executable")?;
-        let mut child = Command::new(exe)
+        let child = Command::new(exe)
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -89,10 +89,15 @@ impl Service {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .context("cannot start twinledger serve")?;
-        let stdout = child.stdout.take().context("no stdout")?;
+        // From here on a failure drops the service, which stops it.
+        let mut svc = Self {
+            child,
+            base: String::new(),
+            data_dir: data_dir.to_owned(),
+        };
+        let stdout = svc.child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(Duration::from_secs(120), async {
             while let Some(line) = lines.next_line().await? {
@@ -107,11 +112,8 @@ impl Service {
         .context("the service exited before listening")?;
         // Keep draining stdout so the service never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            base,
-            data_dir: data_dir.to_owned(),
-        })
+        svc.base = base;
+        Ok(svc)
     }
 
     fn url(&self, path: &str) -> String {
@@ -134,13 +136,19 @@ impl Service {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    async fn stop(mut self) -> Result<()> {
+    /// Asks the service to stop: it then stops its embedded Anvil too, which a kill would
+    /// leave running.
+    fn terminate(&self) {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        self.terminate();
         if tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .is_err()
@@ -148,6 +156,14 @@ impl Service {
             self.child.kill().await?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Service {
+    /// A run that fails part-way drops its services without `stop`: each still gets SIGTERM
+    /// and stops its embedded Anvil, which a kill would leave running.
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
