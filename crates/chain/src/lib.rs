@@ -17,5 +17,5 @@ pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
 pub use log::{AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract, SentAnchor};
-pub use node::{LocalNode, LocalNodeConfig, NodeKind, anvil_snapshot};
+pub use node::{LocalNode, LocalNodeConfig, NodeKind, anvil_snapshot, block_number};
 pub use signer::SignerConfig;

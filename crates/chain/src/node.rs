@@ -29,8 +29,9 @@ pub struct LocalNodeConfig {
     pub program: PathBuf,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
-    /// File the chain state is loaded from at start and saved to at exit (Anvil `--state`,
-    /// Ganache `--database.dbPath` directory). `None` keeps the chain in memory only.
+    /// File the chain state is loaded from at start and saved to by [`LocalNode::snapshot`] and
+    /// [`LocalNode::stop`] (Anvil), or the Ganache `--database.dbPath` directory. `None` keeps
+    /// the chain in memory only.
     pub state_path: Option<PathBuf>,
     /// Anvil: recent states kept in memory so that `anvil_reorg` and `anvil_rollback` can go
     /// back that many blocks; `None` keeps none (the steady default, see [`ANVIL_STEADY_ARGS`]).
@@ -45,7 +46,8 @@ pub struct LocalNodeConfig {
 pub struct LocalNode {
     child: Child,
     url: String,
-    kind: NodeKind,
+    /// How it was started, with the port it listens on: a restart uses the same URL.
+    config: LocalNodeConfig,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,12 +79,11 @@ impl LocalNode {
                 if let Some(depth) = config.reorg_depth {
                     cmd.arg(depth.to_string());
                 }
-                if let Some(state) = &config.state_path {
-                    // Saved on exit by Anvil and periodically by [`LocalNode::snapshot`]; Anvil's
-                    // own periodic save (every 60 s by default) is not atomic, so it is pushed
-                    // out of the way.
-                    cmd.arg("--state").arg(state);
-                    cmd.args(["--state-interval", "31536000"]);
+                // Loaded only: Anvil's own saves (at exit and every `--state-interval`) rewrite
+                // the file in place, and a kill during one leaves a truncated file that it then
+                // refuses to load. Saves are [`LocalNode::snapshot`]'s, atomic.
+                if let Some(state) = config.state_path.as_ref().filter(|p| p.is_file()) {
+                    cmd.arg("--load-state").arg(state);
                 }
             }
             NodeKind::Ganache => {
@@ -114,7 +115,6 @@ impl LocalNode {
             .stderr
             .take()
             .ok_or_else(|| ChainError::Node("no stderr".into()))?;
-        let kind = config.kind;
         let (tx, rx) = tokio::sync::oneshot::channel::<u16>();
         // The node logs every request to stdout; the pipe must be drained for its whole life or
         // the node blocks on a full pipe.
@@ -152,8 +152,24 @@ impl LocalNode {
         Ok(Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            kind,
+            config: LocalNodeConfig {
+                port,
+                ..config.clone()
+            },
         })
+    }
+
+    /// Starts the node again on the same port, from its state file: after it died, so that
+    /// clients of its URL reach it again. A node still running is killed first.
+    pub async fn restart(&mut self) -> Result<()> {
+        let _ = self.child.kill().await;
+        *self = Self::start(&self.config).await?;
+        Ok(())
+    }
+
+    /// Whether the process has exited (it was killed, or crashed), with its status.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// The node's HTTP JSON-RPC URL.
@@ -163,7 +179,12 @@ impl LocalNode {
 
     /// Which program runs.
     pub fn kind(&self) -> NodeKind {
-        self.kind
+        self.config.kind
+    }
+
+    /// The file its state is loaded from and saved to, if any.
+    pub fn state_path(&self) -> Option<&std::path::Path> {
+        self.config.state_path.as_deref()
     }
 
     /// The process id, if still running.
@@ -175,15 +196,28 @@ impl LocalNode {
     /// write a temporary file, fsync, rename. Anvil's own periodic save rewrites the file in
     /// place, and a kill during that write leaves a truncated file it then refuses to load.
     pub async fn snapshot(&self, path: &std::path::Path) -> Result<()> {
-        if self.kind != NodeKind::Anvil {
+        if self.config.kind != NodeKind::Anvil {
             return Err(ChainError::Node("only Anvil can take snapshots".into()));
         }
         anvil_snapshot(&self.url, path).await
     }
 
-    /// Asks the node to exit (SIGTERM, so that it saves its state) and waits; kills it if it
-    /// has not exited after `grace`.
+    /// Saves the node's state to its state file (Anvil: an atomic snapshot; Ganache saves its
+    /// own database on SIGTERM), asks it to exit and waits; kills it if it has not exited after
+    /// `grace`. A failed snapshot is returned after the node is stopped: the file then holds the
+    /// last snapshot that succeeded.
     pub async fn stop(mut self, grace: Duration) -> Result<()> {
+        let saved = match (self.config.kind, self.config.state_path.clone()) {
+            (NodeKind::Anvil, Some(path)) if self.exited().is_none() => {
+                anvil_snapshot(&self.url, &path).await
+            }
+            _ => Ok(()),
+        };
+        self.terminate(grace).await?;
+        saved
+    }
+
+    async fn terminate(&mut self, grace: Duration) -> Result<()> {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
@@ -204,6 +238,26 @@ impl LocalNode {
             .await
             .map_err(|e| ChainError::Node(format!("cannot kill node: {e}")))
     }
+}
+
+/// The latest block number of the node at `url`.
+pub async fn block_number(url: &str) -> Result<u64> {
+    let body =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?
+        .json()
+        .await
+        .map_err(|e| ChainError::Rpc(format!("eth_blockNumber: {e}")))?;
+    answer["result"]
+        .as_str()
+        .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+        .ok_or_else(|| ChainError::Rpc(format!("eth_blockNumber answered {answer}")))
 }
 
 /// Saves the state of the Anvil at `url` to `path` atomically; see [`LocalNode::snapshot`].

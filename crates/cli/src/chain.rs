@@ -19,10 +19,18 @@ use crate::settings::{Mode, Settings};
 pub struct Chain {
     /// The client.
     pub client: ChainClient,
-    /// The embedded node, stopped by [`Chain::stop`].
+    /// The embedded node, until [`Chain::supervise`] hands it to its watcher.
     pub node: Option<LocalNode>,
+    /// The watcher of the embedded node, once started.
+    watcher: Option<NodeWatcher>,
     /// Where the embedded node's URL and pid are written for other commands.
     node_file: Option<PathBuf>,
+}
+
+/// The task that snapshots the embedded node and restarts it when it dies.
+struct NodeWatcher {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// What `serve` writes about its embedded node, for `verify` and for cleanup after a crash.
@@ -31,6 +39,23 @@ struct NodeFile {
     url: String,
     pid: u32,
 }
+
+impl NodeFile {
+    fn write(path: &Path, node: &LocalNode) -> Result<()> {
+        let file = NodeFile {
+            url: node.url().to_owned(),
+            pid: node.pid().unwrap_or(0),
+        };
+        std::fs::write(path, serde_json::to_vec(&file)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Blocks whose transactions the embedded Anvil keeps (log mode): the anchorer reads only
+/// recent receipts and events, and without a limit every snapshot carries every anchor
+/// transaction ever sent (about 10 kB each, measured on Anvil 1.7.1). Legacy mode keeps them
+/// all: its verification reads each record's own `updateTwin` transaction.
+const LOG_MODE_TRANSACTION_BLOCKS: &str = "1024";
 
 /// Where the embedded Anvil keeps its state.
 pub fn anvil_state_path(settings: &Settings) -> PathBuf {
@@ -96,16 +121,17 @@ pub fn find_anvil(settings: &Settings) -> Result<PathBuf> {
 impl Chain {
     /// Connects to `chain.rpc`, or starts the embedded Anvil with its state in the data
     /// directory when `embedded` is allowed and no RPC is configured.
-    pub async fn connect(settings: &Settings, embedded: bool) -> Result<Self> {
-        Self::connect_or_assume(settings, embedded, None).await
+    pub async fn connect(settings: &Settings, embedded: bool, mode: Mode) -> Result<Self> {
+        Self::connect_or_assume(settings, embedded, mode, None).await
     }
 
     /// Like [`Chain::connect`]; an existing node that is down is assumed to be on the chain
     /// `known` names (chain id and sending account of an earlier run), so that `serve` starts
-    /// and accepts writes while it is down.
+    /// and accepts writes while it is down. `mode` sets how much history an embedded node keeps.
     pub async fn connect_or_assume(
         settings: &Settings,
         embedded: bool,
+        mode: Mode,
         known: Option<(u64, Address)>,
     ) -> Result<Self> {
         let signer = signer(settings)?;
@@ -116,6 +142,7 @@ impl Chain {
             return Ok(Self {
                 client,
                 node: None,
+                watcher: None,
                 node_file: None,
             });
         }
@@ -133,29 +160,28 @@ impl Chain {
             return Ok(Self {
                 client,
                 node: None,
+                watcher: None,
                 node_file: None,
             });
         }
-        stop_stale_node(&node_file).await;
-        let program = find_anvil(settings)?;
-        let state_path = anvil_state_path(settings);
-        let node = LocalNode::start(&LocalNodeConfig {
+        stop_stale_node(&node_file, &anvil_state_path(settings)).await;
+        let mut config = LocalNodeConfig {
             kind: NodeKind::Anvil,
-            program,
+            program: find_anvil(settings)?,
             port: 0,
-            state_path: Some(state_path),
+            state_path: Some(anvil_state_path(settings)),
             reorg_depth: None,
             extra_args: Vec::new(),
-        })
-        .await
-        .context("cannot start the embedded Anvil")?;
-        tracing::info!(target: "twinledger::node", url = node.url(), "embedded Anvil started");
-        let file = NodeFile {
-            url: node.url().to_owned(),
-            pid: node.pid().unwrap_or(0),
         };
-        std::fs::write(&node_file, serde_json::to_vec(&file)?)
-            .with_context(|| format!("cannot write {}", node_file.display()))?;
+        if mode == Mode::Log {
+            config.extra_args = vec![
+                "--transaction-block-keeper".into(),
+                LOG_MODE_TRANSACTION_BLOCKS.into(),
+            ];
+        }
+        let node = start_embedded(&config).await?;
+        tracing::info!(target: "twinledger::node", url = node.url(), "embedded Anvil started");
+        NodeFile::write(&node_file, &node)?;
         let client = match ChainClient::connect(node.url(), signer).await {
             Ok(c) => c,
             Err(e) => {
@@ -166,36 +192,89 @@ impl Chain {
         Ok(Self {
             client,
             node: Some(node),
+            watcher: None,
             node_file: Some(node_file),
         })
     }
 
-    /// While the embedded node runs, saves its state atomically every `interval` (a kill then
-    /// loses at most that much of the chain, never the whole file).
-    pub fn snapshot_every(
-        &self,
-        interval: Duration,
-        path: PathBuf,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let node = self.node.as_ref()?;
-        if interval.is_zero() {
-            return None;
-        }
-        let url = node.url().to_owned();
-        Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.tick().await;
+    /// Hands the embedded node (if any) to a watcher task that, while the service runs:
+    /// - snapshots its state atomically whenever its chain has grown, at most once per
+    ///   `interval` (a hard kill then loses at most about that much of the chain, which the
+    ///   ledger anchors again);
+    /// - starts it again on the same port from its last snapshot when it dies, and calls
+    ///   `restarted` so that the ledger re-anchors what the node lost.
+    pub fn supervise(&mut self, interval: Duration, restarted: impl Fn() + Send + 'static) {
+        let Some(mut node) = self.node.take() else {
+            return;
+        };
+        let node_file = self.node_file.clone();
+        let (stop, mut stopping) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let path = node.state_path().map(Path::to_path_buf);
+            let mut last_block = None;
+            let mut last_snapshot: Option<std::time::Instant> = None;
+            let mut dirty = false;
+            let mut retry = Duration::from_millis(200);
             loop {
-                tick.tick().await;
-                if let Err(e) = twinledger_chain::anvil_snapshot(&url, &path).await {
-                    tracing::warn!(target: "twinledger::node", error = %e, "snapshot of the embedded Anvil failed");
+                tokio::select! {
+                    _ = &mut stopping => break,
+                    _ = tokio::time::sleep(WATCH_INTERVAL) => {}
+                }
+                if let Some(status) = node.exited() {
+                    tracing::warn!(target: "twinledger::node", %status, "the embedded Anvil died; starting it again from its last snapshot");
+                    match node.restart().await {
+                        Ok(()) => {
+                            retry = Duration::from_millis(200);
+                            if let Some(f) = &node_file
+                                && let Err(e) = NodeFile::write(f, &node)
+                            {
+                                tracing::warn!(target: "twinledger::node", error = %e, "cannot note the restarted node");
+                            }
+                            last_block = None;
+                            restarted();
+                        }
+                        Err(e) => {
+                            tracing::error!(target: "twinledger::node", error = %e, "cannot start the embedded Anvil again");
+                            tokio::time::sleep(retry).await;
+                            retry = (retry * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                    continue;
+                }
+                if let Ok(block) = twinledger_chain::block_number(node.url()).await
+                    && last_block != Some(block)
+                {
+                    dirty |= last_block.is_some() || last_snapshot.is_none();
+                    last_block = Some(block);
+                }
+                let due = last_snapshot.is_none_or(|t| t.elapsed() >= interval);
+                if let (true, true, false, Some(path)) = (dirty, due, interval.is_zero(), &path) {
+                    let started = std::time::Instant::now();
+                    match node.snapshot(path).await {
+                        Ok(()) => {
+                            dirty = false;
+                            last_snapshot = Some(std::time::Instant::now());
+                            tracing::debug!(target: "twinledger::node", block = ?last_block, ms = started.elapsed().as_millis() as u64, "snapshot of the embedded Anvil");
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "twinledger::node", error = %e, "snapshot of the embedded Anvil failed")
+                        }
+                    }
                 }
             }
-        }))
+            if let Err(e) = node.stop(Duration::from_secs(30)).await {
+                tracing::warn!(target: "twinledger::node", error = %e, "stopping the embedded Anvil");
+            }
+        });
+        self.watcher = Some(NodeWatcher { stop, task });
     }
 
-    /// Stops the embedded node, letting it save its state.
+    /// Stops the embedded node, saving its state.
     pub async fn stop(self) {
+        if let Some(w) = self.watcher {
+            let _ = w.stop.send(());
+            let _ = w.task.await;
+        }
         if let Some(node) = self.node
             && let Err(e) = node.stop(Duration::from_secs(30)).await
         {
@@ -207,9 +286,39 @@ impl Chain {
     }
 }
 
-/// An embedded node left running by a killed `serve` would hold stale state; ask it to save
-/// and exit before starting a new one on the same state file.
-async fn stop_stale_node(node_file: &Path) {
+/// How often the watcher looks at the embedded node.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Starts the embedded Anvil. A state file it cannot load (written by something other than
+/// our atomic snapshots, or damaged on disk) is moved aside and the node started empty: the
+/// ledger then deploys the contract again and anchors the whole log again, and says so.
+async fn start_embedded(config: &LocalNodeConfig) -> Result<LocalNode> {
+    match LocalNode::start(config).await {
+        Ok(node) => Ok(node),
+        Err(e) => {
+            let Some(state) = config.state_path.as_ref().filter(|p| p.is_file()) else {
+                return Err(e).context("cannot start the embedded Anvil");
+            };
+            let aside = state.with_extension(format!(
+                "unloadable-{}.json",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            ));
+            tracing::error!(target: "twinledger::node", error = %e, state = %state.display(), moved_to = %aside.display(), "the embedded Anvil cannot load its state; starting it empty, the log will be anchored again");
+            std::fs::rename(state, &aside)
+                .with_context(|| format!("cannot move {} aside", state.display()))?;
+            LocalNode::start(config)
+                .await
+                .context("cannot start the embedded Anvil")
+        }
+    }
+}
+
+/// An embedded node left running by a killed `serve` holds the newest chain state: snapshot it
+/// and stop it before starting a new one on the same state file.
+async fn stop_stale_node(node_file: &Path, state: &Path) {
     let Ok(text) = std::fs::read_to_string(node_file) else {
         return;
     };
@@ -223,6 +332,9 @@ async fn stop_stale_node(node_file: &Path) {
         return;
     }
     tracing::warn!(target: "twinledger::node", pid = file.pid, "stopping an embedded node left by an earlier run");
+    if let Err(e) = twinledger_chain::anvil_snapshot(&file.url, state).await {
+        tracing::warn!(target: "twinledger::node", error = %e, "cannot snapshot the node left by an earlier run");
+    }
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     for _ in 0..100 {
         if nix::sys::signal::kill(pid, None).is_err() {
@@ -258,15 +370,36 @@ pub async fn deploy(mode: Mode, client: &ChainClient) -> Result<Address> {
     })
 }
 
-/// The contract to use: `chain.contract`, else the one recorded for this chain. When none is
-/// recorded and `deploy_if_missing`, deploys one and records it. A recorded contract whose code
-/// has vanished means the chain lost its state, which is an error, never a silent redeploy.
-/// A data directory keeps the mode it was first used in.
+/// Deploys the contract of `mode` and records its address under `key`.
+async fn deploy_and_record(
+    mode: Mode,
+    client: &ChainClient,
+    store: &dyn Store,
+    key: &str,
+) -> Result<Address> {
+    let a = deploy(mode, client)
+        .await
+        .context("cannot deploy the contract")?;
+    store.set_meta(key, &a.to_string())?;
+    tracing::info!(target: "twinledger::chain", contract = %a, chain_id = client.chain_id(), mode = mode.as_str(), "deployed the contract");
+    Ok(a)
+}
+
+/// The contract to use: `chain.contract`, else the one recorded for this chain. A data
+/// directory keeps the mode it was first used in.
+///
+/// On a chain that is not `embedded`, a missing contract is an error (`twinledger deploy` costs
+/// real gas), and so is a recorded contract whose code has vanished or a chain behind the
+/// blocks records were anchored in: such a chain lost anchored history, which is an incident
+/// for an operator, never repaired silently. The embedded node is this program's own and only
+/// as durable as its last snapshot: in log mode, a contract it lost is deployed again and
+/// recorded, and the ledger anchors again whatever the node lost (it records that it did).
+/// Legacy mode keeps the refusal: its records are the node's own transactions.
 pub async fn contract(
     settings: &Settings,
     client: &ChainClient,
     store: &dyn Store,
-    deploy_if_missing: bool,
+    embedded: bool,
 ) -> Result<Anchoring> {
     let stored = store.meta("mode")?;
     let mode = resolve_mode(settings, stored.as_deref());
@@ -300,14 +433,7 @@ pub async fn contract(
     let address = match (configured, recorded) {
         (Some(a), _) => a,
         (None, Some(a)) => a,
-        (None, None) if deploy_if_missing => {
-            let a = deploy(mode, client)
-                .await
-                .context("cannot deploy the contract")?;
-            store.set_meta(&key, &a.to_string())?;
-            tracing::info!(target: "twinledger::chain", contract = %a, chain_id = client.chain_id(), mode = mode.as_str(), "deployed the contract");
-            a
-        }
+        (None, None) if embedded => deploy_and_record(mode, client, store, &key).await?,
         (None, None) => bail!(
             "no contract for chain {}: run `twinledger deploy` or pass --contract",
             client.chain_id()
@@ -332,7 +458,9 @@ pub async fn contract(
     // state was not saved): its answers would read those records as Tampered, or worse.
     if let Some(anchored) = store.latest_anchor_block()? {
         let head = status?.block_number;
-        if head < anchored {
+        if head < anchored && embedded && mode == Mode::Log {
+            tracing::warn!(target: "twinledger::chain", anchored_up_to = anchored, chain_block = head, "the embedded chain lost blocks since its last snapshot; the ledger anchors their records again");
+        } else if head < anchored {
             bail!(
                 "the chain has lost its state: records in {} were anchored up to block {anchored} \
                  but chain {} is at block {head} (was the node's state file deleted, reset or not \
@@ -356,6 +484,15 @@ pub async fn contract(
                 store.set_meta(&key, &address.to_string())?;
             }
             Ok(c)
+        }
+        Err(twinledger_chain::ChainError::NoContract { .. })
+            if embedded && mode == Mode::Log && configured.is_none() =>
+        {
+            tracing::warn!(target: "twinledger::chain", contract = %address, "the embedded chain lost the contract (no snapshot held it yet); deploying it again");
+            let address = deploy_and_record(mode, client, store, &key).await?;
+            Ok(Anchoring::Log(
+                LogContract::at(client.clone(), address).await?,
+            ))
         }
         Err(twinledger_chain::ChainError::NoContract { .. }) if recorded == Some(address) => bail!(
             "the chain has lost its state: contract {address} recorded in {} is not on chain {} \

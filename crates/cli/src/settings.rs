@@ -176,8 +176,10 @@ pub struct ChainSettings {
     pub password_file: Option<PathBuf>,
     /// Seconds to wait for a receipt.
     pub receipt_timeout_secs: u64,
-    /// Seconds between atomic snapshots of the embedded Anvil's state (0: only at exit).
-    pub snapshot_interval_secs: u64,
+    /// Least milliseconds between two atomic snapshots of the embedded Anvil's state, taken
+    /// while its chain grows (0: only at exit). A hard kill loses at most about this much of
+    /// the embedded chain, which is then anchored again.
+    pub snapshot_interval_ms: u64,
 }
 
 /// HTTP limits.
@@ -204,7 +206,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             chain: ChainSettings {
                 receipt_timeout_secs: 60,
-                snapshot_interval_secs: 30,
+                snapshot_interval_ms: 1000,
                 ..ChainSettings::default()
             },
             http: HttpSettings {

@@ -18,6 +18,7 @@ use twinledger_store::{
 
 use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
+use crate::anchor::loss::{self, ChainNotes, RESERVED_PREFIX};
 use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::ingestion::{IngestionReport, IngestionStats};
 use crate::retention;
@@ -70,6 +71,10 @@ pub struct LedgerConfig {
     /// How long an idempotency key is remembered: older keys are pruned, and a retry after
     /// that counts as a new request (`None`: kept forever).
     pub idempotency_retention: Option<Duration>,
+    /// The chain is the embedded node this program runs: anchors it loses (it is only as
+    /// durable as its last snapshot) are recorded as a chain-state loss and anchored again.
+    /// On any other chain a lost anchor is a reorganisation.
+    pub embedded_chain: bool,
 }
 
 impl Default for LedgerConfig {
@@ -78,6 +83,7 @@ impl Default for LedgerConfig {
             batch_max: 1024,
             anchor: AnchorConfig::default(),
             idempotency_retention: Some(Duration::from_secs(24 * 60 * 60)),
+            embedded_chain: false,
         }
     }
 }
@@ -173,6 +179,7 @@ struct Inner {
     derived: broadcast::Sender<Arc<Record>>,
     ingestion: Arc<IngestionStats>,
     shutdown: watch::Sender<bool>,
+    restarts: watch::Sender<u64>,
 }
 
 /// The ledger. Cheap to clone.
@@ -191,28 +198,18 @@ impl Ledger {
         config: LedgerConfig,
     ) -> Result<Self> {
         let frontier = on_store(&store, |s| s.frontier()).await?;
-        // A chain that cannot be reached now is reconciled by the anchorer once it can; writes
-        // are accepted (as pending) meanwhile. Any other disagreement stops the start.
-        let anchored_head = match &anchoring {
-            Anchoring::Log(c) => match reconcile(&store, c).await {
-                Ok(head) => Some(head),
-                Err(LedgerError::ChainUnavailable(e)) => {
-                    tracing::warn!(target: "twinledger::anchor", error = %e, "chain unreachable at start; anchoring waits for it");
-                    None
-                }
-                Err(e) => return Err(e),
-            },
-            Anchoring::Legacy(_) => None,
-        };
         let (wtx, wrx) = mpsc::channel(config.batch_max.max(1) * 4);
         let waiters = Arc::new(AnchorWaiters::default());
         let (tree_tx, tree_rx) = watch::channel(frontier.size());
         let (state_tx, state_rx) = watch::channel(AnchoringStatus::default());
         let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (restarts_tx, restarts_rx) = watch::channel(0u64);
         let (write_error_tx, write_error_rx) = watch::channel(None);
         // Shifts are rare next to records; a burst of this many can wait for the corrections.
         let (derived_tx, _) = broadcast::channel(16_384);
+        // The writer runs before the reconciliation, which may have to record that the
+        // embedded chain lost anchors.
         {
             let (store, waiters) = (store.clone(), waiters.clone());
             let batch_max = config.batch_max.max(1);
@@ -230,6 +227,31 @@ impl Ledger {
                 })
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }
+        let notes = match (&anchoring, config.embedded_chain) {
+            (Anchoring::Log(c), true) => Some(ChainNotes {
+                writer: wtx.clone(),
+                chain_id: c.client().chain_id(),
+                contract: c.address().to_string(),
+            }),
+            _ => None,
+        };
+        // A chain that cannot be reached now is reconciled by the anchorer once it can; writes
+        // are accepted (as pending) meanwhile. Any other disagreement stops the start.
+        let anchored_head = match &anchoring {
+            Anchoring::Log(c) => match reconcile(&store, c, notes.as_ref()).await {
+                Ok(head) => Some(head),
+                Err(LedgerError::ChainUnavailable(e)) => {
+                    tracing::warn!(target: "twinledger::anchor", error = %e, "chain unreachable at start; anchoring waits for it");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+            Anchoring::Legacy(_) => None,
+        };
+        let reanchoring = match &notes {
+            Some(_) => loss::unfinished(&store).await?,
+            None => None,
+        };
         if let Some(retention) = config.idempotency_retention {
             tokio::spawn(retention::prune_idempotency_keys(
                 store.clone(),
@@ -248,6 +270,9 @@ impl Ledger {
                     state: state_tx,
                     config: config.anchor.clone(),
                     shutdown: shutdown_rx,
+                    notes,
+                    restarts: restarts_rx,
+                    reanchoring,
                 };
                 tokio::spawn(anchorer.run(head));
             }
@@ -276,6 +301,7 @@ impl Ledger {
                 derived: derived_tx,
                 ingestion: Arc::default(),
                 shutdown: shutdown_tx,
+                restarts: restarts_tx,
             }),
         })
     }
@@ -283,6 +309,12 @@ impl Ledger {
     /// Stops the anchorer; records not yet anchored stay pending for the next start.
     pub fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
+    }
+
+    /// Tells the anchorer that the embedded node was started again from its last snapshot:
+    /// the chain is compared with the log at once, and anchors it lost are anchored again.
+    pub fn chain_restarted(&self) {
+        self.inner.restarts.send_modify(|n| *n += 1);
     }
 
     /// The store.
@@ -318,6 +350,13 @@ impl Ledger {
         sub: Submission,
         wait: Wait,
     ) -> Result<(Record, Option<AnchorInfo>)> {
+        if sub.twin_id.as_str().starts_with(RESERVED_PREFIX) {
+            return Err(LedgerError::Invalid(format!(
+                "twin ids starting with {RESERVED_PREFIX:?} are the ledger's own; {} cannot be \
+                 written",
+                sub.twin_id
+            )));
+        }
         let state_hash = sub
             .scheme
             .hash(&sub.state)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use twinledger_core::{Frontier, Record};
-use twinledger_store::{AppendOutcome, Appended, NewRecord, Store};
+use twinledger_store::{AppendOutcome, Appended, NewRecord, Store, StoreError};
 
 use crate::anchor::{AnchorOutcome, AnchorWaiters, Level};
 use crate::{LedgerError, Result};
@@ -64,6 +64,11 @@ pub(crate) fn run(
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     runtime.spawn(answer(done_rx, outlets));
     let mut news: Vec<NewRecord> = Vec::with_capacity(batch_max);
+    // Set once the storage failed an I/O call. After a failed sync the kernel may have dropped
+    // the pages it could not write and a later sync succeeds anyway, so a commit acknowledged
+    // after it could sit on data that is gone (PostgreSQL's fsync lesson of 2018): every later
+    // write is refused until a restart, which lets SQLite recover the log from what is on disk.
+    let mut failed_storage: Option<String> = None;
     while let Some(first) = rx.blocking_recv() {
         let mut replies = Vec::with_capacity(batch_max);
         let mut next = Some(first);
@@ -73,6 +78,17 @@ pub(crate) fn run(
             if news.len() < batch_max {
                 next = rx.try_recv().ok();
             }
+        }
+        if let Some(error) = &failed_storage {
+            news.clear();
+            let committed = Committed::Failed {
+                replies,
+                error: error.clone(),
+            };
+            if done_tx.send(committed).is_err() {
+                return;
+            }
+            continue;
         }
         let committed = match store.append(std::mem::take(&mut news), &frontier) {
             Ok(AppendOutcome {
@@ -93,10 +109,18 @@ pub(crate) fn run(
                 // batch, so the next batch continues the log without a gap once the storage
                 // works again.
                 tracing::error!(target: "twinledger::ledger", error = %e, "append failed");
-                Committed::Failed {
-                    replies,
-                    error: e.to_string(),
-                }
+                let error = if let StoreError::Io(_) = e {
+                    let error = format!(
+                        "writes are refused until the service is restarted: the storage failed \
+                         ({e})"
+                    );
+                    tracing::error!(target: "twinledger::ledger", error = %error, "storage failure; refusing writes");
+                    failed_storage = Some(error.clone());
+                    error
+                } else {
+                    e.to_string()
+                };
+                Committed::Failed { replies, error }
             }
         };
         if done_tx.send(committed).is_err() {

@@ -157,6 +157,8 @@ async fn health(State(app): State<AppState>) -> Response {
             "replacements": h.anchoring.replacements,
             "reorganisations": h.anchoring.reorganisations,
             "other_sender": h.anchoring.other_sender,
+            "chain_state_losses": h.anchoring.chain_state_losses,
+            "lost_heads": h.anchoring.lost_heads,
         },
     });
     if let Some(sizes) = h.anchored {

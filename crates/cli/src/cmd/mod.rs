@@ -80,7 +80,11 @@ pub async fn open_existing(
         settings.database_path().display()
     );
     let store = open_store(settings)?;
-    let chain = crate::chain::Chain::connect(settings, false).await?;
+    let mode = crate::chain::resolve_mode(
+        settings,
+        twinledger_store::Store::meta(store.as_ref(), "mode")?.as_deref(),
+    );
+    let chain = crate::chain::Chain::connect(settings, false, mode).await?;
     let anchoring = crate::chain::contract(settings, &chain.client, store.as_ref(), false).await?;
     Ok((store, anchoring))
 }

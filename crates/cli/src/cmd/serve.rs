@@ -46,7 +46,8 @@ impl ServeArgs {
         let store = super::open_store(&settings)?;
         let _lock = lock_data_dir(&settings.data_dir)?;
         let known = known_chain(store.as_ref())?;
-        let chain = Chain::connect_or_assume(&settings, true, known).await?;
+        let mode = chain::resolve_mode(&settings, store.meta("mode")?.as_deref());
+        let mut chain = Chain::connect_or_assume(&settings, true, mode, known).await?;
         // What a later start needs if the node is down then.
         store.set_meta("chain_id", &chain.client.chain_id().to_string())?;
         store.set_meta("chain_from", &chain.client.from().to_string())?;
@@ -70,7 +71,7 @@ impl ServeArgs {
         };
         let cursor_key = cursor_key(store.as_ref())?;
         let a = &settings.anchor;
-        let (address, mode) = (contract.address(), contract.mode());
+        let address = contract.address();
         let ledger = match Ledger::start(
             store,
             contract,
@@ -90,6 +91,7 @@ impl ServeArgs {
                     0 => None,
                     secs => Some(Duration::from_secs(secs)),
                 },
+                embedded_chain: embedded,
             },
         )
         .await
@@ -107,7 +109,7 @@ impl ServeArgs {
             chain_id = chain.client.chain_id(),
             rpc = %chain.client.rpc_url_redacted(),
             contract = %address,
-            mode,
+            mode = mode.as_str(),
             data_dir = %settings.data_dir.display(),
             "twinledger serving"
         );
@@ -136,18 +138,18 @@ impl ServeArgs {
             },
             closing,
         );
-        let snapshots = chain.snapshot_every(
-            Duration::from_secs(settings.chain.snapshot_interval_secs),
-            chain::anvil_state_path(&settings),
+        chain.supervise(
+            Duration::from_millis(settings.chain.snapshot_interval_ms),
+            {
+                let ledger = ledger.clone();
+                move || ledger.chain_restarted()
+            },
         );
         let stop = async move {
             shutdown_signal().await;
             let _ = closing_tx.send(true);
         };
         let served = twinledger_server::serve(listener, router, stop).await;
-        if let Some(s) = snapshots {
-            s.abort();
-        }
         if let Some(i) = ingestion {
             i.join().await;
         }

@@ -162,10 +162,58 @@ async fn restart_in(mode: &str) {
     assert_eq!(version, 2);
 }
 
+/// The embedded chain lost everything (its state file is gone): in log mode the service
+/// deploys the contract again, anchors the whole log again and records that it did.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lost_embedded_chain_is_reported_at_start_never_shown_valid() {
+async fn a_lost_embedded_chain_is_anchored_again_and_recorded() {
     let dir = data_dir();
     let mut app = embedded_app(dir.path());
+    for i in 0..3 {
+        let (status, _) = post_update(&app, "x", json!({"a": i})).await;
+        assert_eq!(status, 200);
+    }
+    app.terminate();
+    std::fs::remove_file(dir.path().join("anvil-state.json")).expect("delete chain state");
+    let app = embedded_app(dir.path());
+    assert_eq!(integrity(&app, "x").await, "Valid");
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["anchoring"]["chain_state_losses"], 1, "{health}");
+    assert_eq!(health["anchoring"]["lost_heads"], 3, "{health}");
+    let (status, history) = get(&app, "/v1/twins/twinledger:chain/history").await;
+    assert_eq!(status, 200, "{history}");
+    let records = history["records"].as_array().expect("records");
+    let lost = &records[0]["state"];
+    assert_eq!(records[0]["kind"], "event");
+    assert_eq!(lost["type"], "chain_state_lost", "{lost}");
+    assert_eq!(lost["lost_heads"], 3);
+    let sizes: Vec<_> = lost["lost"]
+        .as_array()
+        .expect("lost")
+        .iter()
+        .map(|h| h["size"].as_u64().expect("size"))
+        .collect();
+    assert_eq!(sizes, [1, 2, 3]);
+    let reanchored = poll_until(&app, "/v1/twins/twinledger:chain/history", 30, |h| {
+        h["records"].as_array().is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let again = &reanchored["records"][1]["state"];
+    assert_eq!(again["type"], "chain_reanchored", "{again}");
+    assert_eq!(again["lost_event_index"], records[0]["index"]);
+    assert!(
+        again["head"]["size"].as_u64().expect("size") >= 3,
+        "{again}"
+    );
+    // The ledger's own twin takes no writes from clients.
+    let (status, body) = post_state(&app, "twinledger:chain", "", json!({"type": "forged"})).await;
+    assert_eq!(status, 422, "{body}");
+}
+
+/// Legacy mode's records are the node's own transactions: a lost embedded chain is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_embedded_chain_in_legacy_mode_is_refused_at_start() {
+    let dir = data_dir();
+    let mut app = embedded_app_in(dir.path(), "legacy");
     let (status, _) = post_update(&app, "x", json!({"a": 1})).await;
     assert_eq!(status, 200);
     app.terminate();
@@ -182,11 +230,41 @@ async fn a_lost_embedded_chain_is_reported_at_start_never_shown_valid() {
     assert!(stderr.contains("lost its state"), "{stderr}");
 }
 
+/// A chain the service did not start that lost anchored blocks is an incident: refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_chain_that_lost_anchored_blocks_is_refused_at_start() {
+    let dir = data_dir();
+    let port = free_port();
+    let node = start_node(NodeKind::Anvil, port, None).await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let mut app = external_app(dir.path(), &["--rpc", &rpc]);
+    let (status, _) = post_state(&app, "x", "?wait=anchored", json!({"a": 1})).await;
+    assert_eq!(status, 201);
+    app.terminate();
+    node.kill().await.expect("kill node");
+    // The same URL, a chain that starts over.
+    let node = start_node(NodeKind::Anvil, port, None).await;
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rpc",
+        &rpc,
+        "--data-dir",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lost its state"), "{stderr}");
+    node.stop(Duration::from_secs(10)).await.expect("stop");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hard_kill_of_service_and_embedded_chain_keeps_the_last_snapshot() {
     let dir = data_dir();
     // The service reads twinledger.toml from its working directory, the data directory here.
-    let mut app = embedded_app_with(dir.path(), "[chain]\nsnapshot_interval_secs = 1\n");
+    let mut app = embedded_app_with(dir.path(), "[chain]\nsnapshot_interval_ms = 1000\n");
     let (status, _) = post_update(&app, "valve", json!({"open": true})).await;
     assert_eq!(status, 200);
     // Wait for a periodic snapshot (1 s here) to include the anchor.

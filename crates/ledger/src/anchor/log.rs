@@ -12,6 +12,7 @@ use twinledger_chain::{AnchorReceipt, ChainError, LogContract, SentAnchor, TxHas
 use twinledger_core::TreeHead;
 use twinledger_store::{Anchor, Store};
 
+use super::loss::{ChainNotes, Reanchoring};
 use super::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::{LedgerError, Result, on_store};
 
@@ -96,6 +97,10 @@ enum Settled {
 pub(crate) struct Reconciled {
     pub head: TreeHead,
     waiting: Vec<(TreeHead, SentAnchor)>,
+    /// Mined anchors the chain no longer holds, now forgotten.
+    lost: usize,
+    /// Set when the lost anchors were recorded as a chain-state loss.
+    reanchoring: Option<Reanchoring>,
 }
 
 /// Everything the log anchorer works with.
@@ -108,14 +113,25 @@ pub(crate) struct LogAnchorer {
     pub state: watch::Sender<AnchoringStatus>,
     pub config: AnchorConfig,
     pub shutdown: watch::Receiver<bool>,
+    /// On the embedded chain: where anchors it lost are recorded (elsewhere a lost anchor is a
+    /// reorganisation).
+    pub notes: Option<ChainNotes>,
+    /// Counts restarts of the embedded node (each one is reconciled at once).
+    pub restarts: watch::Receiver<u64>,
+    /// Re-anchoring left unfinished by an earlier run.
+    pub reanchoring: Option<Reanchoring>,
 }
 
 /// Compares the chain's latest head with the local log: the log must hold at least that many
 /// records and have the same root at that size, or anchoring on top of it would extend a
 /// history the chain does not have. Brings the local anchors in line with the chain.
+///
+/// With `notes` (the embedded chain), mined anchors the chain no longer holds are recorded as a
+/// chain-state loss before they are forgotten, so that a crash here records them again.
 pub(crate) async fn reconcile(
     store: &Arc<dyn Store>,
     contract: &LogContract,
+    notes: Option<&ChainNotes>,
 ) -> Result<Reconciled> {
     let on_chain = contract.latest_head().await?;
     let local_size = on_store(store, |s| s.frontier()).await?.size();
@@ -140,12 +156,25 @@ pub(crate) async fn reconcile(
     // Anchors recorded as mined beyond the chain's head were dropped by a reorganisation;
     // forgetting them makes their records pending, to be anchored again.
     let beyond = on_chain.size + 1;
-    for a in on_store(store, move |s| s.anchors(beyond, usize::MAX)).await? {
-        if a.status != "sent" {
-            tracing::warn!(target: "twinledger::anchor", size = a.size, tx = %a.tx_hash, chain_size = on_chain.size, "anchor dropped by a chain reorganisation; anchoring again");
-            let size = a.size;
-            on_store(store, move |s| s.delete_anchor(size)).await?;
+    let lost: Vec<Anchor> = on_store(store, move |s| s.anchors(beyond, usize::MAX))
+        .await?
+        .into_iter()
+        .filter(|a| a.status != "sent")
+        .collect();
+    let reanchoring = match (notes, lost.is_empty()) {
+        (Some(notes), false) => {
+            let r = notes.lost(&lost, &on_chain).await?;
+            tracing::warn!(target: "twinledger::anchor", lost_heads = lost.len(), from_size = lost[0].size, to_size = r.covers, chain_size = on_chain.size, event_index = r.lost_event, "the embedded chain lost anchors (it came back from an older snapshot); recorded, anchoring them again");
+            Some(r)
         }
+        _ => None,
+    };
+    for a in &lost {
+        if notes.is_none() {
+            tracing::warn!(target: "twinledger::anchor", size = a.size, tx = %a.tx_hash, chain_size = on_chain.size, "anchor dropped by a chain reorganisation; anchoring again");
+        }
+        let size = a.size;
+        on_store(store, move |s| s.delete_anchor(size)).await?;
     }
     // Anchors mined but never recorded (the process died between sending and noting, or
     // before the receipt): recovered from the contract's events since the last recorded one.
@@ -207,6 +236,8 @@ pub(crate) async fn reconcile(
     Ok(Reconciled {
         head: on_chain,
         waiting,
+        lost: lost.len(),
+        reanchoring,
     })
 }
 
@@ -243,6 +274,8 @@ struct Progress {
     in_flight: VecDeque<InFlight>,
     /// Outcomes by flight id, applied in size order.
     results: BTreeMap<u64, Result<AnchorReceipt, ChainError>>,
+    /// Re-anchoring of heads the embedded chain lost, until an anchor covers them.
+    reanchoring: Option<Reanchoring>,
     /// Mined anchors not yet confirmed, in size order.
     unconfirmed: VecDeque<(u64, AnchorReceipt)>,
     next_id: u64,
@@ -266,6 +299,8 @@ enum Rewind {
     Failed(String),
     /// The chain no longer holds anchors it held.
     Reorganised(String),
+    /// The embedded node was started again (from its last snapshot).
+    Restarted,
 }
 
 impl LogAnchorer {
@@ -273,7 +308,7 @@ impl LogAnchorer {
     async fn reconcile_when_reachable(&mut self) -> Option<Reconciled> {
         let mut backoff = Duration::from_millis(500);
         loop {
-            match reconcile(&self.store, &self.contract).await {
+            match reconcile(&self.store, &self.contract, self.notes.as_ref()).await {
                 Ok(r) => {
                     self.state.send_modify(|s| s.last_error = None);
                     return Some(r);
@@ -303,6 +338,7 @@ impl LogAnchorer {
                 None => return,
             },
         };
+        self.count_loss(&start);
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Settled>();
         let mut p = Progress {
             anchored: start.head,
@@ -312,6 +348,7 @@ impl LogAnchorer {
             next_id: 0,
             next_nonce: None,
             last_head_check: Instant::now(),
+            reanchoring: start.reanchoring.or(self.reanchoring),
         };
         self.resume(&mut p, start.waiting, &done_tx);
         self.sizes.send_modify(|s| {
@@ -326,6 +363,9 @@ impl LogAnchorer {
         let mut busy = false;
         let mut backoff = Duration::from_millis(200);
         let mut retry_at: Option<Instant> = None;
+        // A restart of the embedded node, noticed while waiting: reconciled on the next turn.
+        let mut restarted = false;
+        let mut restarts_open = true;
         loop {
             if *self.shutdown.borrow() {
                 p.abort_in_flight();
@@ -353,6 +393,7 @@ impl LogAnchorer {
                             head.size,
                             &anchor_info(head.size, &receipt),
                         );
+                        self.note_reanchored(&mut p, &head, &receipt).await;
                         p.unconfirmed.push_back((head.size, receipt));
                         self.state.send_modify(|s| s.last_error = None);
                         backoff = Duration::from_millis(200);
@@ -371,6 +412,9 @@ impl LogAnchorer {
             }
             if rewind.is_none() && p.in_flight.is_empty() {
                 rewind = self.check_head(&mut p).await;
+            }
+            if std::mem::take(&mut restarted) {
+                rewind = Some(Rewind::Restarted);
             }
             if let Some(why) = rewind {
                 if let Rewind::Failed(msg) = &why {
@@ -442,6 +486,10 @@ impl LogAnchorer {
                 },
                 // The writer is gone (the ledger was dropped): nothing more will come.
                 r = self.tree.changed() => if r.is_err() { p.abort_in_flight(); return; },
+                r = self.restarts.changed(), if restarts_open => match r {
+                    Ok(()) => restarted = true,
+                    Err(_) => restarts_open = false,
+                },
                 _ = tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))) => {}
                 _ = self.shutdown.changed() => {}
             }
@@ -467,12 +515,22 @@ impl LogAnchorer {
     /// sizes go back to what the chain holds.
     async fn rewind(&self, p: &mut Progress, why: Rewind, done: &mpsc::UnboundedSender<Settled>) {
         p.abort_in_flight();
-        if let Rewind::Reorganised(msg) = &why {
-            tracing::warn!(target: "twinledger::anchor", reason = %msg, "chain reorganisation dropped anchors; anchoring again");
-            self.state.send_modify(|s| s.reorganisations += 1);
+        match &why {
+            Rewind::Reorganised(msg) if self.notes.is_none() => {
+                tracing::warn!(target: "twinledger::anchor", reason = %msg, "chain reorganisation dropped anchors; anchoring again");
+                self.state.send_modify(|s| s.reorganisations += 1);
+            }
+            Rewind::Restarted => {
+                tracing::warn!(target: "twinledger::anchor", "the embedded node was started again; comparing its chain with the log");
+            }
+            _ => {}
         }
-        match reconcile(&self.store, &self.contract).await {
+        match reconcile(&self.store, &self.contract, self.notes.as_ref()).await {
             Ok(r) => {
+                self.count_loss(&r);
+                if r.reanchoring.is_some() {
+                    p.reanchoring = r.reanchoring;
+                }
                 p.anchored = r.head;
                 p.unconfirmed.retain(|(size, _)| *size <= r.head.size);
                 self.sizes.send_modify(|s| {
@@ -486,6 +544,39 @@ impl LogAnchorer {
             }
         }
         p.last_head_check = Instant::now();
+    }
+
+    /// Counts a reconciliation that found the embedded chain had lost anchors.
+    fn count_loss(&self, r: &Reconciled) {
+        if r.reanchoring.is_some() {
+            self.state.send_modify(|s| {
+                s.chain_state_losses += 1;
+                s.lost_heads += r.lost as u64;
+            });
+        }
+    }
+
+    /// Once an anchor covers every head the embedded chain lost, records which one did.
+    async fn note_reanchored(&self, p: &mut Progress, head: &TreeHead, receipt: &AnchorReceipt) {
+        let (Some(r), Some(notes)) = (p.reanchoring, &self.notes) else {
+            return;
+        };
+        if head.size < r.covers {
+            return;
+        }
+        let tx = receipt.tx_hash.to_string();
+        match notes
+            .reanchored(r.lost_event, head, &tx, receipt.block_number)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(target: "twinledger::anchor", size = head.size, tx = %tx, lost_event = r.lost_event, "the heads the embedded chain lost are anchored again");
+                p.reanchoring = None;
+            }
+            Err(e) => {
+                tracing::warn!(target: "twinledger::anchor", error = %e, "cannot record the re-anchoring")
+            }
+        }
     }
 
     /// Waits again for anchors that a reconciliation found still in the node's pool.

@@ -2,6 +2,7 @@
 
 pub(crate) mod legacy;
 pub(crate) mod log;
+pub(crate) mod loss;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -110,6 +111,11 @@ pub struct AnchoringStatus {
     pub reorganisations: u64,
     /// Set when another process was seen sending with this service's key.
     pub other_sender: Option<String>,
+    /// Times the embedded chain came back without anchors it had mined (from a snapshot older
+    /// than a hard kill), each recorded as a `chain_state_lost` event and anchored again.
+    pub chain_state_losses: u64,
+    /// Anchored heads the embedded chain lost, over all those times.
+    pub lost_heads: u64,
 }
 
 /// The anchored and confirmed tree sizes (log mode).
