@@ -14,6 +14,15 @@ command -v cc >/dev/null || missing+=(build-essential)
 command -v node >/dev/null || missing+=(nodejs npm)
 # The MQTT broker devices publish to; tests and `serve --mqtt-embedded` start their own.
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+# The crash suites (crates/cli/tests/it/crash, scripts/crash-suite.sh): strace injects the
+# per-syscall faults; eatmydata turns fsync off for the power-loss negative control; the power
+# cuts need an ext4 file system on a loop device (e2fsprogs, losetup from mount) and python3
+# for the EXT4_IOC_SHUTDOWN ioctl.
+command -v strace >/dev/null || missing+=(strace)
+command -v eatmydata >/dev/null || missing+=(eatmydata)
+command -v mkfs.ext4 >/dev/null || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+command -v losetup >/dev/null || [ -x /sbin/losetup ] || missing+=(mount)
+command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     SUDO=""

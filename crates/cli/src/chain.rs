@@ -51,11 +51,6 @@ impl NodeFile {
     }
 }
 
-/// Blocks whose transactions the embedded Anvil keeps (log mode): the anchorer reads only
-/// recent receipts and events, and without a limit every snapshot carries every anchor
-/// transaction ever sent (about 10 kB each, measured on Anvil 1.7.1). Legacy mode keeps them
-/// all: its verification reads each record's own `updateTwin` transaction.
-const LOG_MODE_TRANSACTION_BLOCKS: &str = "1024";
 
 /// Where the embedded Anvil keeps its state.
 pub fn anvil_state_path(settings: &Settings) -> PathBuf {
@@ -121,17 +116,16 @@ pub fn find_anvil(settings: &Settings) -> Result<PathBuf> {
 impl Chain {
     /// Connects to `chain.rpc`, or starts the embedded Anvil with its state in the data
     /// directory when `embedded` is allowed and no RPC is configured.
-    pub async fn connect(settings: &Settings, embedded: bool, mode: Mode) -> Result<Self> {
-        Self::connect_or_assume(settings, embedded, mode, None).await
+    pub async fn connect(settings: &Settings, embedded: bool) -> Result<Self> {
+        Self::connect_or_assume(settings, embedded, None).await
     }
 
     /// Like [`Chain::connect`]; an existing node that is down is assumed to be on the chain
     /// `known` names (chain id and sending account of an earlier run), so that `serve` starts
-    /// and accepts writes while it is down. `mode` sets how much history an embedded node keeps.
+    /// and accepts writes while it is down.
     pub async fn connect_or_assume(
         settings: &Settings,
         embedded: bool,
-        mode: Mode,
         known: Option<(u64, Address)>,
     ) -> Result<Self> {
         let signer = signer(settings)?;
@@ -165,7 +159,9 @@ impl Chain {
             });
         }
         stop_stale_node(&node_file, &anvil_state_path(settings)).await;
-        let mut config = LocalNodeConfig {
+        // The node keeps its whole history: `verify-proof` reads the transaction a bundle names,
+        // `audit` every `Anchored` event, and legacy verification each record's transaction.
+        let config = LocalNodeConfig {
             kind: NodeKind::Anvil,
             program: find_anvil(settings)?,
             port: 0,
@@ -173,12 +169,6 @@ impl Chain {
             reorg_depth: None,
             extra_args: Vec::new(),
         };
-        if mode == Mode::Log {
-            config.extra_args = vec![
-                "--transaction-block-keeper".into(),
-                LOG_MODE_TRANSACTION_BLOCKS.into(),
-            ];
-        }
         let node = start_embedded(&config).await?;
         tracing::info!(target: "twinledger::node", url = node.url(), "embedded Anvil started");
         NodeFile::write(&node_file, &node)?;

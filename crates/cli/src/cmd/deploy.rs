@@ -22,9 +22,9 @@ impl DeployArgs {
     /// directory, where `serve` finds it.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         let store = super::open_store(&settings)?;
+        let chain = Chain::connect(&settings, true).await?;
         let stored = twinledger_store::Store::meta(store.as_ref(), "mode")?;
         let mode = crate::chain::resolve_mode(&settings, stored.as_deref());
-        let chain = Chain::connect(&settings, true, mode).await?;
         if let Some(m) = stored.as_deref().filter(|m| *m != mode.as_str()) {
             chain.stop().await;
             anyhow::bail!(

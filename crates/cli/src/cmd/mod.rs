@@ -80,11 +80,7 @@ pub async fn open_existing(
         settings.database_path().display()
     );
     let store = open_store(settings)?;
-    let mode = crate::chain::resolve_mode(
-        settings,
-        twinledger_store::Store::meta(store.as_ref(), "mode")?.as_deref(),
-    );
-    let chain = crate::chain::Chain::connect(settings, false, mode).await?;
+    let chain = crate::chain::Chain::connect(settings, false).await?;
     let anchoring = crate::chain::contract(settings, &chain.client, store.as_ref(), false).await?;
     Ok((store, anchoring))
 }

@@ -46,8 +46,7 @@ impl ServeArgs {
         let store = super::open_store(&settings)?;
         let _lock = lock_data_dir(&settings.data_dir)?;
         let known = known_chain(store.as_ref())?;
-        let mode = chain::resolve_mode(&settings, store.meta("mode")?.as_deref());
-        let mut chain = Chain::connect_or_assume(&settings, true, mode, known).await?;
+        let mut chain = Chain::connect_or_assume(&settings, true, known).await?;
         // What a later start needs if the node is down then.
         store.set_meta("chain_id", &chain.client.chain_id().to_string())?;
         store.set_meta("chain_from", &chain.client.from().to_string())?;
@@ -71,7 +70,7 @@ impl ServeArgs {
         };
         let cursor_key = cursor_key(store.as_ref())?;
         let a = &settings.anchor;
-        let address = contract.address();
+        let (address, mode) = (contract.address(), contract.mode());
         let ledger = match Ledger::start(
             store,
             contract,
@@ -109,7 +108,7 @@ impl ServeArgs {
             chain_id = chain.client.chain_id(),
             rpc = %chain.client.rpc_url_redacted(),
             contract = %address,
-            mode = mode.as_str(),
+            mode,
             data_dir = %settings.data_dir.display(),
             "twinledger serving"
         );

@@ -7,6 +7,7 @@ mod bad_input;
 mod bench;
 mod cli;
 mod concurrency;
+mod crash;
 mod disk;
 mod faults;
 mod log_api;
