@@ -51,7 +51,6 @@ impl NodeFile {
     }
 }
 
-
 /// Where the embedded Anvil keeps its state.
 pub fn anvil_state_path(settings: &Settings) -> PathBuf {
     settings.data_dir.join("anvil-state.json")
@@ -185,6 +184,17 @@ impl Chain {
             watcher: None,
             node_file: Some(node_file),
         })
+    }
+
+    /// Snapshots the embedded node now, if there is one: at start, so that a contract just
+    /// deployed is in the state file before anything is acknowledged on top of it.
+    pub async fn snapshot_now(&self) {
+        if let Some(node) = &self.node
+            && let Some(path) = node.state_path()
+            && let Err(e) = node.snapshot(path).await
+        {
+            tracing::warn!(target: "twinledger::node", error = %e, "snapshot of the embedded Anvil failed");
+        }
     }
 
     /// Hands the embedded node (if any) to a watcher task that, while the service runs:

@@ -155,6 +155,9 @@ pub struct AnchorSettings {
     pub replace_after_ms: u64,
     /// The highest fee per gas a replacement may offer, in gwei (unset: no limit).
     pub max_fee_gwei: Option<u64>,
+    /// Fault injection for the crash tests, never for use: the process aborts after an anchor
+    /// is mined and before the database notes it.
+    pub crash_before_noting_mined: bool,
 }
 
 /// Chain access. With no `rpc`, `serve` runs an embedded Anvil.
@@ -222,6 +225,7 @@ impl Default for Settings {
                 confirmations: 1,
                 replace_after_ms: 30_000,
                 max_fee_gwei: None,
+                crash_before_noting_mined: false,
             },
             auth: AuthSettings::default(),
             idempotency: IdempotencySettings {

@@ -61,6 +61,7 @@ impl ServeArgs {
                     return Err(e);
                 }
             };
+        chain.snapshot_now().await;
         let listener = match tokio::net::TcpListener::bind(settings.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -85,6 +86,7 @@ impl ServeArgs {
                     receipt_timeout: Duration::from_secs(settings.chain.receipt_timeout_secs),
                     replace_after: Duration::from_millis(a.replace_after_ms),
                     max_fee_per_gas: a.max_fee_gwei.map(|g| u128::from(g) * 1_000_000_000),
+                    crash_before_noting_mined: a.crash_before_noting_mined,
                 },
                 idempotency_retention: match settings.idempotency.retention_secs {
                     0 => None,

@@ -451,3 +451,161 @@ async fn a_service_started_while_its_chain_is_down_anchors_later() {
     drop(app);
     node.stop(Duration::from_secs(30)).await.expect("stop");
 }
+
+/// The embedded node's URL and pid, as `serve` noted them.
+fn embedded_node(dir: &std::path::Path) -> (String, i32) {
+    let node: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("node.json")).expect("node.json"))
+            .expect("json");
+    let url = node["url"].as_str().expect("url").to_owned();
+    (url, node["pid"].as_u64().expect("pid") as i32)
+}
+
+/// A crash after an anchor is mined and before the database notes it (the process aborts there,
+/// its Anvil lives on): the next start finds the anchor on chain and notes it, and never sends
+/// a second anchor for the same head.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_anchor_mined_but_not_noted_is_found_again_and_not_sent_twice() {
+    let dir = data_dir();
+    let app = embedded_app_with(dir.path(), "[anchor]\ncrash_before_noting_mined = true\n");
+    let (url, _) = embedded_node(dir.path());
+    let (status, body) = post_state(&app, "valve", "", json!({"open": true})).await;
+    assert_eq!(status, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http().get(app.url("/health")).send().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the fault did not stop the service"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app.output().contains("fault injection"), "{}", app.output());
+    let blocks = node_rpc(&url, "eth_blockNumber", json!([])).await;
+    drop(app);
+    std::fs::write(dir.path().join("twinledger.toml"), "").expect("config");
+    let app = embedded_app(dir.path());
+    let record = poll_until(&app, "/v1/twins/valve/versions/1", 30, |r| {
+        r["status"] != "pending"
+    })
+    .await;
+    let (url, _) = embedded_node(dir.path());
+    let (_, heads) = get(&app, "/v1/tree-heads?limit=10").await;
+    let anchors = heads["anchors"].as_array().expect("anchors");
+    assert_eq!(anchors.len(), 1, "{heads}");
+    assert_eq!(anchors[0]["size"], 1);
+    assert_eq!(anchors[0]["tx_hash"], record["anchor"]["tx_hash"]);
+    assert_eq!(
+        node_rpc(&url, "eth_blockNumber", json!([])).await,
+        blocks,
+        "no second anchor was sent"
+    );
+    assert_eq!(integrity(&app, "valve").await, "Valid");
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["anchoring"]["chain_state_losses"], 0, "{health}");
+}
+
+/// The embedded Anvil alone dies under load: writes go on being accepted, the service starts
+/// the node again on the same URL from its snapshot, anchors again what it lost, and nothing
+/// acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_embedded_anvil_killed_under_load_is_restarted_and_loses_nothing() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    let (url, _) = embedded_node(dir.path());
+    let acked: Arc<Mutex<BTreeMap<(String, u64), Value>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (acked, refused, base) = (acked.clone(), refused.clone(), app.base_url.clone());
+        writers.push(tokio::spawn(async move {
+            let client = http();
+            for i in 0..150 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let twin = format!("pump-{}", (w + i) % 6);
+                let state = json!({"writer": w, "i": i});
+                let r = client
+                    .post(format!("{base}/v1/twins/{twin}/states"))
+                    .json(&state)
+                    .send()
+                    .await
+                    .expect("the service answers");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.expect("json");
+                if status != 201 {
+                    refused
+                        .lock()
+                        .expect("lock")
+                        .push(format!("{status} {body}"));
+                    continue;
+                }
+                let version = body["version"].as_u64().expect("version");
+                acked.lock().expect("lock").insert((twin, version), state);
+            }
+        }));
+    }
+    for at in [800, 1800] {
+        tokio::time::sleep(Duration::from_millis(at / 2)).await;
+        let (_, pid) = embedded_node(dir.path());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill anvil");
+        // The watcher notices within a tenth of a second and starts it again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while embedded_node(dir.path()).1 == pid {
+            assert!(Instant::now() < deadline, "the node was not started again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(embedded_node(dir.path()).0, url, "same URL");
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let refused = refused.lock().expect("lock").clone();
+    assert!(
+        refused.is_empty(),
+        "writes refused while the node was down: {refused:?}"
+    );
+    let acked = acked.lock().expect("lock").clone();
+    assert_eq!(acked.len(), 600);
+    let total = record_count(dir.path()) as u64;
+    poll_until(&app, "/health", 60, |h| {
+        h["anchoring"]["anchored_size"] == total
+    })
+    .await;
+    let db = db(dir.path());
+    for ((twin, version), state) in &acked {
+        let stored: String = db
+            .query_row(
+                "SELECT state FROM records WHERE twin_id = ?1 AND version = ?2",
+                rusqlite::params![twin, *version as i64],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("acknowledged {twin} v{version} is missing: {e}"));
+        assert_eq!(
+            &serde_json::from_str::<Value>(&stored).expect("json"),
+            state
+        );
+    }
+    for t in 0..6 {
+        let (_, verdict) = get(&app, &format!("/v1/twins/pump-{t}/verify")).await;
+        assert_eq!(verdict["integrity"], "Valid", "{verdict}");
+    }
+    let out = run(&["audit", "--data-dir", dir.path().to_str().expect("path")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, health) = get(&app, "/health").await;
+    println!(
+        "600 acknowledged, {total} stored, chain state losses {}, lost heads {}",
+        health["anchoring"]["chain_state_losses"], health["anchoring"]["lost_heads"]
+    );
+}

@@ -38,6 +38,9 @@ pub struct AnchorConfig {
     pub replace_after: Duration,
     /// The highest fee per gas a replacement may offer, in wei (`None`: no limit).
     pub max_fee_per_gas: Option<u128>,
+    /// Fault injection for the crash tests: abort the process once an anchor is mined, before
+    /// the database notes it (the state a crash at that moment leaves).
+    pub crash_before_noting_mined: bool,
 }
 
 impl Default for AnchorConfig {
@@ -51,6 +54,7 @@ impl Default for AnchorConfig {
             receipt_timeout: Duration::from_secs(60),
             replace_after: Duration::from_secs(30),
             max_fee_per_gas: None,
+            crash_before_noting_mined: false,
         }
     }
 }
@@ -381,6 +385,10 @@ impl LogAnchorer {
                 p.in_flight.pop_front();
                 match result {
                     Ok(receipt) => {
+                        if self.config.crash_before_noting_mined {
+                            tracing::error!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, "fault injection: aborting before noting a mined anchor");
+                            std::process::abort();
+                        }
                         if let Err(e) = record_mined(&self.store, head.size, &receipt).await {
                             tracing::error!(target: "twinledger::anchor", error = %e, "cannot record a mined anchor");
                         }
