@@ -213,6 +213,7 @@ impl Chain {
             let path = node.state_path().map(Path::to_path_buf);
             let mut last_block = None;
             let mut last_snapshot: Option<std::time::Instant> = None;
+            let mut last_cost = Duration::ZERO;
             let mut dirty = false;
             let mut retry = Duration::from_millis(200);
             loop {
@@ -247,12 +248,16 @@ impl Chain {
                     dirty |= last_block.is_some() || last_snapshot.is_none();
                     last_block = Some(block);
                 }
-                let due = last_snapshot.is_none_or(|t| t.elapsed() >= interval);
+                // A snapshot costs time in proportion to the chain's history; spacing them by a
+                // multiple of the last one's cost keeps the node from doing little else.
+                let gap = interval.max(last_cost * 4);
+                let due = last_snapshot.is_none_or(|t| t.elapsed() >= gap);
                 if let (true, true, false, Some(path)) = (dirty, due, interval.is_zero(), &path) {
                     let started = std::time::Instant::now();
                     match node.snapshot(path).await {
                         Ok(()) => {
                             dirty = false;
+                            last_cost = started.elapsed();
                             last_snapshot = Some(std::time::Instant::now());
                             tracing::debug!(target: "twinledger::node", block = ?last_block, ms = started.elapsed().as_millis() as u64, "snapshot of the embedded Anvil");
                         }
