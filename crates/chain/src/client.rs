@@ -212,6 +212,16 @@ impl ChainClient {
         Ok(self.provider.get_transaction_by_hash(tx).await?.is_some())
     }
 
+    /// Whether the node still holds block `number` (a node that prunes its history, such as
+    /// the compacted embedded Anvil, answers no for old blocks).
+    pub async fn has_block(&self, number: u64) -> Result<bool> {
+        Ok(self
+            .provider
+            .get_block_by_number(number.into())
+            .await?
+            .is_some())
+    }
+
     /// Timestamp of block `number`, seconds since the Unix epoch.
     pub async fn block_timestamp(&self, number: u64) -> Result<u64> {
         let block = self

@@ -17,5 +17,8 @@ pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
 pub use log::{AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract, SentAnchor};
-pub use node::{LocalNode, LocalNodeConfig, NodeKind, anvil_snapshot, block_number};
+pub use node::{
+    LocalNode, LocalNodeConfig, NodeKind, TrimmedState, anvil_snapshot, block_number,
+    trim_state_file,
+};
 pub use signer::SignerConfig;

@@ -167,6 +167,42 @@ impl LocalNode {
         Ok(())
     }
 
+    /// Drops all but the newest `keep_blocks` blocks of the node's history (Anvil only): stops
+    /// mining, snapshots, trims the state file ([`trim_state_file`]) and starts the node again
+    /// from it on the same port. Transactions sent meanwhile wait in the pool and are lost with
+    /// it; nothing mined is. A node that keeps every block snapshots its whole history every
+    /// time, a cost that grows without bound with the chain.
+    pub async fn compact(&mut self, keep_blocks: u64) -> Result<TrimmedState> {
+        let path = match (self.config.kind, &self.config.state_path) {
+            (NodeKind::Anvil, Some(p)) => p.clone(),
+            _ => {
+                return Err(ChainError::Node(
+                    "only Anvil with a state file compacts".into(),
+                ));
+            }
+        };
+        rpc_call(&self.url, "anvil_setAutomine", serde_json::json!([false])).await?;
+        let trimmed = match self.snapshot(&path).await {
+            Ok(()) => {
+                let p = path.clone();
+                tokio::task::spawn_blocking(move || trim_state_file(&p, keep_blocks))
+                    .await
+                    .map_err(|e| ChainError::Node(format!("trim task: {e}")))?
+            }
+            Err(e) => Err(e),
+        };
+        match trimmed {
+            Ok(t) => {
+                self.restart().await?;
+                Ok(t)
+            }
+            Err(e) => {
+                rpc_call(&self.url, "anvil_setAutomine", serde_json::json!([true])).await?;
+                Err(e)
+            }
+        }
+    }
+
     /// Whether the process has exited (it was killed, or crashed), with its status.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
@@ -242,22 +278,29 @@ impl LocalNode {
 
 /// The latest block number of the node at `url`.
 pub async fn block_number(url: &str) -> Result<u64> {
-    let body =
-        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
-    let answer: serde_json::Value = reqwest::Client::new()
+    let result = rpc_call(url, "eth_blockNumber", serde_json::json!([])).await?;
+    quantity(&result).ok_or_else(|| ChainError::Rpc(format!("eth_blockNumber answered {result}")))
+}
+
+/// One JSON-RPC call to a local node; its `result`.
+async fn rpc_call(url: &str, method: &str, params: serde_json::Value) -> Result<serde_json::Value> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut answer: serde_json::Value = reqwest::Client::new()
         .post(url)
         .json(&body)
-        .timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
         .send()
         .await
         .map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?
         .json()
         .await
-        .map_err(|e| ChainError::Rpc(format!("eth_blockNumber: {e}")))?;
-    answer["result"]
-        .as_str()
-        .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
-        .ok_or_else(|| ChainError::Rpc(format!("eth_blockNumber answered {answer}")))
+        .map_err(|e| ChainError::Rpc(format!("{method}: {e}")))?;
+    if answer.get("error").is_none()
+        && let Some(r) = answer.get_mut("result")
+    {
+        return Ok(r.take());
+    }
+    Err(ChainError::Rpc(format!("{method} answered {answer}")))
 }
 
 /// Saves the state of the Anvil at `url` to `path` atomically; see [`LocalNode::snapshot`].
@@ -402,14 +445,121 @@ impl SnapshotFile {
             .map_err(io)?
             .into_inner()
             .map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&self.tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+        replace_synced(file, &self.tmp, path).map_err(io)
+    }
+}
+
+/// Makes `tmp` (open as `file`) the file at `path` durably: syncs it, renames it over `path`
+/// and syncs the directory, so that after a power cut `path` is the old file or the new one.
+fn replace_synced(
+    file: std::fs::File,
+    tmp: &std::path::Path,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    Ok(())
+}
+
+/// What [`trim_state_file`] kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrimmedState {
+    /// Blocks kept, the newest ones.
+    pub blocks: usize,
+    /// Transactions kept: those of the kept blocks.
+    pub transactions: usize,
+    /// The oldest block kept.
+    pub oldest_block: u64,
+}
+
+/// Drops from an Anvil state file every block but the newest `keep_blocks`, and the
+/// transactions of the dropped blocks, atomically. The accounts and their storage (the
+/// contract's anchored heads among them) are kept whole, and so is the chain's head: Anvil
+/// loads the file and goes on from the same block.
+pub fn trim_state_file(path: &std::path::Path, keep_blocks: u64) -> Result<TrimmedState> {
+    use serde_json::value::RawValue;
+    use std::collections::BTreeMap;
+    let io = |e| snapshot_io(path, e);
+    let text = std::fs::read(path).map_err(io)?;
+    let bad = |what: String| ChainError::Node(format!("{}: {what}", path.display()));
+    let mut state: BTreeMap<&str, &RawValue> =
+        serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let list = |key: &str| -> Result<Vec<&RawValue>> {
+        match state.get(key) {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| bad(format!("{key}: {e}"))),
+            None => Ok(Vec::new()),
         }
-        Ok(())
+    };
+    let blocks = list("blocks")?;
+    let transactions = list("transactions")?;
+    let block_number = |raw: &RawValue| -> Result<u64> {
+        #[derive(serde::Deserialize)]
+        struct Header {
+            number: serde_json::Value,
+        }
+        #[derive(serde::Deserialize)]
+        struct Block {
+            header: Header,
+        }
+        let b: Block = serde_json::from_str(raw.get()).map_err(|e| bad(format!("block: {e}")))?;
+        quantity(&b.header.number).ok_or_else(|| bad(format!("block number {}", b.header.number)))
+    };
+    let mut numbered = blocks
+        .into_iter()
+        .map(|b| Ok((block_number(b)?, b)))
+        .collect::<Result<Vec<_>>>()?;
+    numbered.sort_by_key(|(n, _)| *n);
+    let newest = numbered.last().map_or(0, |(n, _)| *n);
+    let oldest_kept = newest.saturating_sub(keep_blocks.saturating_sub(1));
+    numbered.retain(|(n, _)| *n >= oldest_kept);
+    let kept_transactions = transactions
+        .into_iter()
+        .map(|t| {
+            #[derive(serde::Deserialize)]
+            struct Mined {
+                block_number: serde_json::Value,
+            }
+            let m: Mined =
+                serde_json::from_str(t.get()).map_err(|e| bad(format!("transaction: {e}")))?;
+            Ok((quantity(&m.block_number).unwrap_or(0) >= oldest_kept).then_some(t))
+        })
+        .filter_map(Result::transpose)
+        .collect::<Result<Vec<_>>>()?;
+    let kept_blocks: Vec<&RawValue> = numbered.iter().map(|(_, b)| *b).collect();
+    let blocks_json = serde_json::to_string(&kept_blocks).map_err(|e| bad(e.to_string()))?;
+    let transactions_json =
+        serde_json::to_string(&kept_transactions).map_err(|e| bad(e.to_string()))?;
+    let blocks_raw = RawValue::from_string(blocks_json).map_err(|e| bad(e.to_string()))?;
+    let transactions_raw =
+        RawValue::from_string(transactions_json).map_err(|e| bad(e.to_string()))?;
+    state.insert("blocks", &blocks_raw);
+    state.insert("transactions", &transactions_raw);
+    let tmp = path.with_extension("json.trim");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(&mut file);
+        serde_json::to_writer(&mut out, &state).map_err(|e| bad(e.to_string()))?;
+        out.flush().map_err(io)?;
+    }
+    replace_synced(file, &tmp, path).map_err(io)?;
+    Ok(TrimmedState {
+        blocks: kept_blocks.len(),
+        transactions: kept_transactions.len(),
+        oldest_block: oldest_kept,
+    })
+}
+
+/// A JSON-RPC quantity as Anvil writes it in state files: a number or a hex string.
+fn quantity(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => u64::from_str_radix(s.trim_start_matches("0x"), 16).ok(),
+        _ => None,
     }
 }
 
@@ -485,6 +635,47 @@ mod tests {
                 state,
                 "chunks of {size}"
             );
+        }
+    }
+
+    #[test]
+    fn trimming_keeps_the_newest_blocks_their_transactions_and_everything_else() {
+        use super::trim_state_file;
+        let block = |n: u64| serde_json::json!({"header": {"number": format!("0x{n:x}")}, "transactions": []});
+        let tx = |n: u64| serde_json::json!({"info": {}, "block_number": n});
+        let state = serde_json::json!({
+            "block": {"number": "0x9"},
+            "accounts": {"0x01": {"storage": {"0x0": "0x5"}}},
+            "best_block_number": 9,
+            // Anvil writes its blocks in no particular order.
+            "blocks": [block(3), block(9), block(0), block(7), block(8), block(1)],
+            "transactions": [tx(1), tx(7), tx(9), tx(3)],
+            "historical_states": null,
+            "a_field_of_a_later_anvil": [1, 2],
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, state.to_string()).expect("write");
+        let kept = trim_state_file(&path, 3).expect("trim");
+        assert_eq!(
+            (kept.blocks, kept.transactions, kept.oldest_block),
+            (3, 2, 7)
+        );
+        let trimmed: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(
+            trimmed["blocks"],
+            serde_json::json!([block(7), block(8), block(9)])
+        );
+        assert_eq!(trimmed["transactions"], serde_json::json!([tx(7), tx(9)]));
+        for key in [
+            "block",
+            "accounts",
+            "best_block_number",
+            "historical_states",
+            "a_field_of_a_later_anvil",
+        ] {
+            assert_eq!(trimmed[key], state[key], "{key}");
         }
     }
 

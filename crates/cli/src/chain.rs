@@ -27,6 +27,15 @@ pub struct Chain {
     node_file: Option<PathBuf>,
 }
 
+/// What the watcher of the embedded node tells the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// The node is about to stop on purpose (its history is compacted).
+    Stopping,
+    /// The node was started again, from its last snapshot.
+    Restarted,
+}
+
 /// The task that snapshots the embedded node and restarts it when it dies.
 struct NodeWatcher {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -201,9 +210,16 @@ impl Chain {
     /// - snapshots its state atomically whenever its chain has grown, at most once per
     ///   `interval` (a hard kill then loses at most about that much of the chain, which the
     ///   ledger anchors again);
-    /// - starts it again on the same port from its last snapshot when it dies, and calls
-    ///   `restarted` so that the ledger re-anchors what the node lost.
-    pub fn supervise(&mut self, interval: Duration, restarted: impl Fn() + Send + 'static) {
+    /// - starts it again on the same port from its last snapshot when it dies, and tells
+    ///   `events` so that the ledger re-anchors what the node lost.
+    /// - with `history_blocks` (log mode), keeps its history to between that many and twice
+    ///   that many blocks ([`LocalNode::compact`]), so that a snapshot's cost stays bounded.
+    pub fn supervise(
+        &mut self,
+        interval: Duration,
+        history_blocks: Option<u64>,
+        events: impl Fn(NodeEvent) + Send + 'static,
+    ) {
         let Some(mut node) = self.node.take() else {
             return;
         };
@@ -214,6 +230,8 @@ impl Chain {
             let mut last_block = None;
             let mut last_snapshot: Option<std::time::Instant> = None;
             let mut last_cost = Duration::ZERO;
+            // The oldest block the node may still hold: unknown (0) until the first compaction.
+            let mut oldest = 0u64;
             let mut dirty = false;
             let mut retry = Duration::from_millis(200);
             loop {
@@ -232,7 +250,7 @@ impl Chain {
                                 tracing::warn!(target: "twinledger::node", error = %e, "cannot note the restarted node");
                             }
                             last_block = None;
-                            restarted();
+                            events(NodeEvent::Restarted);
                         }
                         Err(e) => {
                             tracing::error!(target: "twinledger::node", error = %e, "cannot start the embedded Anvil again");
@@ -263,6 +281,33 @@ impl Chain {
                         }
                         Err(e) => {
                             tracing::warn!(target: "twinledger::node", error = %e, "snapshot of the embedded Anvil failed")
+                        }
+                    }
+                }
+                if let (Some(keep), Some(block)) = (history_blocks.filter(|k| *k > 0), last_block)
+                    && !dirty
+                    && block.saturating_sub(oldest) >= keep.saturating_mul(2)
+                {
+                    let started = std::time::Instant::now();
+                    events(NodeEvent::Stopping);
+                    let compacted = node.compact(keep).await;
+                    // Anchors sent while it stopped mining were lost with its pool; after a
+                    // failure the anchorer looks again too.
+                    events(NodeEvent::Restarted);
+                    match compacted {
+                        Ok(kept) => {
+                            oldest = kept.oldest_block;
+                            tracing::info!(target: "twinledger::node", block, kept_blocks = kept.blocks, kept_transactions = kept.transactions, ms = started.elapsed().as_millis() as u64, "compacted the embedded Anvil's history");
+                            if let Some(f) = &node_file
+                                && let Err(e) = NodeFile::write(f, &node)
+                            {
+                                tracing::warn!(target: "twinledger::node", error = %e, "cannot note the restarted node");
+                            }
+                        }
+                        Err(e) => {
+                            // Not again for as long: the history is kept whole meanwhile.
+                            oldest = block;
+                            tracing::warn!(target: "twinledger::node", error = %e, "cannot compact the embedded Anvil's history");
                         }
                     }
                 }

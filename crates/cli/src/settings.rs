@@ -183,6 +183,10 @@ pub struct ChainSettings {
     /// while its chain grows (0: only at exit). A hard kill loses at most about this much of
     /// the embedded chain, which is then anchored again.
     pub snapshot_interval_ms: u64,
+    /// Log mode: the embedded Anvil keeps at least this many recent blocks with their
+    /// transactions, and drops older ones once it holds twice as many, so that its snapshots
+    /// stay small (0: it keeps everything).
+    pub history_blocks: u64,
 }
 
 /// HTTP limits.
@@ -210,6 +214,7 @@ impl Default for Settings {
             chain: ChainSettings {
                 receipt_timeout_secs: 60,
                 snapshot_interval_ms: 1000,
+                history_blocks: 1024,
                 ..ChainSettings::default()
             },
             http: HttpSettings {

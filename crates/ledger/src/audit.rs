@@ -8,7 +8,9 @@ use serde::Serialize;
 use twinledger_core::{Frontier, Hash, TreeHead};
 use twinledger_store::{Store, StoredRecord};
 
-use crate::{Anchoring, LedgerError, Result};
+use twinledger_chain::LogContract;
+
+use crate::{Anchoring, LedgerError, Result, on_store};
 
 /// One thing the audit found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,7 +74,7 @@ pub async fn audit(
     progress: impl FnMut(u64, u64) + Send + 'static,
 ) -> Result<AuditReport> {
     let heads = match anchoring {
-        Anchoring::Log(c) => c.anchored_heads().await?,
+        Anchoring::Log(c) => chain_heads(&store, c).await?,
         Anchoring::Legacy(_) => Vec::new(),
     };
     let chain_head = match anchoring {
@@ -97,6 +99,37 @@ pub async fn audit(
     }
     report.chain_head = chain_head;
     Ok(report)
+}
+
+/// Every head anchored on the contract that the chain can name: those of its `Anchored` events,
+/// and, for anchors the database noted as mined whose events the node no longer holds (the
+/// compacted embedded chain prunes its history), the root the contract stores for that size.
+async fn chain_heads(store: &Arc<dyn Store>, contract: &LogContract) -> Result<Vec<TreeHead>> {
+    let mut heads = contract.anchored_heads().await?;
+    let known: std::collections::HashSet<u64> = heads.iter().map(|h| h.size).collect();
+    let noted = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
+    let mut missing = noted
+        .into_iter()
+        .filter(|a| a.status != "sent" && !known.contains(&a.size))
+        .map(|a| a.size);
+    let mut reads = tokio::task::JoinSet::new();
+    loop {
+        while reads.len() < 16
+            && let Some(size) = missing.next()
+        {
+            let contract = contract.clone();
+            reads.spawn(async move { (size, contract.anchored_root(size).await) });
+        }
+        let Some(read) = reads.join_next().await else {
+            break;
+        };
+        let (size, root) = read.map_err(|e| LedgerError::Store(format!("audit task: {e}")))?;
+        if let Some(r) = root? {
+            heads.push(TreeHead { size, root: r.root });
+        }
+    }
+    heads.sort_by_key(|h| h.size);
+    Ok(heads)
 }
 
 fn problem(row: &StoredRecord, reason: impl Into<String>) -> AuditProblem {

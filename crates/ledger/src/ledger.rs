@@ -180,6 +180,7 @@ struct Inner {
     ingestion: Arc<IngestionStats>,
     shutdown: watch::Sender<bool>,
     restarts: watch::Sender<u64>,
+    paused: watch::Sender<bool>,
 }
 
 /// The ledger. Cheap to clone.
@@ -205,6 +206,7 @@ impl Ledger {
         let (sizes_tx, sizes_rx) = watch::channel(AnchoredSizes::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (restarts_tx, restarts_rx) = watch::channel(0u64);
+        let (paused_tx, paused_rx) = watch::channel(false);
         let (write_error_tx, write_error_rx) = watch::channel(None);
         // Shifts are rare next to records; a burst of this many can wait for the corrections.
         let (derived_tx, _) = broadcast::channel(16_384);
@@ -272,6 +274,7 @@ impl Ledger {
                     shutdown: shutdown_rx,
                     notes,
                     restarts: restarts_rx,
+                    paused: paused_rx,
                     reanchoring,
                 };
                 tokio::spawn(anchorer.run(head));
@@ -302,6 +305,7 @@ impl Ledger {
                 ingestion: Arc::default(),
                 shutdown: shutdown_tx,
                 restarts: restarts_tx,
+                paused: paused_tx,
             }),
         })
     }
@@ -314,7 +318,15 @@ impl Ledger {
     /// Tells the anchorer that the embedded node was started again from its last snapshot:
     /// the chain is compared with the log at once, and anchors it lost are anchored again.
     pub fn chain_restarted(&self) {
+        self.inner.paused.send_replace(false);
         self.inner.restarts.send_modify(|n| *n += 1);
+    }
+
+    /// Tells the anchorer that the embedded node is about to stop on purpose (to compact its
+    /// history): it sends nothing until [`Ledger::chain_restarted`], so that no caller is told
+    /// the chain is down for that moment.
+    pub fn chain_stopping(&self) {
+        self.inner.paused.send_replace(true);
     }
 
     /// The store.

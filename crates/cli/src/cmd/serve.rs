@@ -139,11 +139,17 @@ impl ServeArgs {
             },
             closing,
         );
+        // Legacy verification reads each record's own transaction: its node keeps them all.
+        let history = (mode == "log").then_some(settings.chain.history_blocks);
         chain.supervise(
             Duration::from_millis(settings.chain.snapshot_interval_ms),
+            history,
             {
                 let ledger = ledger.clone();
-                move || ledger.chain_restarted()
+                move |event| match event {
+                    chain::NodeEvent::Stopping => ledger.chain_stopping(),
+                    chain::NodeEvent::Restarted => ledger.chain_restarted(),
+                }
             },
         );
         let stop = async move {

@@ -33,6 +33,16 @@ pub struct VerifyProofArgs {
 /// A failed check: the bundle is not proven (exit 1).
 struct Refuted(String);
 
+/// How the bundle's transaction was checked.
+#[derive(Debug, PartialEq, Eq)]
+enum TxCheck {
+    /// The node holds it, and it anchored the bundle's head.
+    Anchored,
+    /// The node no longer holds the block the contract records the anchor in (it prunes its
+    /// history); the contract's record of the anchor stands for it.
+    Pruned,
+}
+
 impl VerifyProofArgs {
     /// Exit 0 proven, 1 not proven (tampered, forged, not anchored), 2 error.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
@@ -68,7 +78,7 @@ impl VerifyProofArgs {
             .parse()
             .with_context(|| format!("invalid contract address {contract:?}"))?;
         match check_chain(&bundle, &rpc, contract, self.chain_id).await? {
-            Ok(()) => {
+            Ok(checked) => {
                 println!(
                     "VALID: twin {} version {} (log index {}) is in the tree of size {} anchored on chain {} by contract {} at block {} (timestamp {})",
                     r.twin_id,
@@ -80,6 +90,13 @@ impl VerifyProofArgs {
                     bundle.anchor.block_number,
                     bundle.anchor.block_timestamp
                 );
+                if checked == TxCheck::Pruned {
+                    println!(
+                        "the node no longer holds block {}, so transaction {} was not checked; \
+                         the contract's own record of the anchor (root, block, timestamp) was",
+                        bundle.anchor.block_number, bundle.anchor.tx_hash
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(r) => Ok(refuted(&r)),
@@ -100,7 +117,7 @@ async fn check_chain(
     rpc: &str,
     contract: Address,
     expected_chain: Option<u64>,
-) -> Result<std::result::Result<(), Refuted>> {
+) -> Result<std::result::Result<TxCheck, Refuted>> {
     let client = ChainClient::connect(rpc, SignerConfig::Unlocked(Some(Address::ZERO)))
         .await
         .context("cannot reach the chain")?;
@@ -175,12 +192,22 @@ async fn check_chain(
             .context("cannot read the anchoring transaction")?,
         None => None,
     };
-    if by_tx != Some((*head, anchored.block_number)) {
+    let checked = if by_tx == Some((*head, anchored.block_number)) {
+        TxCheck::Anchored
+    } else if by_tx.is_none()
+        && !contract
+            .client()
+            .has_block(anchored.block_number)
+            .await
+            .context("cannot read the anchor's block")?
+    {
+        TxCheck::Pruned
+    } else {
         return Ok(Err(Refuted(format!(
             "transaction {} did not anchor the tree of size {} on this contract",
             bundle.anchor.tx_hash, head.size
         ))));
-    }
+    };
     let included = contract
         .verify_inclusion(&bundle.leaf_hash, &bundle.inclusion_proof)
         .await
@@ -190,5 +217,5 @@ async fn check_chain(
             "the contract's verifyInclusion rejects the proof".into(),
         )));
     }
-    Ok(Ok(()))
+    Ok(Ok(checked))
 }

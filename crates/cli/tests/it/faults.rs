@@ -609,3 +609,95 @@ async fn the_embedded_anvil_killed_under_load_is_restarted_and_loses_nothing() {
         health["anchoring"]["chain_state_losses"], health["anchoring"]["lost_heads"]
     );
 }
+
+/// The embedded Anvil's history is kept to a window (here 8 to 16 blocks), so that its
+/// snapshots stay small: nothing anchored is lost, audit still compares every anchored head,
+/// and an old bundle whose block the node no longer holds is still proven by the contract's
+/// own record of the anchor.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_chain_keeps_a_window_of_history_and_old_bundles_still_verify() {
+    let dir = data_dir();
+    let app = embedded_app_with(dir.path(), "[chain]\nhistory_blocks = 8\n");
+    let (_, first_pid) = embedded_node(dir.path());
+    for i in 0..40 {
+        let (status, body) = post_state(
+            &app,
+            &format!("m{}", i % 4),
+            "?wait=anchored",
+            json!({"i": i}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Compactions follow snapshots, at most one a second; each starts the node again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while embedded_node(dir.path()).1 == first_pid {
+        assert!(Instant::now() < deadline, "no compaction: {}", app.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["anchoring"]["chain_state_losses"], 0, "{health}");
+    assert_eq!(health["anchoring"]["anchored_size"], 40, "{health}");
+    let (_, heads) = get(&app, "/v1/tree-heads?limit=1000").await;
+    let anchors = heads["anchors"].as_array().expect("anchors");
+    let mut prev = 0;
+    for a in anchors {
+        assert_eq!(a["prev_size"].as_u64(), Some(prev), "{heads}");
+        prev = a["size"].as_u64().expect("size");
+    }
+    for t in 0..4 {
+        assert_eq!(integrity(&app, &format!("m{t}")).await, "Valid");
+    }
+    let d = dir.path().to_str().expect("path");
+    let out = run(&["audit", "--data-dir", d]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} anchored heads compared", anchors.len())),
+        "every anchored head is compared, not only those the node still holds: {stdout}"
+    );
+    let (url, _) = embedded_node(dir.path());
+    let contract = health["chain"]["contract"].as_str().expect("contract");
+    let verify = |file: &std::path::Path| {
+        run(&[
+            "verify-proof",
+            "--rpc",
+            &url,
+            "--contract",
+            contract,
+            file.to_str().expect("path"),
+        ])
+    };
+    // Version 1 of m0 was anchored in block 2, long compacted away.
+    let (old, bundle) = anchored_bundle(&app, "m0", 1).await;
+    let old_file = dir.path().join("old.json");
+    std::fs::write(&old_file, &old).expect("write");
+    let out = verify(&old_file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("was not checked"), "{stdout}");
+    // The contract's record still refutes a bundle that lies about its anchor.
+    let mut lie: Value = serde_json::from_slice(&old).expect("json");
+    lie["anchor"]["block_number"] = json!(bundle.anchor.block_number + 1);
+    std::fs::write(&old_file, lie.to_string()).expect("write");
+    let out = verify(&old_file);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (new, _) = anchored_bundle(&app, "m3", 10).await;
+    let new_file = dir.path().join("new.json");
+    std::fs::write(&new_file, &new).expect("write");
+    let out = verify(&new_file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("was not checked"), "{stdout}");
+    // What the node snapshots stays within the window.
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("anvil-state.json")).expect("state"))
+            .expect("json");
+    let blocks = state["blocks"].as_array().expect("blocks").len();
+    assert!(blocks <= 17, "{blocks} blocks in the snapshot");
+}

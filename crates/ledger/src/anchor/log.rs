@@ -122,6 +122,9 @@ pub(crate) struct LogAnchorer {
     pub notes: Option<ChainNotes>,
     /// Counts restarts of the embedded node (each one is reconciled at once).
     pub restarts: watch::Receiver<u64>,
+    /// Set while the embedded node is stopped on purpose (its history being compacted):
+    /// nothing is sent until it is back.
+    pub paused: watch::Receiver<bool>,
     /// Re-anchoring left unfinished by an earlier run.
     pub reanchoring: Option<Reanchoring>,
 }
@@ -443,6 +446,7 @@ impl LogAnchorer {
             let interval_ok = last_send.is_none_or(|t| now >= t + interval);
             let retry_ok = retry_at.is_none_or(|t| now >= t);
             if tree_size > base.size
+                && !*self.paused.borrow()
                 && p.in_flight.len() < self.config.in_flight.max(1)
                 && interval_ok
                 && retry_ok
@@ -529,7 +533,7 @@ impl LogAnchorer {
                 self.state.send_modify(|s| s.reorganisations += 1);
             }
             Rewind::Restarted => {
-                tracing::warn!(target: "twinledger::anchor", "the embedded node was started again; comparing its chain with the log");
+                tracing::info!(target: "twinledger::anchor", "the embedded node was started again; comparing its chain with the log");
             }
             _ => {}
         }
