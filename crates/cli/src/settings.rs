@@ -214,7 +214,7 @@ impl Default for Settings {
             chain: ChainSettings {
                 receipt_timeout_secs: 60,
                 snapshot_interval_ms: 1000,
-                history_blocks: 1024,
+                history_blocks: 512,
                 ..ChainSettings::default()
             },
             http: HttpSettings {
