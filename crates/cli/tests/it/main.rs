@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod disk;
+mod embedded_chain;
 mod faults;
 mod log_api;
 mod mqtt;
