@@ -197,7 +197,7 @@ impl LocalNode {
                 Ok(t)
             }
             Err(e) => {
-                rpc_call(&self.url, "anvil_setAutomine", serde_json::json!([true])).await?;
+                resume_mining(&self.url).await?;
                 Err(e)
             }
         }
@@ -282,6 +282,17 @@ pub async fn block_number(url: &str) -> Result<u64> {
     quantity(&result).ok_or_else(|| ChainError::Rpc(format!("eth_blockNumber answered {result}")))
 }
 
+/// Turns automining back on, and mines what arrived while it was off: Anvil mines a
+/// transaction when it arrives, not those already waiting in its pool.
+async fn resume_mining(url: &str) -> Result<()> {
+    rpc_call(url, "anvil_setAutomine", serde_json::json!([true])).await?;
+    let pool = rpc_call(url, "txpool_status", serde_json::json!([])).await?;
+    if quantity(&pool["pending"]).is_some_and(|n| n > 0) {
+        rpc_call(url, "evm_mine", serde_json::json!([])).await?;
+    }
+    Ok(())
+}
+
 /// One JSON-RPC call to a local node; its `result`.
 async fn rpc_call(url: &str, method: &str, params: serde_json::Value) -> Result<serde_json::Value> {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
@@ -308,15 +319,28 @@ async fn rpc_call(url: &str, method: &str, params: serde_json::Value) -> Result<
 /// The answer (hex of a gzip of the state JSON) is decoded chunk by chunk straight into the
 /// file: the state grows with the chain's history, and holding it in memory made the
 /// service's memory grow with it.
+///
+/// Anvil reads the chain's state and its blocks one after the other, so a block mined between
+/// the two reads leaves a snapshot whose state holds a transaction its blocks do not (seen in
+/// the crash suite: a head in the contract's storage, anchored in a block the restored chain
+/// never had). An automining node therefore mines nothing while it serialises: automine is off
+/// from before the request until its answer starts, and what arrived meanwhile is mined then.
+/// A node that is not automining (interval mining, or paused by [`LocalNode::compact`]) is
+/// left as it is.
 pub async fn anvil_snapshot(url: &str, path: &std::path::Path) -> Result<()> {
+    let automine = rpc_call(url, "anvil_getAutomine", serde_json::json!([])).await? == true;
+    if automine {
+        rpc_call(url, "anvil_setAutomine", serde_json::json!([false])).await?;
+    }
     let body =
         serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_dumpState", "params": []});
-    let mut answer = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?;
+    // The answer starts once the dump is taken; it is then only sent.
+    let sent = reqwest::Client::new().post(url).json(&body).send().await;
+    if automine {
+        resume_mining(url).await?;
+    }
+    let mut answer =
+        sent.map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?;
     let rpc = |e: String| ChainError::Rpc(format!("anvil_dumpState: {e}"));
     let tmp = path.with_extension("json.tmp");
     let mut file = SnapshotFile::create(&tmp)?;

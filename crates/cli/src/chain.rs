@@ -156,9 +156,22 @@ impl Chain {
                  or pass --rpc"
             })?;
             let file: NodeFile = serde_json::from_str(&text).context("unreadable node.json")?;
-            let client = ChainClient::connect(&file.url, signer)
-                .await
-                .context("cannot reach the embedded node of the running `twinledger serve`")?;
+            // The node is away for about a second while `serve` compacts it or starts it again.
+            let mut tries = 0;
+            let client = loop {
+                match ChainClient::connect(&file.url, signer.clone()).await {
+                    Ok(c) => break c,
+                    Err(e) if e.is_retryable() && tries < 20 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => {
+                        return Err(e).context(
+                            "cannot reach the embedded node of the running `twinledger serve`",
+                        );
+                    }
+                }
+            };
             return Ok(Self {
                 client,
                 node: None,

@@ -22,7 +22,7 @@ use crate::anchor::loss::{self, ChainNotes, RESERVED_PREFIX};
 use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::ingestion::{IngestionReport, IngestionStats};
 use crate::retention;
-use crate::verify::Verifier;
+use crate::verify::{SeedCheck, TwinVerdict, Verifier};
 use crate::writer::{self, WriteRequest};
 use crate::{LedgerError, Result, on_store};
 
@@ -181,6 +181,7 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     restarts: watch::Sender<u64>,
     paused: watch::Sender<bool>,
+    embedded_chain: bool,
 }
 
 /// The ledger. Cheap to clone.
@@ -306,6 +307,7 @@ impl Ledger {
                 shutdown: shutdown_tx,
                 restarts: restarts_tx,
                 paused: paused_tx,
+                embedded_chain: config.embedded_chain,
             }),
         })
     }
@@ -327,6 +329,46 @@ impl Ledger {
     /// the chain is down for that moment.
     pub fn chain_stopping(&self) {
         self.inner.paused.send_replace(true);
+    }
+
+    /// The whole-history verdict on a twin ([`Verifier::verify_twin`]), riding out the moment
+    /// the embedded node is away.
+    pub async fn verify_twin(&self, id: &TwinId) -> Result<TwinVerdict> {
+        self.reading_chain(|| self.inner.verifier.verify_twin(id))
+            .await
+    }
+
+    /// The seed's integrity check of a twin ([`Verifier::seed_check`]), riding out the moment
+    /// the embedded node is away.
+    pub async fn seed_check(&self, id: &TwinId) -> Result<SeedCheck> {
+        self.reading_chain(|| self.inner.verifier.seed_check(id))
+            .await
+    }
+
+    /// Runs a read that asks the chain. The embedded node is away for about a second when it
+    /// is compacted or started again after dying; a read that finds it away then waits for it
+    /// (at most 5 s) and tries again, rather than answering that the chain is down.
+    async fn reading_chain<T, F>(&self, read: impl Fn() -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match read().await {
+                Err(LedgerError::ChainUnavailable(_))
+                    if self.inner.embedded_chain && tokio::time::Instant::now() < deadline =>
+                {
+                    let mut paused = self.inner.paused.subscribe();
+                    let back = async {
+                        let _ = paused.wait_for(|p| !*p).await;
+                        // Not paused: the node died, and its watcher notices within 100 ms.
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    };
+                    let _ = tokio::time::timeout_at(deadline, back).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The store.

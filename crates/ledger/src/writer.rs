@@ -41,6 +41,8 @@ enum Committed {
     Failed {
         replies: Vec<Reply>,
         error: String,
+        /// The storage failed mid-commit: the batch may be on disk or not.
+        unknown: bool,
     },
 }
 
@@ -84,6 +86,7 @@ pub(crate) fn run(
             let committed = Committed::Failed {
                 replies,
                 error: error.clone(),
+                unknown: false,
             };
             if done_tx.send(committed).is_err() {
                 return;
@@ -109,7 +112,8 @@ pub(crate) fn run(
                 // batch, so the next batch continues the log without a gap once the storage
                 // works again.
                 tracing::error!(target: "twinledger::ledger", error = %e, "append failed");
-                let error = if let StoreError::Io(_) = e {
+                let unknown = matches!(e, StoreError::Io(_));
+                let error = if unknown {
                     let error = format!(
                         "writes are refused until the service is restarted: the storage failed \
                          ({e})"
@@ -120,7 +124,11 @@ pub(crate) fn run(
                 } else {
                     e.to_string()
                 };
-                Committed::Failed { replies, error }
+                Committed::Failed {
+                    replies,
+                    error,
+                    unknown,
+                }
             }
         };
         if done_tx.send(committed).is_err() {
@@ -161,8 +169,20 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                     let _ = derived.send(Arc::new(shift));
                 }
             }
-            Committed::Failed { replies, error } => {
-                let msg = format!("{error}; nothing was written");
+            Committed::Failed {
+                replies,
+                error,
+                unknown,
+            } => {
+                // A failed write or sync may have reached the disk all the same.
+                let msg = if unknown {
+                    format!(
+                        "{error}; whether this record was written is unknown until the restart \
+                         (retry with the same Idempotency-Key to write it once)"
+                    )
+                } else {
+                    format!("{error}; nothing was written")
+                };
                 write_error.send_replace(Some(error));
                 for (reply, _) in replies {
                     let _ = reply.send(Err(LedgerError::Store(msg.clone())));

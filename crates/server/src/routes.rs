@@ -112,7 +112,7 @@ async fn get_twin(
 ) -> Result<Response, ApiError> {
     let twin_id = TwinId::new(twin_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     check(&caller, Scope::Read, Some(&twin_id))?;
-    match app.ledger.verifier().seed_check(&twin_id).await {
+    match app.ledger.seed_check(&twin_id).await {
         Ok(check) => Ok(Json(check).into_response()),
         Err(LedgerError::TwinNotFound(_)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -441,7 +441,7 @@ async fn verify(
 ) -> Result<Response, ApiError> {
     let id = twin_id(id)?;
     check(&caller, Scope::Read, Some(&id))?;
-    let verdict = app.ledger.verifier().verify_twin(&id).await?;
+    let verdict = app.ledger.verify_twin(&id).await?;
     Ok(Json(verdict).into_response())
 }
 

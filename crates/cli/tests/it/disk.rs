@@ -226,13 +226,18 @@ async fn health_until(app: &App, done: impl Fn(&Value) -> bool) -> Value {
 
 /// Asserts that a write was refused with 503 and a message naming the storage fault.
 fn assert_refused(status: u16, body: &Value, fault: &str) {
+    assert_refused_saying(status, body, fault, "nothing was written");
+}
+
+/// Asserts that a write was refused with 503, naming the storage fault and ending with `end`.
+fn assert_refused_saying(status: u16, body: &Value, fault: &str, end: &str) {
     assert_eq!(status, 503, "{body}");
     let msg = body["error"].as_str().unwrap_or_else(|| panic!("{body}"));
     assert!(
         msg.starts_with("storage unavailable: ") && msg.contains(fault),
         "{msg}"
     );
-    assert!(msg.ends_with("nothing was written"), "{msg}");
+    assert!(msg.ends_with(end), "{msg}");
 }
 
 /// The log indexes stored, in order.
@@ -391,10 +396,23 @@ async fn a_file_system_turned_read_only_fails_writes_with_503_and_keeps_reads() 
 
     fs.fail();
     let failed = "the disk or file system failed (disk I/O error)";
+    // The write that met the failure cannot know whether it reached the disk; every later one
+    // is refused before it is tried, until a restart.
     let (status, body) = post_state(&app, "press", json!({"bar": 3})).await;
-    assert_refused(status, &body, failed);
+    assert_refused_saying(
+        status,
+        &body,
+        failed,
+        "(retry with the same Idempotency-Key to write it once)",
+    );
     let (status, body) = post_update(&app, "press", json!({"bar": 3})).await;
     assert_refused(status, &body, failed);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused until the service is restarted")),
+        "{body}"
+    );
     // Reads, verification included, still work; nothing partial was written.
     assert_eq!(versions(&app, "press").await, [1, 2]);
     assert_eq!(integrity(&app, "press").await, "Valid");

@@ -314,6 +314,16 @@ async fn the_embedded_chain_keeps_a_window_of_history_and_old_bundles_still_veri
         assert!(Instant::now() < deadline, "no compaction: {}", app.output());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Compaction follows the chain's growth: once the chain is still, the last one is over.
+    let mut pid = embedded_node(dir.path()).1;
+    loop {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let now = embedded_node(dir.path()).1;
+        if now == pid {
+            break;
+        }
+        pid = now;
+    }
     let (_, health) = get(&app, "/health").await;
     assert_eq!(health["anchoring"]["chain_state_losses"], 0, "{health}");
     assert_eq!(health["anchoring"]["anchored_size"], 40, "{health}");

@@ -186,7 +186,13 @@ pub(crate) async fn reconcile(
     // Anchors mined but never recorded (the process died between sending and noting, or
     // before the receipt): recovered from the contract's events since the last recorded one.
     let known = on_store(store, |s| s.latest_mined_anchor()).await?;
-    let from_block = known.and_then(|a| a.block_number).unwrap_or(0);
+    // A node asked for logs from beyond its head refuses; a restored chain can be behind the
+    // block the last noted anchor was mined in.
+    let head_block = contract.client().status().await?.block_number;
+    let from_block = known
+        .and_then(|a| a.block_number)
+        .unwrap_or(0)
+        .min(head_block);
     for event in contract.anchored_events(from_block).await? {
         let size = event.head.size;
         let local = on_store(store, move |s| s.anchors(size, 1)).await?;
