@@ -15,20 +15,6 @@ use twinledger_testkit::{App, free_port};
 
 use crate::support::*;
 
-/// Runs `program args`, panicking with its output unless it succeeds.
-fn sh(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Unmounts `dir`; lazily if it is still busy, so that a failed test leaves no mount behind.
 fn unmount(dir: &Path) {
     let ok = Command::new("umount")

@@ -256,20 +256,7 @@ async fn the_embedded_anvil_killed_under_load_is_restarted_and_loses_nothing() {
         h["anchoring"]["anchored_size"] == total
     })
     .await;
-    let db = db(dir.path());
-    for ((twin, version), state) in &acked {
-        let stored: String = db
-            .query_row(
-                "SELECT state FROM records WHERE twin_id = ?1 AND version = ?2",
-                rusqlite::params![twin, *version as i64],
-                |r| r.get(0),
-            )
-            .unwrap_or_else(|e| panic!("acknowledged {twin} v{version} is missing: {e}"));
-        assert_eq!(
-            &serde_json::from_str::<Value>(&stored).expect("json"),
-            state
-        );
-    }
+    assert_stored(dir.path(), &acked);
     for t in 0..6 {
         let (_, verdict) = get(&app, &format!("/v1/twins/pump-{t}/verify")).await;
         assert_eq!(verdict["integrity"], "Valid", "{verdict}");

@@ -250,18 +250,7 @@ async fn sigkill_under_concurrent_writers_loses_no_acknowledged_record() {
         assert!(Instant::now() < deadline, "not all anchored: {health}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let db = db(dir.path());
-    for ((twin, version), state) in &acked {
-        let stored: String = db
-            .query_row(
-                "SELECT state FROM records WHERE twin_id = ?1 AND version = ?2",
-                rusqlite::params![twin, *version as i64],
-                |r| r.get(0),
-            )
-            .unwrap_or_else(|e| panic!("acknowledged {twin} v{version} is missing: {e}"));
-        let stored: Value = serde_json::from_str(&stored).expect("json");
-        assert_eq!(&stored, state, "{twin} v{version}");
-    }
+    assert_stored(dir.path(), &acked);
     let (_, verdict) = get(&app, "/v1/twins/shared/verify").await;
     assert_eq!(verdict["integrity"], "Valid", "{verdict}");
     let (_, heads) = get(&app, "/v1/tree-heads?limit=1000").await;

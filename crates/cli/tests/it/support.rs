@@ -13,6 +13,38 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_twinledger"))
 }
 
+/// Runs `program args` (a system tool: mkfs, mount, sync…), panicking with its output unless it
+/// succeeds; its standard output, trimmed.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Asserts that every acknowledged `(twin, version)` is stored with its state.
+pub fn assert_stored(dir: &Path, acked: &std::collections::BTreeMap<(String, u64), Value>) {
+    let db = db(dir);
+    for ((twin, version), state) in acked {
+        let stored: String = db
+            .query_row(
+                "SELECT state FROM records WHERE twin_id = ?1 AND version = ?2",
+                rusqlite::params![twin, *version as i64],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("acknowledged {twin} v{version} is missing: {e}"));
+        let stored: Value = serde_json::from_str(&stored).expect("json");
+        assert_eq!(&stored, state, "{twin} v{version}");
+    }
+}
+
 /// Runs the binary with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
     std::process::Command::new(bin())

@@ -17,26 +17,12 @@ use serde_json::json;
 use twinledger_testkit::App;
 
 use super::harness::*;
+use crate::support::sh;
 
 /// `_IOR('X', 125, __u32)`.
 const EXT4_IOC_SHUTDOWN: &str = "0x8004587d";
 /// Drop the journal's uncommitted transactions too, not only the page cache.
 const EXT4_GOING_FLAGS_NOLOGFLUSH: &str = "2";
-
-/// Runs `program args`, panicking with its output unless it succeeds; its stdout.
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// An ext4 file system on a loop device over a sparse image. Dropped (on a panic too), it is
 /// unmounted and the loop device detached.
