@@ -17,8 +17,9 @@ use twinledger_store::{
 };
 
 use crate::anchor::legacy;
-use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info, reconcile};
+use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info};
 use crate::anchor::loss::{self, ChainNotes, RESERVED_PREFIX};
+use crate::anchor::reconcile::reconcile;
 use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::ingestion::{IngestionReport, IngestionStats};
 use crate::retention;
