@@ -11,14 +11,13 @@ mod legacy;
 mod log;
 mod node;
 mod signer;
+mod state;
 
 pub use alloy::primitives::{Address, TxHash};
 pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
 pub use log::{AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract, SentAnchor};
-pub use node::{
-    LocalNode, LocalNodeConfig, NodeKind, TrimmedState, anvil_snapshot, block_number,
-    trim_state_file,
-};
+pub use node::{LocalNode, LocalNodeConfig, NodeKind, block_number};
 pub use signer::SignerConfig;
+pub use state::{TrimmedState, anvil_snapshot, trim_state_file};
