@@ -17,7 +17,11 @@ pub use alloy::primitives::{Address, TxHash};
 pub use client::{ChainClient, ChainStatus};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
-pub use log::{AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract, SentAnchor};
+pub use log::{
+    AnchorReceipt, AnchoredEvent, AnchoredRoot, LogContract, SentAnchor, anchor_gas_limit,
+};
 pub use node::{LocalNode, LocalNodeConfig, NodeKind, block_number};
 pub use signer::SignerConfig;
-pub use state::{TrimmedState, anvil_snapshot, trim_state_file};
+pub use state::{
+    TrimmedState, anvil_snapshot, gzip_state_file, load_file, read_state_file, trim_state_file,
+};

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::state::{TrimmedState, anvil_snapshot, trim_state_file};
+use crate::state::{TrimmedState, anvil_snapshot, load_file, trim_state_file};
 use crate::{ChainError, Result};
 
 /// Which node program.
@@ -72,6 +72,8 @@ impl LocalNode {
             (_, p) => p,
         };
         let mut cmd = Command::new(&config.program);
+        // The unzipped copy of the state file that Anvil loads, removed once it listens.
+        let mut unzipped = None;
         match config.kind {
             NodeKind::Anvil => {
                 cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
@@ -84,7 +86,9 @@ impl LocalNode {
                 // the file in place, and a kill during one leaves a truncated file that it then
                 // refuses to load. Saves are [`LocalNode::snapshot`]'s, atomic.
                 if let Some(state) = config.state_path.as_ref().filter(|p| p.is_file()) {
-                    cmd.arg("--load-state").arg(state);
+                    let load = load_file(state)?;
+                    cmd.arg("--load-state").arg(&load);
+                    unzipped = Some(load).filter(|l| l != state);
                 }
             }
             NodeKind::Ganache => {
@@ -137,7 +141,11 @@ impl LocalNode {
                 tracing::warn!(target: "twinledger::node", "{line}");
             }
         });
-        let port = match tokio::time::timeout(START_TIMEOUT, rx).await {
+        let listening = tokio::time::timeout(START_TIMEOUT, rx).await;
+        if let Some(load) = unzipped {
+            let _ = std::fs::remove_file(load);
+        }
+        let port = match listening {
             Ok(Ok(p)) if p != 0 => p,
             Ok(Ok(_)) => port,
             _ => {
@@ -294,6 +302,20 @@ pub(crate) async fn resume_mining(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// The HTTP client for calls to a local node, made once: building one sets up TLS and reads
+/// the system's certificates, which cost more than the call (tens of milliseconds each; a
+/// snapshot makes five calls). It keeps no idle connections: a pooled connection belongs to the
+/// runtime that opened it, and one client serves every runtime of the process (tests run many).
+pub(crate) fn local_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_default()
+    })
+}
+
 /// One JSON-RPC call to a local node; its `result`.
 pub(crate) async fn rpc_call(
     url: &str,
@@ -301,7 +323,7 @@ pub(crate) async fn rpc_call(
     params: serde_json::Value,
 ) -> Result<serde_json::Value> {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut answer: serde_json::Value = reqwest::Client::new()
+    let mut answer: serde_json::Value = local_client()
         .post(url)
         .json(&body)
         .timeout(Duration::from_secs(10))

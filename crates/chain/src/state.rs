@@ -3,14 +3,16 @@
 
 use std::path::PathBuf;
 
-use crate::node::{quantity, resume_mining, rpc_call};
+use crate::node::{local_client, quantity, resume_mining, rpc_call};
 use crate::{ChainError, Result};
 
 /// Saves the state of the Anvil at `url` to `path` atomically; see [`crate::LocalNode::snapshot`].
 ///
 /// The answer (hex of a gzip of the state JSON) is decoded chunk by chunk straight into the
-/// file: the state grows with the chain's history, and holding it in memory made the
-/// service's memory grow with it.
+/// file, and kept gzipped as Anvil sent it: the state grows with the chain's history (the
+/// contract's storage holds every anchored head), and holding it in memory made the service's
+/// memory grow with it; unzipping it made every snapshot write and sync three to four times the
+/// bytes. [`load_file`] unzips it once, when the node starts.
 ///
 /// Anvil reads the chain's state and its blocks one after the other, so a block mined between
 /// the two reads leaves a snapshot whose state holds a transaction its blocks do not (seen in
@@ -27,14 +29,14 @@ pub async fn anvil_snapshot(url: &str, path: &std::path::Path) -> Result<()> {
     let body =
         serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_dumpState", "params": []});
     // The answer starts once the dump is taken; it is then only sent.
-    let sent = reqwest::Client::new().post(url).json(&body).send().await;
+    let sent = local_client().post(url).json(&body).send().await;
     if automine {
         resume_mining(url).await?;
     }
     let mut answer =
         sent.map_err(|e| ChainError::Unreachable(crate::error::redact_urls(&e.to_string())))?;
     let rpc = |e: String| ChainError::Rpc(format!("anvil_dumpState: {e}"));
-    let tmp = path.with_extension("json.tmp");
+    let tmp = beside(path, "tmp");
     let mut file = SnapshotFile::create(&tmp)?;
     let fed = async {
         while let Some(chunk) = answer.chunk().await.map_err(|e| rpc(e.to_string()))? {
@@ -65,10 +67,10 @@ enum AnswerPart {
     Done,
 }
 
-/// A snapshot being written: the hex digits of the answer are gunzipped into a temporary file.
+/// A snapshot being written: the hex digits of the answer are decoded into a temporary file.
 struct SnapshotFile {
     tmp: PathBuf,
-    out: flate2::write::GzDecoder<std::io::BufWriter<std::fs::File>>,
+    out: std::io::BufWriter<std::fs::File>,
     part: AnswerPart,
 }
 
@@ -80,7 +82,7 @@ impl SnapshotFile {
         let file = std::fs::File::create(tmp).map_err(|e| snapshot_io(tmp, e))?;
         Ok(Self {
             tmp: tmp.to_path_buf(),
-            out: flate2::write::GzDecoder::new(std::io::BufWriter::new(file)),
+            out: std::io::BufWriter::new(file),
             part: AnswerPart::Head(Vec::new()),
         })
     }
@@ -145,7 +147,7 @@ impl SnapshotFile {
         Ok(done)
     }
 
-    /// Ends the gzip stream, syncs and renames the file to `path`.
+    /// Checks that the answer was whole, syncs and renames the file to `path`.
     fn finish(self, path: &std::path::Path) -> Result<()> {
         if let AnswerPart::Head(seen) = &self.part {
             let text = String::from_utf8_lossy(&seen[..seen.len().min(500)]).into_owned();
@@ -159,12 +161,7 @@ impl SnapshotFile {
             ));
         }
         let io = |e| snapshot_io(path, e);
-        let file = self
-            .out
-            .finish()
-            .map_err(io)?
-            .into_inner()
-            .map_err(|e| io(e.into_error()))?;
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
         replace_synced(file, &self.tmp, path).map_err(io)
     }
 }
@@ -204,7 +201,7 @@ pub fn trim_state_file(path: &std::path::Path, keep_blocks: u64) -> Result<Trimm
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
     let io = |e| snapshot_io(path, e);
-    let text = std::fs::read(path).map_err(io)?;
+    let text = read_state_file(path)?;
     let bad = |what: String| ChainError::Node(format!("{}: {what}", path.display()));
     let mut state: BTreeMap<&str, &RawValue> =
         serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
@@ -258,13 +255,16 @@ pub fn trim_state_file(path: &std::path::Path, keep_blocks: u64) -> Result<Trimm
         RawValue::from_string(transactions_json).map_err(|e| bad(e.to_string()))?;
     state.insert("blocks", &blocks_raw);
     state.insert("transactions", &transactions_raw);
-    let tmp = path.with_extension("json.trim");
+    let tmp = beside(path, "trim");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     {
         use std::io::Write;
-        let mut out = std::io::BufWriter::new(&mut file);
+        let mut out = flate2::write::GzEncoder::new(
+            std::io::BufWriter::new(&mut file),
+            flate2::Compression::fast(),
+        );
         serde_json::to_writer(&mut out, &state).map_err(|e| bad(e.to_string()))?;
-        out.flush().map_err(io)?;
+        out.finish().map_err(io)?.flush().map_err(io)?;
     }
     replace_synced(file, &tmp, path).map_err(io)?;
     Ok(TrimmedState {
@@ -272,6 +272,64 @@ pub fn trim_state_file(path: &std::path::Path, keep_blocks: u64) -> Result<Trimm
         transactions: kept_transactions.len(),
         oldest_block: oldest_kept,
     })
+}
+
+/// The JSON of a state file, gzipped (as snapshots write it) or not (as Anvil itself and
+/// earlier versions wrote it).
+pub fn read_state_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| snapshot_io(path, e))?;
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(bytes);
+    }
+    let mut json = Vec::with_capacity(bytes.len() * 4);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut json)
+        .map_err(|e| ChainError::Node(format!("{}: {e}", path.display())))?;
+    Ok(json)
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The file to hand to Anvil's `--load-state` for the state file at `path`: Anvil reads only
+/// plain JSON, so a gzipped snapshot is unzipped beside it (to `<path>.load`, replaced on every
+/// start; Anvil reads it before it listens, so it can be removed once the node is up).
+pub fn load_file(path: &std::path::Path) -> Result<PathBuf> {
+    let mut head = [0u8; 2];
+    let gzipped = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head == GZIP_MAGIC;
+    if !gzipped {
+        return Ok(path.to_path_buf());
+    }
+    let json = read_state_file(path)?;
+    let load = beside(path, "load");
+    std::fs::write(&load, json).map_err(|e| snapshot_io(&load, e))?;
+    Ok(load)
+}
+
+/// Writes the plain JSON state file `from` gzipped to `to`, atomically, and removes `from`:
+/// a data directory of an earlier version kept the state unzipped.
+pub fn gzip_state_file(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    use std::io::Write;
+    let io = |e| snapshot_io(to, e);
+    let json = std::fs::read(from).map_err(|e| snapshot_io(from, e))?;
+    let tmp = beside(to, "tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    {
+        let mut out = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
+        out.write_all(&json).map_err(io)?;
+        out.finish().map_err(io)?;
+    }
+    replace_synced(file, &tmp, to).map_err(io)?;
+    std::fs::remove_file(from).map_err(|e| snapshot_io(from, e))
+}
+
+/// `path` with `.suffix` appended (`anvil-state.json.gz` → `anvil-state.json.gz.tmp`).
+fn beside(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn decode_hex(digits: &[u8]) -> Result<Vec<u8>> {
@@ -285,7 +343,7 @@ fn snapshot_io(path: &std::path::Path, e: std::io::Error) -> ChainError {
 
 #[cfg(test)]
 mod tests {
-    use super::SnapshotFile;
+    use super::{SnapshotFile, read_state_file};
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write;
@@ -303,7 +361,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         for size in [1, 2, 3, 7, 64, 4096, answer.len()] {
-            let path = dir.path().join(format!("state-{size}.json"));
+            let path = dir.path().join(format!("state-{size}.json.gz"));
             let mut file = SnapshotFile::create(&path.with_extension("tmp")).expect("create");
             for chunk in answer.as_bytes().chunks(size) {
                 if file.feed(chunk).expect("feed") {
@@ -311,8 +369,10 @@ mod tests {
                 }
             }
             file.finish(&path).expect("finish");
+            // Kept as sent, gzipped.
+            assert_eq!(std::fs::read(&path).expect("read"), gzip(&state));
             assert_eq!(
-                std::fs::read(&path).expect("read"),
+                read_state_file(&path).expect("read"),
                 state,
                 "chunks of {size}"
             );
@@ -335,15 +395,15 @@ mod tests {
             "a_field_of_a_later_anvil": [1, 2],
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("state.json");
-        std::fs::write(&path, state.to_string()).expect("write");
+        let path = dir.path().join("state.json.gz");
+        std::fs::write(&path, gzip(state.to_string().as_bytes())).expect("write");
         let kept = trim_state_file(&path, 3).expect("trim");
         assert_eq!(
             (kept.blocks, kept.transactions, kept.oldest_block),
             (3, 2, 7)
         );
         let trimmed: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+            serde_json::from_slice(&read_state_file(&path).expect("read")).expect("json");
         assert_eq!(
             trimmed["blocks"],
             serde_json::json!([block(7), block(8), block(9)])

@@ -60,9 +60,23 @@ impl NodeFile {
     }
 }
 
-/// Where the embedded Anvil keeps its state.
+/// Where the embedded Anvil keeps its state (gzipped, as Anvil's dumps come).
 pub fn anvil_state_path(settings: &Settings) -> PathBuf {
-    settings.data_dir.join("anvil-state.json")
+    settings.data_dir.join("anvil-state.json.gz")
+}
+
+/// A data directory of an earlier version keeps the state unzipped in `anvil-state.json`: it
+/// is gzipped into the file used now, once, so that its anchors are not lost.
+fn adopt_unzipped_state(settings: &Settings) -> Result<()> {
+    let (old, new) = (
+        settings.data_dir.join("anvil-state.json"),
+        anvil_state_path(settings),
+    );
+    if old.is_file() && !new.exists() {
+        tracing::info!(target: "twinledger::node", from = %old.display(), to = %new.display(), "gzipping the embedded Anvil's state file");
+        twinledger_chain::gzip_state_file(&old, &new)?;
+    }
+    Ok(())
 }
 
 /// The signer the settings ask for.
@@ -179,9 +193,8 @@ impl Chain {
                 node_file: None,
             });
         }
+        adopt_unzipped_state(settings)?;
         stop_stale_node(&node_file, &anvil_state_path(settings)).await;
-        // The node keeps its whole history: `verify-proof` reads the transaction a bundle names,
-        // `audit` every `Anchored` event, and legacy verification each record's transaction.
         let config = LocalNodeConfig {
             kind: NodeKind::Anvil,
             program: find_anvil(settings)?,
@@ -362,8 +375,13 @@ async fn start_embedded(config: &LocalNodeConfig) -> Result<LocalNode> {
             let Some(state) = config.state_path.as_ref().filter(|p| p.is_file()) else {
                 return Err(e).context("cannot start the embedded Anvil");
             };
-            let aside = state.with_extension(format!(
-                "unloadable-{}.json",
+            let name = state.file_name().map_or_else(
+                || "anvil-state.json.gz".into(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            let (stem, extension) = name.split_once('.').unwrap_or((&name, "json.gz"));
+            let aside = state.with_file_name(format!(
+                "{stem}.unloadable-{}.{extension}",
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())

@@ -269,7 +269,7 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     let dir = fs.path();
     // The chain keeps its state off the tmpfs: only the service's own files fill it.
     let chain_dir = data_dir();
-    let chain_state = chain_dir.path().join("anvil-state.json");
+    let chain_state = chain_dir.path().join("anvil-state.json.gz");
     let port = free_port();
     let node = start_node(NodeKind::Anvil, port, Some(chain_state.clone())).await;
     let rpc = node.url().to_owned();

@@ -21,7 +21,7 @@ async fn a_lost_embedded_chain_is_anchored_again_and_recorded() {
         assert_eq!(status, 200);
     }
     app.terminate();
-    std::fs::remove_file(dir.path().join("anvil-state.json")).expect("delete chain state");
+    std::fs::remove_file(dir.path().join("anvil-state.json.gz")).expect("delete chain state");
     let app = embedded_app(dir.path());
     assert_eq!(integrity(&app, "x").await, "Valid");
     let (_, health) = get(&app, "/health").await;
@@ -57,6 +57,50 @@ async fn a_lost_embedded_chain_is_anchored_again_and_recorded() {
     assert_eq!(status, 422, "{body}");
 }
 
+/// The state file of an earlier version (plain JSON in `anvil-state.json`) is taken over with
+/// its anchors; a state file Anvil cannot load is moved aside and the log anchored again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unzipped_state_file_is_adopted_and_an_unloadable_one_moved_aside() {
+    let dir = data_dir();
+    let (plain, gzipped) = (
+        dir.path().join("anvil-state.json"),
+        dir.path().join("anvil-state.json.gz"),
+    );
+    let mut app = embedded_app(dir.path());
+    for i in 0..3 {
+        let (status, _) = post_state(&app, "x", "?wait=anchored", json!({"a": i})).await;
+        assert_eq!(status, 201);
+    }
+    app.terminate();
+    let json = twinledger_chain::read_state_file(&gzipped).expect("state");
+    assert!(json.starts_with(b"{"), "gzipped: the JSON comes out");
+    assert!(std::fs::metadata(&gzipped).expect("size").len() * 2 < json.len() as u64);
+    std::fs::write(&plain, &json).expect("write");
+    std::fs::remove_file(&gzipped).expect("remove");
+
+    let mut app = embedded_app(dir.path());
+    assert_eq!(integrity(&app, "x").await, "Valid");
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["anchoring"]["chain_state_losses"], 0, "{health}");
+    assert!(gzipped.is_file() && !plain.exists());
+    app.terminate();
+
+    // Gzip's magic, then nothing that unzips.
+    std::fs::write(&gzipped, b"\x1f\x8b\x08\x00garbage").expect("write");
+    let app = embedded_app(dir.path());
+    assert_eq!(integrity(&app, "x").await, "Valid");
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["anchoring"]["chain_state_losses"], 1, "{health}");
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("anvil-state.unloadable-") && n.ends_with(".json.gz"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(!dir.path().join("anvil-state.json.gz.load").exists());
+}
+
 /// Legacy mode's records are the node's own transactions: a lost embedded chain is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_embedded_chain_in_legacy_mode_is_refused_at_start() {
@@ -65,7 +109,7 @@ async fn a_lost_embedded_chain_in_legacy_mode_is_refused_at_start() {
     let (status, _) = post_update(&app, "x", json!({"a": 1})).await;
     assert_eq!(status, 200);
     app.terminate();
-    std::fs::remove_file(dir.path().join("anvil-state.json")).expect("delete chain state");
+    std::fs::remove_file(dir.path().join("anvil-state.json.gz")).expect("delete chain state");
     let out = run(&[
         "serve",
         "--listen",
@@ -371,9 +415,9 @@ async fn the_embedded_chain_keeps_a_window_of_history_and_old_bundles_still_veri
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("was not checked"), "{stdout}");
     // What the node snapshots stays within the window.
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("anvil-state.json")).expect("state"))
-            .expect("json");
+    let state =
+        twinledger_chain::read_state_file(&dir.path().join("anvil-state.json.gz")).expect("state");
+    let state: Value = serde_json::from_slice(&state).expect("json");
     let blocks = state["blocks"].as_array().expect("blocks").len();
     assert!(blocks <= 17, "{blocks} blocks in the snapshot");
 }

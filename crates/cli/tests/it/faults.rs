@@ -134,7 +134,7 @@ async fn restart_in(mode: &str) {
     let contract = health["chain"]["contract"].clone();
     app.terminate();
     assert!(
-        dir.path().join("anvil-state.json").is_file(),
+        dir.path().join("anvil-state.json.gz").is_file(),
         "chain state persisted"
     );
     assert!(
