@@ -226,7 +226,7 @@ impl Default for Settings {
                 batch_max: 100_000,
                 min_interval_ms: 0,
                 busy_interval_ms: 250,
-                in_flight: 1,
+                in_flight: 4,
                 confirmations: 1,
                 replace_after_ms: 30_000,
                 max_fee_gwei: None,

@@ -75,7 +75,7 @@ async fn anchor(
     proof: Option<&ConsistencyProof>,
 ) -> Result<u64, ChainError> {
     let nonce = c.client().nonce(true).await?;
-    let sent = c.send_anchor(head, proof, nonce).await?;
+    let sent = c.send_anchor(head, proof, nonce, false).await?;
     Ok(c.wait_anchor(sent.tx_hash(), Duration::from_secs(30))
         .await?
         .gas_used)
@@ -238,6 +238,87 @@ async fn gas_per_anchor_at_1_100_and_10000_records() {
     node.stop(Duration::from_secs(10)).await.expect("stop");
 }
 
+/// A pipelined anchor's gas limit is set from its proof, not estimated: it must cover what the
+/// node estimates for the same anchor on the mined state, at every proof length a log reaches,
+/// without reserving absurdly more.
+#[tokio::test]
+async fn a_pipelined_anchors_gas_limit_covers_the_nodes_estimate() {
+    let (node, c) = setup().await;
+    let mut log = Log::default();
+    // A first size that is not a power of two: its proofs carry one more hash.
+    let first = log.grow(3);
+    anchor(&c, &first, None).await.expect("first");
+    let mut size = first.size;
+    let mut lengths = Vec::new();
+    // Sizes up to 2^40 are out of reach in memory; the contract's cost per hash is the same
+    // at any depth, so a spread of proof lengths up to 18 pins the slope.
+    for grow in [1u64, 2, 13, 200, 5_000, 60_000, 200_000] {
+        let head = log.grow(grow);
+        let proof = log.consistency(size, head.size);
+        let nonce = c.client().nonce(true).await.expect("nonce");
+        let sent = c
+            .send_anchor(&head, Some(&proof), nonce, false)
+            .await
+            .expect("sent");
+        let estimate = sent.gas_limit();
+        let limit = twinledger_chain::anchor_gas_limit(proof.path.len());
+        println!(
+            "proof of {} hashes: estimate {estimate}, limit {limit}",
+            proof.path.len()
+        );
+        assert!(
+            limit >= estimate,
+            "{} hashes: {limit} < {estimate}",
+            proof.path.len()
+        );
+        assert!(
+            limit < estimate * 2,
+            "{} hashes: {limit} vs {estimate}",
+            proof.path.len()
+        );
+        lengths.push(proof.path.len());
+        c.wait_anchor(sent.tx_hash(), Duration::from_secs(30))
+            .await
+            .expect("mined");
+        size = head.size;
+    }
+    assert!(lengths.iter().max() >= Some(&18), "{lengths:?}");
+    node.stop(Duration::from_secs(10)).await.expect("stop");
+}
+
+/// Anchors sent one after the other before any is mined, each proving consistency with the one
+/// before it under the next nonce, are all mined in one block, in order.
+#[tokio::test]
+async fn pipelined_anchors_extend_each_other_before_any_is_mined() {
+    let (node, c) = setup().await;
+    let mut log = Log::default();
+    let first = log.grow(2);
+    anchor(&c, &first, None).await.expect("first");
+    let () = node_call(&c, "evm_setAutomine", (false,)).await;
+    let mut nonce = c.client().nonce(true).await.expect("nonce");
+    let mut size = first.size;
+    let mut sent = Vec::new();
+    for grow in [1u64, 5, 9] {
+        let head = log.grow(grow);
+        let proof = log.consistency(size, head.size);
+        sent.push(
+            c.send_anchor(&head, Some(&proof), nonce, true)
+                .await
+                .expect("sent"),
+        );
+        nonce += 1;
+        size = head.size;
+    }
+    let _: String = node_call(&c, "evm_mine", ()).await;
+    let mut blocks = Vec::new();
+    for s in &sent {
+        blocks.push(c.mined(s).await.expect("poll").expect("mined").block_number);
+    }
+    assert!(blocks.windows(2).all(|w| w[0] == w[1]), "{blocks:?}");
+    assert_eq!(c.latest_head().await.expect("head").size, size);
+    node.stop(Duration::from_secs(10)).await.expect("stop");
+}
+
 /// A node call by name, for Anvil's test methods.
 async fn node_call<R>(
     c: &LogContract,
@@ -263,7 +344,10 @@ async fn a_waiting_anchor_is_replaced_under_its_nonce_with_higher_fees() {
     // Nothing is mined until the test says so: the anchor waits in the pool.
     let () = node_call(&c, "evm_setAutomine", (false,)).await;
     let nonce = c.client().nonce(true).await.expect("nonce");
-    let mut sent = c.send_anchor(&head, None, nonce).await.expect("sent");
+    let mut sent = c
+        .send_anchor(&head, None, nonce, false)
+        .await
+        .expect("sent");
     let (first, first_fee) = (sent.tx_hash(), sent.max_fee_per_gas());
     assert!(c.mined(&sent).await.expect("poll").is_none());
 

@@ -15,4 +15,5 @@ mod log_api;
 mod mqtt;
 mod seed_api;
 mod support;
+mod timed_chain;
 mod transactions;

@@ -141,13 +141,18 @@ pub fn deploy_in(dir: &Path, rpc: &str, mode: &str) -> String {
 
 /// Starts a node of `kind` on a free port, with state in `state` if given.
 pub async fn start_node(kind: NodeKind, port: u16, state: Option<PathBuf>) -> LocalNode {
-    start_node_with(kind, port, state, None).await
+    start_node_with(kind, port, state, None, &[]).await
+}
+
+/// Starts a node of `kind` on a free port with extra arguments (a block time, say).
+pub async fn start_node_args(kind: NodeKind, args: &[&str]) -> LocalNode {
+    start_node_with(kind, 0, None, None, args).await
 }
 
 /// Starts an Anvil on a free port that keeps `depth` states, so that `anvil_reorg` and
 /// `anvil_rollback` can go back that far.
 pub async fn start_reorg_node(depth: u32) -> LocalNode {
-    start_node_with(NodeKind::Anvil, 0, None, Some(depth)).await
+    start_node_with(NodeKind::Anvil, 0, None, Some(depth), &[]).await
 }
 
 async fn start_node_with(
@@ -155,6 +160,7 @@ async fn start_node_with(
     port: u16,
     state: Option<PathBuf>,
     reorg_depth: Option<u32>,
+    args: &[&str],
 ) -> LocalNode {
     let program = match kind {
         NodeKind::Anvil => anvil_bin(),
@@ -166,7 +172,7 @@ async fn start_node_with(
         port,
         state_path: state,
         reorg_depth,
-        extra_args: Vec::new(),
+        extra_args: args.iter().map(|a| a.to_string()).collect(),
     })
     .await
     .expect("node starts")

@@ -1,6 +1,8 @@
 //! Log mode: tree heads of the Merkle log anchored on the TwinLedger contract, as a group
 //! commit. When no anchor is in flight the tail is anchored at once (low latency at low load);
 //! while anchors are in flight new records gather for the next one (large batches at high load).
+//! On a chain that mines on a timer, anchors are pipelined: each extends the one sent before
+//! it under the next nonce, one per block, sent just before the block ([`super::pacing`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use twinledger_core::TreeHead;
 use twinledger_store::{Anchor, Store};
 
 use super::loss::{ChainNotes, Reanchoring};
+use super::pacing::BlockClock;
 use super::reconcile::{Reconciled, reconcile};
 use super::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::{LedgerError, Result, on_store};
@@ -50,7 +53,7 @@ impl Default for AnchorConfig {
             batch_max: 100_000,
             min_interval: Duration::ZERO,
             busy_interval: Duration::from_millis(250),
-            in_flight: 1,
+            in_flight: 4,
             confirmations: 1,
             receipt_timeout: Duration::from_secs(60),
             replace_after: Duration::from_secs(30),
@@ -79,6 +82,10 @@ impl From<LedgerError> for SendFailure {
 struct InFlight {
     id: u64,
     head: TreeHead,
+    nonce: u64,
+    sent_at: Instant,
+    /// The block it was sent for, on a chain whose block clock is known.
+    aimed: Option<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -154,8 +161,8 @@ struct Progress {
     /// The latest head known mined on chain.
     anchored: TreeHead,
     in_flight: VecDeque<InFlight>,
-    /// Outcomes by flight id, applied in size order.
-    results: BTreeMap<u64, Result<AnchorReceipt, ChainError>>,
+    /// Outcomes by flight id, with when they were seen, applied in size order.
+    results: BTreeMap<u64, (Result<AnchorReceipt, ChainError>, Instant)>,
     /// Re-anchoring of heads the embedded chain lost, until an anchor covers them.
     reanchoring: Option<Reanchoring>,
     /// Mined anchors not yet confirmed, in size order.
@@ -164,6 +171,10 @@ struct Progress {
     /// The nonce the next anchor should take if nobody else sends with our key.
     next_nonce: Option<u64>,
     last_head_check: Instant,
+    clock: BlockClock,
+    /// The latest block number the clock read: settling anchors look for their receipts when
+    /// it moves.
+    blocks: watch::Sender<u64>,
 }
 
 impl Progress {
@@ -231,6 +242,8 @@ impl LogAnchorer {
             next_nonce: None,
             last_head_check: Instant::now(),
             reanchoring: start.reanchoring.or(self.reanchoring),
+            clock: BlockClock::new(Instant::now()),
+            blocks: watch::Sender::new(0),
         };
         self.resume(&mut p, start.waiting, &done_tx);
         self.sizes.send_modify(|s| {
@@ -256,13 +269,16 @@ impl LogAnchorer {
             // Apply mined anchors in size order.
             let mut rewind = None;
             while let Some(front) = p.in_flight.front() {
-                let Some(result) = p.results.remove(&front.id) else {
+                let Some((result, seen_at)) = p.results.remove(&front.id) else {
                     break;
                 };
-                let head = front.head;
+                let (head, sent_at, aimed) = (front.head, front.sent_at, front.aimed);
                 p.in_flight.pop_front();
                 match result {
                     Ok(receipt) => {
+                        // The receipt shows a block the clock may not have read yet.
+                        p.clock.observe(receipt.block_number, seen_at);
+                        p.clock.mined(sent_at, aimed, receipt.block_number, seen_at);
                         if self.config.crash_before_noting_mined {
                             tracing::error!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, "fault injection: aborting before noting a mined anchor");
                             std::process::abort();
@@ -272,7 +288,7 @@ impl LogAnchorer {
                         }
                         p.anchored = head;
                         busy = *self.tree.borrow() > head.size;
-                        tracing::debug!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, gas = receipt.gas_used, "anchored");
+                        tracing::debug!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, gas = receipt.gas_used, block = receipt.block_number, aimed = ?aimed, waited_ms = seen_at.saturating_duration_since(sent_at).as_millis() as u64, "anchored");
                         self.sizes.send_modify(|s| s.anchored = head.size);
                         self.waiters.resolve_below(
                             Level::Anchored,
@@ -312,25 +328,45 @@ impl LogAnchorer {
 
             let tree_size = *self.tree.borrow();
             let base = p.in_flight.back().map_or(p.anchored, |f| f.head);
-            let now = Instant::now();
-            let interval = if busy {
+            let mut now = Instant::now();
+            // The block clock is read while there is anchoring to do: it says when a chain
+            // that mines on a timer takes the next block.
+            let pending_work = tree_size > base.size;
+            if (pending_work || !p.in_flight.is_empty()) && p.clock.poll_due(now) {
+                if let Ok(status) = self.contract.client().status().await {
+                    now = Instant::now();
+                    p.clock.observe(status.block_number, now);
+                    p.blocks.send_if_modified(|b| {
+                        std::mem::replace(b, status.block_number) != status.block_number
+                    });
+                } else {
+                    p.clock.unread(now);
+                }
+            }
+            let send_at = p.clock.send_at(now);
+            // Records that arrive while an anchor is in flight make the ledger busy too: the
+            // next anchor, pipelined, waits for the busy interval like one after a mined anchor.
+            let interval = if busy || !p.in_flight.is_empty() {
                 self.config.min_interval.max(self.config.busy_interval)
             } else {
                 self.config.min_interval
             };
             let interval_ok = last_send.is_none_or(|t| now >= t + interval);
             let retry_ok = retry_at.is_none_or(|t| now >= t);
-            if tree_size > base.size
+            if pending_work
                 && !*self.paused.borrow()
                 && p.in_flight.len() < self.config.in_flight.max(1)
                 && interval_ok
                 && retry_ok
+                && send_at.is_none()
             {
                 match self.send(&mut p, base, tree_size).await {
                     Ok((head, sent)) => {
                         retry_at = None;
-                        last_send = Some(Instant::now());
-                        let flight = self.spawn_settle(&mut p, head, sent, &done_tx);
+                        let sent_at = Instant::now();
+                        last_send = Some(sent_at);
+                        let aimed = p.clock.sent(sent_at);
+                        let flight = self.spawn_settle(&mut p, head, sent, aimed, &done_tx);
                         p.in_flight.push_back(flight);
                     }
                     Err(SendFailure { message, refused }) => {
@@ -342,18 +378,24 @@ impl LogAnchorer {
                 }
                 continue;
             }
-            // Wake for the retry or the minimum interval only when there is something to send;
-            // otherwise a new commit, a settled anchor or the periodic checks wake us.
-            let pending_work = tree_size > base.size;
-            let wake = match (retry_at, last_send) {
+            // Wake for the retry, the minimum interval or the block clock only when there is
+            // something to send; otherwise a new commit, a settled anchor or the periodic
+            // checks wake us.
+            let mut wake = match (retry_at, last_send) {
                 (Some(t), _) if pending_work && t > now => t,
                 (_, Some(t)) if pending_work && t + interval > now => t + interval,
                 _ => now + Duration::from_secs(1),
             };
+            if pending_work && let Some(t) = send_at {
+                wake = wake.max(t);
+            }
+            if pending_work || !p.in_flight.is_empty() {
+                wake = wake.min(p.clock.next_poll());
+            }
             tokio::select! {
                 r = done_rx.recv() => match r {
                     Some(Settled::Done(id, result)) => {
-                        p.results.insert(id, result);
+                        p.results.insert(id, (result, Instant::now()));
                     }
                     Some(Settled::Replaced { size, old, new, max_fee_per_gas }) => {
                         tracing::info!(target: "twinledger::anchor", size, old_tx = %old, new_tx = %new, max_fee_per_gas, "anchor not mined in time; replaced with higher fees");
@@ -475,13 +517,14 @@ impl LogAnchorer {
     ) {
         for (head, sent) in waiting {
             p.next_nonce = Some(sent.nonce() + 1);
-            let flight = self.spawn_settle(p, head, sent, done);
+            let flight = self.spawn_settle(p, head, sent, None, done);
             p.in_flight.push_back(flight);
         }
     }
 
     /// Anchors the tree of up to `batch_max` more records than `base`, with the account's next
-    /// nonce.
+    /// nonce: the one after the last anchor in flight (a pipelined anchor, extending a head the
+    /// chain has not mined yet), or the node's count of the account's transactions.
     async fn send(
         &self,
         p: &mut Progress,
@@ -503,14 +546,18 @@ impl LogAnchorer {
             refused: matches!(e, ChainError::Refused(_)),
             message: format!("chain unavailable: {e}"),
         };
-        // The node's count of our transactions is the truth; ours only tells whether someone
-        // else used the key since our last anchor.
-        let nonce = self
-            .contract
-            .client()
-            .nonce(true)
-            .await
-            .map_err(unavailable)?;
+        let pipelined = p.in_flight.back().map(|f| f.nonce + 1);
+        let nonce = match pipelined {
+            Some(n) => n,
+            // With nothing in flight the node's count of our transactions is the truth; ours
+            // only tells whether someone else used the key since our last anchor.
+            None => self
+                .contract
+                .client()
+                .nonce(true)
+                .await
+                .map_err(unavailable)?,
+        };
         if let Some(expected) = p.next_nonce
             && nonce > expected
         {
@@ -521,7 +568,7 @@ impl LogAnchorer {
         }
         let sent = self
             .contract
-            .send_anchor(&head, proof.as_ref(), nonce)
+            .send_anchor(&head, proof.as_ref(), nonce, pipelined.is_some())
             .await
             .map_err(unavailable)?;
         p.next_nonce = Some(nonce + 1);
@@ -541,11 +588,14 @@ impl LogAnchorer {
         p: &mut Progress,
         head: TreeHead,
         mut sent: SentAnchor,
+        aimed: Option<u64>,
         done: &mpsc::UnboundedSender<Settled>,
     ) -> InFlight {
+        let (nonce, sent_at) = (sent.nonce(), Instant::now());
         let id = p.next_id;
         p.next_id += 1;
         let (contract, done, config) = (self.contract.clone(), done.clone(), self.config.clone());
+        let mut blocks = p.blocks.subscribe();
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut since_send = Instant::now();
@@ -594,11 +644,23 @@ impl LogAnchorer {
                         config.receipt_timeout.as_secs()
                     )));
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(250));
+                // An automining chain has the receipt at once; otherwise it comes with a new
+                // block, which the anchorer's block clock sees (the timer is the fallback).
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    r = blocks.changed() => if r.is_err() { return; },
+                }
+                delay = (delay * 2).min(Duration::from_millis(1000));
             }
         });
-        InFlight { id, head, task }
+        InFlight {
+            id,
+            head,
+            nonce,
+            sent_at,
+            aimed,
+            task,
+        }
     }
 
     /// Marks anchors confirmed once `confirmations` blocks hold them, checking first that the

@@ -3,6 +3,7 @@
 pub(crate) mod legacy;
 pub(crate) mod log;
 pub(crate) mod loss;
+mod pacing;
 pub(crate) mod reconcile;
 
 use std::collections::BTreeMap;

@@ -17,6 +17,7 @@ use crate::settings::Settings;
 
 mod load;
 mod report;
+mod timed;
 
 use load::{Request, drive, ignore, reading, record_request, twin_of, written_index};
 use report::print_table;
@@ -51,6 +52,11 @@ pub struct BenchArgs {
     /// Keep the data directories under this directory (default: a temporary one, removed).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Instead of the full benchmark, measure anchoring on an Anvil that mines every this many
+    /// seconds (comma-separated for several): lag from acknowledgement to anchored for one
+    /// caller and at the full rate, records per anchor, gas per record.
+    #[arg(long, value_delimiter = ',', value_name = "SECONDS")]
+    pub block_time: Vec<f64>,
 }
 
 /// What a full-speed load run measured.
@@ -247,7 +253,7 @@ async fn anchor_gas(base: &str) -> Result<(u64, u64, u64)> {
 
 impl BenchArgs {
     /// Runs the benchmark and prints the report.
-    pub async fn run(mut self, _settings: Settings) -> Result<ExitCode> {
+    pub async fn run(mut self, settings: Settings) -> Result<ExitCode> {
         if self.smoke {
             self.writers = self.writers.min(4);
             self.records = self.records.min(400);
@@ -266,6 +272,20 @@ impl BenchArgs {
                 temp.clone()
             }
         };
+        if !self.block_time.is_empty() {
+            let anvil = crate::chain::find_anvil(&settings)?;
+            let result = self.timed(&work, &anvil).await;
+            if self.work_dir.is_none() {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            let report = result?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                timed::print_timed(&report);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut report = BenchReport {
             machine: machine(),
             writers: self.writers,

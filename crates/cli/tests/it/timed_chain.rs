@@ -1,0 +1,178 @@
+//! Anchoring on chains as they really run: blocks on a timer, anchors pipelined under
+//! consecutive nonces, a dropped anchor sent again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use twinledger_chain::NodeKind;
+use twinledger_testkit::App;
+
+use crate::support::*;
+
+/// Every anchor chains from the one before it (no size anchored twice, none skipped), and every
+/// one is mined; returns them.
+async fn anchors_chain_once(app: &App) -> Vec<Value> {
+    let (_, heads) = get(app, "/v1/tree-heads?limit=1000").await;
+    let anchors = heads["anchors"].as_array().expect("anchors").clone();
+    let mut prev = 0;
+    for a in &anchors {
+        assert_eq!(a["prev_size"].as_u64(), Some(prev), "{a}");
+        assert!(a["block_number"].is_u64(), "mined: {a}");
+        prev = a["size"].as_u64().expect("size");
+    }
+    assert_eq!(Some(prev), heads["log"]["size"].as_u64(), "{heads}");
+    anchors
+}
+
+fn audit_clean(dir: &std::path::Path, rpc: &str) {
+    let out = run(&[
+        "audit",
+        "--rpc",
+        rpc,
+        "--data-dir",
+        dir.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// On a chain that mines every second, 16 callers waiting for their records to be anchored are
+/// all answered 201 (the pipelined anchors used to be refused, answering 503), and every record
+/// is anchored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_chain_mining_every_second_waiting_callers_are_all_anchored_once() {
+    let dir = data_dir();
+    let node = start_node_args(NodeKind::Anvil, &["--block-time", "1"]).await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let app = external_app(dir.path(), &["--rpc", &rpc]);
+    let acked: Arc<Mutex<BTreeMap<(String, u64), Value>>> = Arc::default();
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut callers = Vec::new();
+    for c in 0..16 {
+        let (acked, base) = (acked.clone(), app.base_url.clone());
+        callers.push(tokio::spawn(async move {
+            let client = http();
+            let mut i = 0;
+            while Instant::now() < until {
+                let twin = format!("c{}", c % 4);
+                let state = json!({"caller": c, "i": i});
+                let r = client
+                    .post(format!("{base}/v1/twins/{twin}/states?wait=anchored"))
+                    .json(&state)
+                    .send()
+                    .await
+                    .expect("answered");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.expect("json");
+                assert_eq!(status, 201, "{body}");
+                assert!(body["anchor"]["block_number"].is_u64(), "{body}");
+                let version = body["version"].as_u64().expect("version");
+                acked.lock().expect("lock").insert((twin, version), state);
+                i += 1;
+            }
+        }));
+    }
+    for c in callers {
+        c.await.expect("caller");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() >= 32, "{} acknowledged", acked.len());
+    assert_stored(dir.path(), &acked);
+    let anchors = anchors_chain_once(&app).await;
+    let mut per_block = BTreeMap::<u64, usize>::new();
+    for a in &anchors {
+        *per_block
+            .entry(a["block_number"].as_u64().expect("block"))
+            .or_default() += 1;
+    }
+    println!(
+        "{} records, {} anchors in {} blocks",
+        acked.len(),
+        anchors.len(),
+        per_block.len()
+    );
+    for t in 0..4 {
+        assert_eq!(integrity(&app, &format!("c{t}")).await, "Valid");
+    }
+    audit_clean(dir.path(), &rpc);
+}
+
+/// Anchors sent while none is mined go out pipelined: each extends the one before it under the
+/// next nonce, and one block mines them all. One dropped from the pool holds back those after
+/// it (a nonce gap) until it is sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_anchors_are_mined_together_and_a_dropped_one_is_sent_again() {
+    let dir = data_dir();
+    let node = start_node(NodeKind::Anvil, 0, None).await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    node_rpc(&rpc, "evm_setAutomine", json!([false])).await;
+    let app = external_app_with(
+        dir.path(),
+        &["--rpc", &rpc],
+        "[anchor]\nreplace_after_ms = 1500\n",
+    );
+    let pending = || async {
+        let pool = node_rpc(&rpc, "txpool_status", json!([])).await;
+        u64::from_str_radix(
+            pool["pending"]
+                .as_str()
+                .expect("pending")
+                .trim_start_matches("0x"),
+            16,
+        )
+        .expect("quantity")
+    };
+    for i in 0..3 {
+        let (status, body) = post_state(&app, "x", "", json!({"i": i})).await;
+        assert_eq!(status, 201, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pending().await < i + 1 {
+            assert!(Instant::now() < deadline, "anchor {i} not sent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (_, heads) = get(&app, "/v1/tree-heads").await;
+    let sent = heads["anchors"].as_array().expect("anchors");
+    assert_eq!(sent.len(), 3, "{heads}");
+    // The first is dropped: the node holds the other two, which cannot be mined before it.
+    let first = sent[0]["tx_hash"].as_str().expect("tx").to_owned();
+    node_rpc(&rpc, "anvil_dropTransaction", json!([first])).await;
+    node_rpc(&rpc, "evm_mine", json!([])).await;
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(health["anchoring"]["anchored_size"], 0, "{health}");
+    // Sent again under its nonce once it waited `replace_after_ms`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pending().await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped anchor was not sent again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node_rpc(&rpc, "evm_mine", json!([])).await;
+    poll_until(&app, "/health", 20, |h| {
+        h["anchoring"]["anchored_size"] == 3
+    })
+    .await;
+    let anchors = anchors_chain_once(&app).await;
+    assert_eq!(anchors.len(), 3);
+    let blocks: Vec<_> = anchors.iter().map(|a| a["block_number"].clone()).collect();
+    assert!(blocks.iter().all(|b| *b == blocks[0]), "{blocks:?}");
+    assert_ne!(anchors[0]["tx_hash"], first.as_str(), "the replacement");
+    let (_, health) = get(&app, "/health").await;
+    assert!(
+        health["anchoring"]["replacements"].as_u64() >= Some(1),
+        "{health}"
+    );
+    node_rpc(&rpc, "evm_setAutomine", json!([true])).await;
+    assert_eq!(integrity(&app, "x").await, "Valid");
+    audit_clean(dir.path(), &rpc);
+}
