@@ -158,6 +158,18 @@ impl ChainClient {
         .await?)
     }
 
+    /// The base fee of the next block, in wei per gas: what a transaction must offer at least
+    /// to be mined in it.
+    pub async fn next_base_fee(&self) -> Result<u128> {
+        let history = self
+            .provider
+            .get_fee_history(1, alloy::eips::BlockNumberOrTag::Latest, &[])
+            .await?;
+        history
+            .next_block_base_fee()
+            .ok_or_else(|| ChainError::Rpc("eth_feeHistory gave no base fee".into()))
+    }
+
     /// Fails unless contract code is deployed at `address`.
     pub async fn ensure_code(&self, address: Address) -> Result<()> {
         let code = self.provider.get_code_at(address).await?;

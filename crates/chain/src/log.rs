@@ -143,8 +143,9 @@ impl LogContract {
         TwinLedger::new(self.address, self.client.provider())
     }
 
-    /// Sends `anchor(head.size, head.root, proof)` with `nonce`, at the fees the node suggests;
-    /// returns once the node accepted it.
+    /// Sends `anchor(head.size, head.root, proof)` with `nonce`, at the fees the node suggests
+    /// from its current base fee, offering at most `max_fee_per_gas`; returns once the node
+    /// accepted it.
     ///
     /// An anchor on the chain's latest head has its gas estimated by the node, and a revert the
     /// node reports then is decoded into a readable reason. A `pipelined` anchor extends one the
@@ -157,6 +158,7 @@ impl LogContract {
         proof: Option<&ConsistencyProof>,
         nonce: u64,
         pipelined: bool,
+        max_fee_per_gas: Option<u128>,
     ) -> Result<SentAnchor> {
         let path: Vec<B256> = proof
             .map(|p| p.path.iter().map(b256).collect())
@@ -173,10 +175,13 @@ impl LogContract {
             call.estimate_gas().await.map_err(decode_revert)?
         };
         let fees = self.client.provider().estimate_eip1559_fees().await?;
+        // Over the cap the anchor waits in the pool until the base fee falls below it.
+        let max_fee =
+            max_fee_per_gas.map_or(fees.max_fee_per_gas, |cap| fees.max_fee_per_gas.min(cap));
         let request = call
             .gas(gas)
-            .max_fee_per_gas(fees.max_fee_per_gas)
-            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas.min(max_fee))
             .into_transaction_request();
         let tx = self.submit(request.clone()).await?;
         Ok(SentAnchor {
@@ -195,8 +200,10 @@ impl LogContract {
     }
 
     /// Sends `sent` again with the same nonce and higher fees (a quarter more, or what the node
-    /// suggests now if that is more), so that it replaces the waiting one. Returns the new hash,
-    /// or `None` when the new fee would exceed `max_fee_per_gas` (the caller keeps waiting).
+    /// suggests now if that is more), so that it replaces the waiting one. Above
+    /// `max_fee_per_gas` it offers the cap itself, as long as that is still the tenth more a
+    /// node wants of a replacement. Returns the new hash, or `None` when the cap allows no
+    /// replacement (the caller keeps waiting).
     pub async fn replace(
         &self,
         sent: &mut SentAnchor,
@@ -207,11 +214,22 @@ impl LogContract {
             let old = old.unwrap_or_default();
             old + old.div_ceil(4)
         };
-        let max_fee = bump(sent.request.max_fee_per_gas).max(fresh.max_fee_per_gas);
+        let old_fee = sent.request.max_fee_per_gas.unwrap_or_default();
+        let mut max_fee = bump(sent.request.max_fee_per_gas).max(fresh.max_fee_per_gas);
+        if let Some(cap) = max_fee_per_gas
+            && max_fee > cap
+        {
+            if cap < old_fee + old_fee.div_ceil(10) {
+                return Ok(None);
+            }
+            max_fee = cap;
+        }
+        let old_priority = sent.request.max_priority_fee_per_gas.unwrap_or_default();
         let priority = bump(sent.request.max_priority_fee_per_gas)
             .max(fresh.max_priority_fee_per_gas)
-            .min(max_fee);
-        if max_fee_per_gas.is_some_and(|cap| max_fee > cap) {
+            .min(max_fee)
+            .max(old_priority + old_priority.div_ceil(10));
+        if priority > max_fee {
             return Ok(None);
         }
         let mut request = sent.request.clone();

@@ -75,7 +75,7 @@ async fn anchor(
     proof: Option<&ConsistencyProof>,
 ) -> Result<u64, ChainError> {
     let nonce = c.client().nonce(true).await?;
-    let sent = c.send_anchor(head, proof, nonce, false).await?;
+    let sent = c.send_anchor(head, proof, nonce, false, None).await?;
     Ok(c.wait_anchor(sent.tx_hash(), Duration::from_secs(30))
         .await?
         .gas_used)
@@ -257,7 +257,7 @@ async fn a_pipelined_anchors_gas_limit_covers_the_nodes_estimate() {
         let proof = log.consistency(size, head.size);
         let nonce = c.client().nonce(true).await.expect("nonce");
         let sent = c
-            .send_anchor(&head, Some(&proof), nonce, false)
+            .send_anchor(&head, Some(&proof), nonce, false, None)
             .await
             .expect("sent");
         let estimate = sent.gas_limit();
@@ -302,7 +302,7 @@ async fn pipelined_anchors_extend_each_other_before_any_is_mined() {
         let head = log.grow(grow);
         let proof = log.consistency(size, head.size);
         sent.push(
-            c.send_anchor(&head, Some(&proof), nonce, true)
+            c.send_anchor(&head, Some(&proof), nonce, true, None)
                 .await
                 .expect("sent"),
         );
@@ -345,7 +345,7 @@ async fn a_waiting_anchor_is_replaced_under_its_nonce_with_higher_fees() {
     let () = node_call(&c, "evm_setAutomine", (false,)).await;
     let nonce = c.client().nonce(true).await.expect("nonce");
     let mut sent = c
-        .send_anchor(&head, None, nonce, false)
+        .send_anchor(&head, None, nonce, false, None)
         .await
         .expect("sent");
     let (first, first_fee) = (sent.tx_hash(), sent.max_fee_per_gas());

@@ -176,3 +176,123 @@ async fn pipelined_anchors_are_mined_together_and_a_dropped_one_is_sent_again() 
     assert_eq!(integrity(&app, "x").await, "Valid");
     audit_clean(dir.path(), &rpc);
 }
+
+/// A tenfold fee spike on a chain mining every second: anchors priced before it are replaced as
+/// soon as the base fee passes them (not after `replace_after_ms`), never offering more than
+/// `anchor.max_fee_gwei`; those over the cap wait until the base fee falls under it. Every
+/// waiting caller is answered 201 and every record is anchored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fee_spike_is_ridden_out_by_replacements_under_the_fee_cap() {
+    const GWEI: u128 = 1_000_000_000;
+    const CAP_GWEI: u128 = 60;
+    let dir = data_dir();
+    let node = start_node_args(
+        NodeKind::Anvil,
+        &["--block-time", "1", "--base-fee", "20000000000"],
+    )
+    .await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let app = external_app_with(
+        dir.path(),
+        &["--rpc", &rpc],
+        // Replacements after a wait are out of reach of this test: what replaces here is the
+        // base fee passing an anchor's fee cap.
+        &format!("[anchor]\nmax_fee_gwei = {CAP_GWEI}\nreplace_after_ms = 600000\n"),
+    );
+    let quantity = |v: &Value| {
+        u128::from_str_radix(v.as_str().expect("quantity").trim_start_matches("0x"), 16)
+            .expect("hex")
+    };
+    let base_fee = || async {
+        let block = node_rpc(&rpc, "eth_getBlockByNumber", json!(["latest", false])).await;
+        (
+            quantity(&block["baseFeePerGas"]),
+            quantity(&block["number"]) as u64,
+        )
+    };
+    let until = Instant::now() + Duration::from_secs(14);
+    let mut callers = Vec::new();
+    for c in 0..4 {
+        let base = app.base_url.clone();
+        callers.push(tokio::spawn(async move {
+            let client = http();
+            let mut n = 0;
+            while Instant::now() < until {
+                let r = client
+                    .post(format!("{base}/v1/twins/f{c}/states?wait=anchored"))
+                    .json(&json!({"n": n}))
+                    .send()
+                    .await
+                    .expect("answered");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.expect("json");
+                assert_eq!(status, 201, "{body}");
+                n += 1;
+            }
+            n
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The spike lands on a block that an anchor priced before it waits for: mining stops while
+    // an anchor is in the pool, the next block's base fee is raised, and mining goes on.
+    let pending = || async {
+        let pool = node_rpc(&rpc, "txpool_status", json!([])).await;
+        quantity(&pool["pending"])
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (before, at_block) = loop {
+        assert!(Instant::now() < deadline, "no anchor caught in the pool");
+        if pending().await == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        node_rpc(&rpc, "evm_setIntervalMining", json!([0])).await;
+        if pending().await > 0 {
+            break base_fee().await;
+        }
+        node_rpc(&rpc, "evm_setIntervalMining", json!([1])).await;
+    };
+    let spike = before * 10;
+    assert!(spike > CAP_GWEI * GWEI, "the spike must pass the cap");
+    node_rpc(
+        &rpc,
+        "anvil_setNextBlockBaseFeePerGas",
+        json!([format!("0x{spike:x}")]),
+    )
+    .await;
+    node_rpc(&rpc, "evm_setIntervalMining", json!([1])).await;
+    let mut written = 0;
+    for c in callers {
+        written += c.await.expect("caller");
+    }
+    assert!(written >= 8, "{written} records");
+    let anchors = anchors_chain_once(&app).await;
+    // The spike happened: a block after it has ten times the base fee.
+    let mut highest = 0;
+    let (_, now) = base_fee().await;
+    for b in at_block..=now {
+        let block = node_rpc(
+            &rpc,
+            "eth_getBlockByNumber",
+            json!([format!("0x{b:x}"), false]),
+        )
+        .await;
+        highest = highest.max(quantity(&block["baseFeePerGas"]));
+    }
+    assert!(highest >= spike * 7 / 8, "{highest} < {spike}");
+    for a in &anchors {
+        let tx = node_rpc(&rpc, "eth_getTransactionByHash", json!([a["tx_hash"]])).await;
+        let offered = quantity(&tx["maxFeePerGas"]);
+        assert!(offered <= CAP_GWEI * GWEI, "{offered} offered by {a}");
+    }
+    let (_, health) = get(&app, "/health").await;
+    assert!(
+        health["anchoring"]["replacements"].as_u64() >= Some(1),
+        "{health}"
+    );
+    for c in 0..4 {
+        assert_eq!(integrity(&app, &format!("f{c}")).await, "Valid");
+    }
+    audit_clean(dir.path(), &rpc);
+}

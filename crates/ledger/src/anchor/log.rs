@@ -568,7 +568,13 @@ impl LogAnchorer {
         }
         let sent = self
             .contract
-            .send_anchor(&head, proof.as_ref(), nonce, pipelined.is_some())
+            .send_anchor(
+                &head,
+                proof.as_ref(),
+                nonce,
+                pipelined.is_some(),
+                self.config.max_fee_per_gas,
+            )
             .await
             .map_err(unavailable)?;
         p.next_nonce = Some(nonce + 1);
@@ -601,6 +607,7 @@ impl LogAnchorer {
             let mut since_send = Instant::now();
             let mut late = false;
             let mut delay = Duration::from_millis(5);
+            let mut new_block = false;
             loop {
                 match contract.mined(&sent).await {
                     Ok(Some(r)) => {
@@ -614,7 +621,15 @@ impl LogAnchorer {
                     }
                     Err(_) => {}
                 }
-                if since_send.elapsed() >= config.replace_after {
+                // Priced under the base fee (it rose since: a fee spike), the anchor cannot be
+                // mined until it falls again: replaced at once, not after `replace_after`.
+                let priced_out = std::mem::take(&mut new_block)
+                    && contract
+                        .client()
+                        .next_base_fee()
+                        .await
+                        .is_ok_and(|base| base > sent.max_fee_per_gas());
+                if priced_out || since_send.elapsed() >= config.replace_after {
                     since_send = Instant::now();
                     match replace_or_detect(&contract, &mut sent, config.max_fee_per_gas).await {
                         Ok(Replacement::Settled(result)) => {
@@ -648,7 +663,10 @@ impl LogAnchorer {
                 // block, which the anchorer's block clock sees (the timer is the fallback).
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    r = blocks.changed() => if r.is_err() { return; },
+                    r = blocks.changed() => match r {
+                        Ok(()) => new_block = true,
+                        Err(_) => return,
+                    },
                 }
                 delay = (delay * 2).min(Duration::from_millis(1000));
             }
