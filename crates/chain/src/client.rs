@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, TxHash};
+use alloy::network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder};
+use alloy::primitives::{Address, Bytes, TxHash};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use serde::Serialize;
@@ -14,6 +14,9 @@ use crate::{ChainError, Result, SignerConfig};
 #[derive(Clone)]
 pub struct ChainClient {
     provider: DynProvider,
+    /// The local key, when transactions are signed here (else the node signs for its unlocked
+    /// account).
+    wallet: Option<EthereumWallet>,
     from: Address,
     chain_id: u64,
     rpc_url: reqwest::Url,
@@ -27,6 +30,17 @@ impl std::fmt::Debug for ChainClient {
             .field("from", &self.from)
             .finish()
     }
+}
+
+/// A transaction signed and not necessarily sent: its hash is known before it is sent, so a
+/// send whose answer was lost can be looked up, or sent again byte for byte, instead of being
+/// sent a second time under another nonce.
+#[derive(Debug, Clone)]
+pub struct SignedTx {
+    /// Its hash.
+    pub hash: TxHash,
+    /// Its encoded bytes, as `eth_sendRawTransaction` takes them.
+    pub raw: Bytes,
 }
 
 /// What `/health` shows of the chain.
@@ -64,7 +78,7 @@ impl ChainClient {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ChainError::BadUrl("expected an http:// or https:// URL"));
         }
-        let (provider, from) = match signer {
+        let (provider, from, wallet) = match signer {
             SignerConfig::Unlocked(from) => {
                 // The node picks the nonce, as with web3.py's transact(); gas is estimated here
                 // because nodes differ in their default (Ganache's 90,000 is too little for a
@@ -84,10 +98,11 @@ impl ChainClient {
                         Err(e) => return Err(e),
                     },
                 };
-                (provider, from)
+                (provider, from, None)
             }
             SignerConfig::Local(key) => {
                 let from = key.address();
+                let wallet = EthereumWallet::from(key);
                 // Simple nonce management asks the node for the pending nonce on every send: the
                 // senders here are sequential, and a failed send never leaves a gap behind.
                 let provider = ProviderBuilder::new()
@@ -95,10 +110,10 @@ impl ChainClient {
                     .with_gas_estimation()
                     .with_simple_nonce_management()
                     .fetch_chain_id()
-                    .wallet(EthereumWallet::from(key))
+                    .wallet(wallet.clone())
                     .connect_http(url.clone())
                     .erased();
-                (provider, from)
+                (provider, from, Some(wallet))
             }
         };
         let chain_id = match provider.get_chain_id().await.map_err(ChainError::from) {
@@ -112,6 +127,7 @@ impl ChainClient {
         };
         Ok(Self {
             provider,
+            wallet,
             from,
             chain_id,
             rpc_url: url,
@@ -156,6 +172,49 @@ impl ChainClient {
             call.latest()
         }
         .await?)
+    }
+
+    /// Signs a complete `request` (nonce, gas and fees set) as the sending account: with the
+    /// local key, or by the node for its unlocked account (`eth_signTransaction`).
+    pub async fn sign(&self, request: TransactionRequest) -> Result<SignedTx> {
+        use alloy::eips::eip2718::Encodable2718;
+        let request = request.from(self.from).with_chain_id(self.chain_id);
+        let raw: Bytes = match &self.wallet {
+            Some(wallet) => {
+                let envelope =
+                    NetworkTransactionBuilder::<alloy::network::Ethereum>::build(request, wallet)
+                        .await
+                        .map_err(|e| ChainError::Signer(e.to_string()))?;
+                envelope.encoded_2718().into()
+            }
+            None => {
+                self.provider
+                    .raw_request("eth_signTransaction".into(), (request,))
+                    .await?
+            }
+        };
+        Ok(SignedTx {
+            hash: alloy::primitives::keccak256(&raw),
+            raw,
+        })
+    }
+
+    /// Sends a signed transaction. A node that already holds it answers so, which counts as
+    /// sent: the same bytes sent again are the same transaction.
+    pub async fn send_signed(&self, tx: &SignedTx) -> Result<()> {
+        match self.provider.send_raw_transaction(&tx.raw).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let text = e.to_string().to_ascii_lowercase();
+                if ["already known", "already imported", "known transaction"]
+                    .iter()
+                    .any(|m| text.contains(m))
+                {
+                    return Ok(());
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// The base fee of the next block, in wei per gas: what a transaction must offer at least

@@ -14,7 +14,7 @@ mod signer;
 mod state;
 
 pub use alloy::primitives::{Address, TxHash};
-pub use client::{ChainClient, ChainStatus};
+pub use client::{ChainClient, ChainStatus, SignedTx};
 pub use error::{ChainError, Result};
 pub use legacy::{LegacyContract, LegacyReceipt, LegacyTwin};
 pub use log::{

@@ -11,7 +11,7 @@ use alloy::sol_types::SolInterface;
 use serde::Serialize;
 use twinledger_core::{ConsistencyProof, Hash, InclusionProof, TreeHead};
 
-use crate::{ChainClient, ChainError, Result};
+use crate::{ChainClient, ChainError, Result, SignedTx};
 
 sol!(
     #[sol(rpc)]
@@ -45,12 +45,15 @@ pub struct AnchoredEvent {
     pub block_number: u64,
 }
 
-/// An `anchor` transaction sent and not yet seen mined: its request (nonce, gas, fees) and every
-/// hash it went out under, the first and each replacement with higher fees.
+/// An `anchor` transaction signed, sent or to be sent, and not yet seen mined: its request
+/// (nonce, gas, fees), every hash it went out under (the first and each replacement with higher
+/// fees), and the latest version's bytes, which are sent again as they are if the node does not
+/// hold them (a lost answer, a dropped transaction).
 #[derive(Debug, Clone)]
 pub struct SentAnchor {
     request: TransactionRequest,
     hashes: Vec<TxHash>,
+    latest: SignedTx,
 }
 
 impl SentAnchor {
@@ -143,9 +146,10 @@ impl LogContract {
         TwinLedger::new(self.address, self.client.provider())
     }
 
-    /// Sends `anchor(head.size, head.root, proof)` with `nonce`, at the fees the node suggests
-    /// from its current base fee, offering at most `max_fee_per_gas`; returns once the node
-    /// accepted it.
+    /// Signs `anchor(head.size, head.root, proof)` with `nonce`, at the fees the node suggests
+    /// from its current base fee, offering at most `max_fee_per_gas`, and sends it; returns
+    /// once the node accepted it. [`LogContract::prepare_anchor`] and
+    /// [`LogContract::submit`] are its two halves, for callers that note the hash first.
     ///
     /// An anchor on the chain's latest head has its gas estimated by the node, and a revert the
     /// node reports then is decoded into a readable reason. A `pipelined` anchor extends one the
@@ -153,6 +157,22 @@ impl LogContract {
     /// contract refuses it, so its gas limit comes from the proof's length
     /// ([`anchor_gas_limit`]).
     pub async fn send_anchor(
+        &self,
+        head: &TreeHead,
+        proof: Option<&ConsistencyProof>,
+        nonce: u64,
+        pipelined: bool,
+        max_fee_per_gas: Option<u128>,
+    ) -> Result<SentAnchor> {
+        let sent = self
+            .prepare_anchor(head, proof, nonce, pipelined, max_fee_per_gas)
+            .await?;
+        self.submit(&sent).await?;
+        Ok(sent)
+    }
+
+    /// Builds and signs an anchor as [`LogContract::send_anchor`] does, without sending it.
+    pub async fn prepare_anchor(
         &self,
         head: &TreeHead,
         proof: Option<&ConsistencyProof>,
@@ -183,20 +203,17 @@ impl LogContract {
             .max_fee_per_gas(max_fee)
             .max_priority_fee_per_gas(fees.max_priority_fee_per_gas.min(max_fee))
             .into_transaction_request();
-        let tx = self.submit(request.clone()).await?;
+        let latest = self.client.sign(request.clone()).await?;
         Ok(SentAnchor {
             request,
-            hashes: vec![tx],
+            hashes: vec![latest.hash],
+            latest,
         })
     }
 
-    async fn submit(&self, request: TransactionRequest) -> Result<TxHash> {
-        Ok(*self
-            .client
-            .provider()
-            .send_transaction(request)
-            .await?
-            .tx_hash())
+    /// Sends the latest version of `sent` (again): a node that holds it already counts as sent.
+    pub async fn submit(&self, sent: &SentAnchor) -> Result<()> {
+        self.client.send_signed(&sent.latest).await
     }
 
     /// Sends `sent` again with the same nonce and higher fees (a quarter more, or what the node
@@ -235,9 +252,12 @@ impl LogContract {
         let mut request = sent.request.clone();
         request.max_fee_per_gas = Some(max_fee);
         request.max_priority_fee_per_gas = Some(priority);
-        let tx = self.submit(request.clone()).await?;
+        let signed = self.client.sign(request.clone()).await?;
+        self.client.send_signed(&signed).await?;
+        let tx = signed.hash;
         sent.request = request;
         sent.hashes.push(tx);
+        sent.latest = signed;
         Ok(Some(tx))
     }
 
@@ -251,6 +271,10 @@ impl LogContract {
         if found.block_number.is_some() {
             return Ok(None);
         }
+        let raw: alloy::primitives::Bytes = {
+            use alloy::eips::eip2718::Encodable2718;
+            found.inner.inner().encoded_2718().into()
+        };
         let request = found.into_request().from(self.client.from());
         if request.to != Some(self.address.into()) {
             return Ok(None);
@@ -258,6 +282,7 @@ impl LogContract {
         Ok(Some(SentAnchor {
             request,
             hashes: vec![tx],
+            latest: SignedTx { hash: tx, raw },
         }))
     }
 

@@ -568,7 +568,7 @@ impl LogAnchorer {
         }
         let sent = self
             .contract
-            .send_anchor(
+            .prepare_anchor(
                 &head,
                 proof.as_ref(),
                 nonce,
@@ -577,13 +577,28 @@ impl LogAnchorer {
             )
             .await
             .map_err(unavailable)?;
-        p.next_nonce = Some(nonce + 1);
+        // Noted before it is sent: a crash after the send finds it (in the pool or mined)
+        // instead of sending a second anchor for the same head under the next nonce.
         let (root, prev, txs) = (head.root, base.size, sent.tx_hash().to_string());
         on_store(&self.store, move |s| {
             s.put_anchor_sent(size, &root, prev, &txs)
         })
         .await
         .map_err(SendFailure::from)?;
+        match self.contract.submit(&sent).await {
+            Ok(()) => {}
+            // The answer was lost (a dropped connection, a timeout): the node may hold it.
+            // It is waited for as sent; its settling sends the same bytes again if the node
+            // does not know it.
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(target: "twinledger::anchor", size, tx = %sent.tx_hash(), error = %e, "no answer to an anchor's send; it is sent again until the node holds it");
+            }
+            Err(e) => {
+                let _ = on_store(&self.store, move |s| s.delete_anchor(size)).await;
+                return Err(unavailable(e));
+            }
+        }
+        p.next_nonce = Some(nonce + 1);
         Ok((head, sent))
     }
 
@@ -621,9 +636,21 @@ impl LogAnchorer {
                     }
                     Err(_) => {}
                 }
+                let block_seen = std::mem::take(&mut new_block);
+                // A node that does not hold it (the send's answer was lost, the node dropped
+                // it, another provider took it) is sent the same bytes again.
+                if block_seen
+                    && matches!(
+                        contract.client().knows_transaction(sent.tx_hash()).await,
+                        Ok(false)
+                    )
+                    && let Err(e) = contract.submit(&sent).await
+                {
+                    tracing::debug!(target: "twinledger::anchor", tx = %sent.tx_hash(), error = %e, "cannot send an anchor again");
+                }
                 // Priced under the base fee (it rose since: a fee spike), the anchor cannot be
                 // mined until it falls again: replaced at once, not after `replace_after`.
-                let priced_out = std::mem::take(&mut new_block)
+                let priced_out = block_seen
                     && contract
                         .client()
                         .next_base_fee()
