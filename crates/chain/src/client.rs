@@ -19,13 +19,14 @@ pub struct ChainClient {
     wallet: Option<EthereumWallet>,
     from: Address,
     chain_id: u64,
-    rpc_url: reqwest::Url,
+    /// The first is used while it answers; the others are fallbacks.
+    rpc_urls: Vec<reqwest::Url>,
 }
 
 impl std::fmt::Debug for ChainClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainClient")
-            .field("rpc_url", &redact_url(&self.rpc_url))
+            .field("rpc_url", &self.rpc_url_redacted())
             .field("chain_id", &self.chain_id)
             .field("from", &self.from)
             .finish()
@@ -52,6 +53,56 @@ pub struct ChainStatus {
     pub block_number: u64,
 }
 
+/// Retries of a call a provider refused for its rate limit (HTTP 429 or 503, or a JSON-RPC
+/// rate-limit error), backing off from this many milliseconds.
+const RATE_LIMIT_RETRIES: u32 = 8;
+const RATE_LIMIT_BACKOFF_MS: u64 = 100;
+
+/// The JSON-RPC methods twinledger calls. Through several URLs each goes to one provider at a
+/// time, the best-ranked first and the next when it fails (alloy's "sequential" methods), not
+/// to all of them at once: a send must not race itself, and a stale provider that answers first
+/// must not win a read.
+const METHODS: &[&str] = &[
+    "eth_accounts",
+    "eth_blockNumber",
+    "eth_call",
+    "eth_chainId",
+    "eth_estimateGas",
+    "eth_feeHistory",
+    "eth_gasPrice",
+    "eth_getBlockByNumber",
+    "eth_getCode",
+    "eth_getLogs",
+    "eth_getTransactionByHash",
+    "eth_getTransactionCount",
+    "eth_getTransactionReceipt",
+    "eth_maxPriorityFeePerGas",
+    "eth_sendRawTransaction",
+    "eth_sendTransaction",
+    "eth_signTransaction",
+];
+
+/// The RPC client over `urls` (at least one).
+fn rpc_client(urls: &[reqwest::Url]) -> alloy::rpc::client::RpcClient {
+    use alloy::rpc::client::ClientBuilder;
+    use alloy::transports::http::Http;
+    use alloy::transports::layers::{FallbackService, RetryBackoffLayer};
+    let retry = RetryBackoffLayer::new(RATE_LIMIT_RETRIES, RATE_LIMIT_BACKOFF_MS, u64::MAX);
+    if let [url] = urls {
+        return ClientBuilder::default().layer(retry).http(url.clone());
+    }
+    let transports: Vec<Http<reqwest::Client>> =
+        urls.iter().map(|u| Http::new(u.clone())).collect();
+    let fallback = FallbackService::new_with_sequential_methods(
+        transports,
+        urls.len(),
+        METHODS.iter().map(|m| (*m).to_owned()).collect(),
+    );
+    ClientBuilder::default()
+        .layer(retry)
+        .transport(fallback, false)
+}
+
 /// The URL reduced to scheme, host and port: providers carry API keys in the path, the query
 /// or the user info.
 pub(crate) fn redact_url(url: &reqwest::Url) -> String {
@@ -72,11 +123,30 @@ impl ChainClient {
         signer: SignerConfig,
         known: Option<(u64, Address)>,
     ) -> Result<Self> {
-        let url: reqwest::Url = rpc_url
-            .parse()
-            .map_err(|_| ChainError::BadUrl("not a URL"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ChainError::BadUrl("expected an http:// or https:// URL"));
+        Self::connect_urls(&[rpc_url.to_owned()], signer, known).await
+    }
+
+    /// Like [`ChainClient::connect_or_assume`], through several URLs of one chain: each call
+    /// goes to the best-ranked URL that answers (alloy's fallback transport ranks them by
+    /// success and latency), and calls a provider refuses for its rate limit (429, 503) are
+    /// retried with backoff.
+    pub async fn connect_urls(
+        rpc_urls: &[String],
+        signer: SignerConfig,
+        known: Option<(u64, Address)>,
+    ) -> Result<Self> {
+        let mut urls = Vec::with_capacity(rpc_urls.len());
+        for rpc_url in rpc_urls {
+            let url: reqwest::Url = rpc_url
+                .parse()
+                .map_err(|_| ChainError::BadUrl("not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ChainError::BadUrl("expected an http:// or https:// URL"));
+            }
+            urls.push(url);
+        }
+        if urls.is_empty() {
+            return Err(ChainError::BadUrl("no URL given"));
         }
         let (provider, from, wallet) = match signer {
             SignerConfig::Unlocked(from) => {
@@ -86,7 +156,7 @@ impl ChainClient {
                 let provider = ProviderBuilder::new()
                     .disable_recommended_fillers()
                     .with_gas_estimation()
-                    .connect_http(url.clone())
+                    .connect_client(rpc_client(&urls))
                     .erased();
                 let from = match from {
                     Some(a) => a,
@@ -111,7 +181,7 @@ impl ChainClient {
                     .with_simple_nonce_management()
                     .fetch_chain_id()
                     .wallet(wallet.clone())
-                    .connect_http(url.clone())
+                    .connect_client(rpc_client(&urls))
                     .erased();
                 (provider, from, Some(wallet))
             }
@@ -130,7 +200,7 @@ impl ChainClient {
             wallet,
             from,
             chain_id,
-            rpc_url: url,
+            rpc_urls: urls,
         })
     }
 
@@ -149,9 +219,18 @@ impl ChainClient {
         self.chain_id
     }
 
-    /// The RPC URL with any credentials removed, for logs and health reports.
+    /// The RPC URL with any credentials removed, for logs and health reports (and how many
+    /// fallbacks stand behind it).
     pub fn rpc_url_redacted(&self) -> String {
-        redact_url(&self.rpc_url)
+        let first = self.rpc_urls.first().map(redact_url).unwrap_or_default();
+        match self.rpc_urls.len() {
+            0 | 1 => first,
+            n => format!(
+                "{first} (+{} fallback{})",
+                n - 1,
+                if n > 2 { "s" } else { "" }
+            ),
+        }
     }
 
     /// Chain id and latest block, read now.

@@ -151,8 +151,8 @@ impl Chain {
         known: Option<(u64, Address)>,
     ) -> Result<Self> {
         let signer = signer(settings)?;
-        if let Some(rpc) = &settings.chain.rpc {
-            let client = ChainClient::connect_or_assume(rpc, signer, known)
+        if !settings.chain.rpc.is_empty() {
+            let client = ChainClient::connect_urls(&settings.chain.rpc, signer, known)
                 .await
                 .context("cannot connect to the chain")?;
             return Ok(Self {

@@ -55,9 +55,10 @@ pub struct ChainArgs {
     /// Anchoring mode: `log` (Merkle log, default) or `legacy` (the seed's contract).
     #[arg(long, value_enum)]
     pub mode: Option<crate::settings::Mode>,
-    /// JSON-RPC URL of an existing node (default: the embedded Anvil).
-    #[arg(long, value_name = "URL")]
-    pub rpc: Option<String>,
+    /// JSON-RPC URL of an existing node (default: the embedded Anvil). Give several (repeated
+    /// or separated by commas) and the others are fallbacks when one does not answer.
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub rpc: Vec<String>,
     /// Address of the deployed contract (TwinLedger in log mode, DigitalTwinStorage in legacy).
     #[arg(long, value_name = "ADDRESS")]
     pub contract: Option<String>,
@@ -89,7 +90,10 @@ impl ChainArgs {
                 chain.insert(k.into(), v);
             }
         };
-        put("rpc", self.rpc.clone().map(Value::from));
+        put(
+            "rpc",
+            (!self.rpc.is_empty()).then(|| Value::from(self.rpc.clone())),
+        );
         put("contract", self.contract.clone().map(Value::from));
         put("from", self.from.clone().map(Value::from));
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));

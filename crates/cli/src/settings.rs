@@ -163,8 +163,10 @@ pub struct AnchorSettings {
 /// Chain access. With no `rpc`, `serve` runs an embedded Anvil.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChainSettings {
-    /// JSON-RPC URL of an existing node.
-    pub rpc: Option<String>,
+    /// JSON-RPC URLs of an existing chain: the first that answers is used, the others are
+    /// fallbacks (one URL, a list, or URLs separated by commas). Empty: the embedded Anvil.
+    #[serde(deserialize_with = "one_or_many")]
+    pub rpc: Vec<String>,
     /// Address of an already deployed `DigitalTwinStorage`.
     pub contract: Option<String>,
     /// The embedded node's executable; found in `node_modules` or on `PATH` when unset.
@@ -270,6 +272,28 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("twinledger-data")
 }
 
+/// A list given as a list, or as one string of items separated by commas (environment
+/// variables can only give strings).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
 impl Settings {
     /// Loads the layers. `config` names the TOML file; without it `./twinledger.toml` is read if
     /// present. `flags` holds only the options given on the command line.
@@ -309,15 +333,32 @@ mod tests {
         .expect("write");
         let s = Settings::load(Some(&file), serde_json::json!({})).expect("load");
         assert_eq!(s.listen.port(), 9000);
-        assert_eq!(s.chain.rpc.as_deref(), Some("http://file"));
+        assert_eq!(s.chain.rpc, ["http://file"]);
         assert_eq!(s.http.body_limit, 1024 * 1024);
         let s = Settings::load(
             Some(&file),
             serde_json::json!({"chain": {"rpc": "http://flag"}}),
         )
         .expect("load");
-        assert_eq!(s.chain.rpc.as_deref(), Some("http://flag"));
+        assert_eq!(s.chain.rpc, ["http://flag"]);
         assert_eq!(s.listen.port(), 9000);
+    }
+
+    #[test]
+    fn rpc_urls_come_as_a_list_or_separated_by_commas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[chain]\nrpc = [\"http://a\", \"http://b\"]\n").expect("write");
+        let s = Settings::load(Some(&file), serde_json::json!({})).expect("load");
+        assert_eq!(s.chain.rpc, ["http://a", "http://b"]);
+        let s = Settings::load(
+            Some(&file),
+            serde_json::json!({"chain": {"rpc": "http://c, http://d"}}),
+        )
+        .expect("load");
+        assert_eq!(s.chain.rpc, ["http://c", "http://d"]);
+        let s = Settings::load(None, serde_json::json!({})).expect("load");
+        assert!(s.chain.rpc.is_empty());
     }
 
     #[test]

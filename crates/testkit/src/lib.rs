@@ -10,6 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod flaky_rpc;
+
+pub use flaky_rpc::{Faults, FlakyRpc, Injected};
+
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 

@@ -68,7 +68,7 @@ impl VerifyProofArgs {
         }
         let rpc = self
             .rpc
-            .or(settings.chain.rpc.clone())
+            .or(settings.chain.rpc.first().cloned())
             .context("give --rpc URL (or --offline for the hash math only)")?;
         let contract = self
             .contract

@@ -13,6 +13,7 @@ mod embedded_chain;
 mod faults;
 mod log_api;
 mod mqtt;
+mod rpc_faults;
 mod seed_api;
 mod support;
 mod timed_chain;

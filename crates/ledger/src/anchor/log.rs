@@ -343,7 +343,11 @@ impl LogAnchorer {
                     p.clock.unread(now);
                 }
             }
-            let send_at = p.clock.send_at(now);
+            // A backlog of a whole batch or more goes out at once, pipelined: waiting for the
+            // block would not make the anchor cover more, and one anchor per block would cap
+            // the rate at `batch_max` records a block.
+            let full_batch = tree_size.saturating_sub(base.size) >= self.config.batch_max.max(1);
+            let send_at = p.clock.send_at(now).filter(|_| !full_batch);
             // Records that arrive while an anchor is in flight make the ledger busy too: the
             // next anchor, pipelined, waits for the busy interval like one after a mined anchor.
             let interval = if busy || !p.in_flight.is_empty() {
@@ -444,6 +448,8 @@ impl LogAnchorer {
     /// sizes go back to what the chain holds.
     async fn rewind(&self, p: &mut Progress, why: Rewind, done: &mpsc::UnboundedSender<Settled>) {
         p.abort_in_flight();
+        // Anchors dropped here may never be mined: the node's count is the truth again.
+        p.next_nonce = None;
         match &why {
             Rewind::Reorganised(msg) if self.notes.is_none() => {
                 tracing::warn!(target: "twinledger::anchor", reason = %msg, "chain reorganisation dropped anchors; anchoring again");
@@ -549,14 +555,16 @@ impl LogAnchorer {
         let pipelined = p.in_flight.back().map(|f| f.nonce + 1);
         let nonce = match pipelined {
             Some(n) => n,
-            // With nothing in flight the node's count of our transactions is the truth; ours
-            // only tells whether someone else used the key since our last anchor.
+            // With nothing in flight every anchor sent is mined, so the node's count of our
+            // transactions is at least ours: a lower count is a stale provider's (using it
+            // would reuse a nonce), a higher one means someone else used the key.
             None => self
                 .contract
                 .client()
                 .nonce(true)
                 .await
-                .map_err(unavailable)?,
+                .map_err(unavailable)?
+                .max(p.next_nonce.unwrap_or(0)),
         };
         if let Some(expected) = p.next_nonce
             && nonce > expected

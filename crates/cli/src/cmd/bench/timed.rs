@@ -60,7 +60,7 @@ pub struct TimedReport {
     pub chains: Vec<TimedChain>,
 }
 
-/// Blocks each of the two runs lasts at least.
+/// Blocks each of the two runs lasts at least (and 30 s).
 const BLOCKS_PER_RUN: f64 = 10.0;
 
 impl BenchArgs {
@@ -111,7 +111,7 @@ impl BenchArgs {
 
     async fn measure_timed(&self, svc: &Service, rpc: &str, seconds: f64) -> Result<TimedChain> {
         let block = Duration::from_secs_f64(seconds);
-        let run_for = block.mul_f64(BLOCKS_PER_RUN).max(Duration::from_secs(10));
+        let run_for = block.mul_f64(BLOCKS_PER_RUN).max(Duration::from_secs(30));
         let first_block = block_number(rpc).await?;
         let twins = 100;
 
