@@ -372,6 +372,22 @@ impl ChainClient {
             .is_some())
     }
 
+    /// The chain's finalized block (the `finalized` tag of proof-of-stake chains), or `None`
+    /// when the node does not report one.
+    pub async fn finalized_block(&self) -> Result<Option<u64>> {
+        match self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Finalized)
+            .await
+        {
+            Ok(block) => Ok(block.map(|b| b.header.number)),
+            // A node that does not know the tag refuses it; one that cannot be reached is
+            // an error.
+            Err(alloy::transports::RpcError::ErrorResp(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Timestamp of block `number`, seconds since the Unix epoch.
     pub async fn block_timestamp(&self, number: u64) -> Result<u64> {
         let block = self

@@ -133,6 +133,8 @@ pub enum Wait {
     Anchored,
     /// Until that transaction has the configured confirmations.
     Confirmed,
+    /// Until that transaction is in a block the chain reports finalized.
+    Finalized,
 }
 
 /// Where a record is on its way to the chain.
@@ -145,6 +147,8 @@ pub enum Status {
     Anchored,
     /// In a transaction with enough confirmations.
     Confirmed,
+    /// In a block the chain reports finalized.
+    Finalized,
 }
 
 /// What `/health` reports.
@@ -452,6 +456,7 @@ impl Ledger {
             Wait::Stored => None,
             Wait::Anchored => Some(Level::Anchored),
             Wait::Confirmed => Some(Level::Confirmed),
+            Wait::Finalized => Some(Level::Finalized),
         };
         let (reply_tx, reply_rx) = oneshot::channel();
         let (anchor_tx, anchor_rx) = match level {
@@ -585,7 +590,8 @@ impl Ledger {
             let done = match wait {
                 Wait::Stored => true,
                 Wait::Anchored => status != Status::Pending,
-                Wait::Confirmed => status == Status::Confirmed,
+                Wait::Confirmed => matches!(status, Status::Confirmed | Status::Finalized),
+                Wait::Finalized => status == Status::Finalized,
             };
             if done {
                 return Ok((record, anchor));
@@ -618,11 +624,7 @@ impl Ledger {
                 }
                 let index = row.index;
                 let anchor = on_store(&self.inner.store, move |s| s.anchor_covering(index)).await?;
-                let status = if row.index < sizes.confirmed {
-                    Status::Confirmed
-                } else {
-                    Status::Anchored
-                };
+                let status = sizes.status_of(row.index);
                 Ok((status, anchor.as_ref().and_then(covering_info)))
             }
         }

@@ -19,7 +19,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
 use twinledger_core::TwinId;
-use twinledger_ledger::{AnchoredSizes, Scope, Status};
+use twinledger_ledger::{AnchoredSizes, Scope};
 use twinledger_store::StoredRecord;
 
 use crate::auth::{MaybeCaller, check};
@@ -33,25 +33,33 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Records read per database query.
 const PAGE: usize = 256;
 
-/// Where a stream is: the next log index to show, and the anchored and confirmed sizes shown.
+/// Where a stream is: the next log index to show, and the anchored, confirmed and finalized
+/// sizes shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Position {
     next: u64,
     anchored: u64,
     confirmed: u64,
+    finalized: u64,
 }
 
 impl Position {
     fn id(&self) -> String {
-        format!("{}.{}.{}", self.next, self.anchored, self.confirmed)
+        format!(
+            "{}.{}.{}.{}",
+            self.next, self.anchored, self.confirmed, self.finalized
+        )
     }
 
+    /// An id this stream sent; one of three parts (sent before finality was shown) resumes
+    /// with nothing finalized shown yet.
     fn parse(s: &str) -> Option<Self> {
         let mut parts = s.split('.').map(|p| p.parse::<u64>().ok());
         let p = Position {
             next: parts.next()??,
             anchored: parts.next()??,
             confirmed: parts.next()??,
+            finalized: parts.next().unwrap_or(Some(0))?,
         };
         parts.next().is_none().then_some(p)
     }
@@ -86,6 +94,7 @@ async fn events(
                     next,
                     anchored: now.anchored,
                     confirmed: now.confirmed,
+                    finalized: now.finalized,
                 }
             }
         };
@@ -132,15 +141,20 @@ impl Tail {
             if self.at.next < size {
                 self.records(size, &mut out).await?;
             }
-            if sizes.anchored < self.at.anchored || sizes.confirmed < self.at.confirmed {
+            if sizes.anchored < self.at.anchored
+                || sizes.confirmed < self.at.confirmed
+                || sizes.finalized < self.at.finalized
+            {
                 // A reorganisation took anchors back.
                 self.at.anchored = sizes.anchored;
                 self.at.confirmed = sizes.confirmed;
+                self.at.finalized = sizes.finalized;
                 out.push(self.event(
                     "reorganisation",
                     &json!({
                         "anchored_size": sizes.anchored,
                         "confirmed_size": sizes.confirmed,
+                        "finalized_size": sizes.finalized,
                     }),
                 ));
             }
@@ -152,6 +166,13 @@ impl Tail {
                 out.push(self.event(
                     "confirmation",
                     &json!({ "confirmed_size": sizes.confirmed }),
+                ));
+            }
+            if sizes.finalized > self.at.finalized {
+                self.at.finalized = sizes.finalized;
+                out.push(self.event(
+                    "finalization",
+                    &json!({ "finalized_size": sizes.finalized }),
                 ));
             }
             if !out.is_empty() {
@@ -177,13 +198,7 @@ impl Tail {
         let sizes = *self.sizes.borrow();
         for row in &rows {
             self.at.next = row.index + 1;
-            let status = if row.index < sizes.confirmed {
-                Status::Confirmed
-            } else if row.index < sizes.anchored {
-                Status::Anchored
-            } else {
-                Status::Pending
-            };
+            let status = sizes.status_of(row.index);
             out.push(self.event(kind_of(row), &record_json(row, status, None)));
         }
         // Filtered by twin, a short page means no more of its records below `size`.

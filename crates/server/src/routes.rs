@@ -164,6 +164,7 @@ async fn health(State(app): State<AppState>) -> Response {
     if let Some(sizes) = h.anchored {
         body["anchoring"]["anchored_size"] = json!(sizes.anchored);
         body["anchoring"]["confirmed_size"] = json!(sizes.confirmed);
+        body["anchoring"]["finalized_size"] = json!(sizes.finalized);
     }
     // A broker that is down degrades ingestion only: HTTP writes still work.
     if let Some(ingestion) = h.ingestion {

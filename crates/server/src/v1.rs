@@ -219,9 +219,10 @@ async fn post_state(
         None | Some("stored") => Wait::Stored,
         Some("anchored") => Wait::Anchored,
         Some("confirmed") => Wait::Confirmed,
+        Some("finalized") => Wait::Finalized,
         Some(other) => {
             return Err(ApiError::bad_request(format!(
-                "wait must be stored, anchored or confirmed, not {other:?}"
+                "wait must be stored, anchored, confirmed or finalized, not {other:?}"
             )));
         }
     };
@@ -253,10 +254,10 @@ async fn post_state(
         Err(_) => {
             return Err(LedgerError::Chain(format!(
                 "not {} within {} s; the record is stored as pending",
-                if wait == Wait::Confirmed {
-                    "confirmed"
-                } else {
-                    "anchored"
+                match wait {
+                    Wait::Finalized => "finalized",
+                    Wait::Confirmed => "confirmed",
+                    _ => "anchored",
                 },
                 timeout.as_secs()
             ))
@@ -264,6 +265,7 @@ async fn post_state(
         }
     };
     let status = match (wait, anchor.is_some()) {
+        (Wait::Finalized, true) => Status::Finalized,
         (Wait::Confirmed, true) => Status::Confirmed,
         (_, true) => Status::Anchored,
         _ => Status::Pending,

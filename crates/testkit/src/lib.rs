@@ -1,6 +1,7 @@
 //! Test support for twinledger, used only by tests: where the pinned Anvil and Ganache are,
-//! free loopback ports, and [`App`], which runs the real `twinledger serve` binary on a fresh
-//! data directory and stops it afterwards. [`App::spawn_env`] runs it in a process group of its
+//! free loopback ports, [`FlakyRpc`] (a misbehaving RPC provider in front of a real node), and
+//! [`App`], which runs the real `twinledger serve` binary on a fresh data directory and stops it
+//! afterwards. [`App::spawn_env`] runs it in a process group of its
 //! own, so that a crash test can kill the service and the nodes it started at once.
 
 use std::io::{BufRead, BufReader};

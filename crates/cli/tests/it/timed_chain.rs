@@ -292,3 +292,105 @@ async fn a_fee_spike_is_ridden_out_by_replacements_under_the_fee_cap() {
     }
     audit_clean(dir.path(), &rpc);
 }
+
+/// Where the chain reports a finalized block (Anvil: two epochs behind its head; here epochs of
+/// one slot, so two blocks), a caller can wait until its record's block is finalized, and the
+/// record then reads `finalized`; an anchored record is not reported finalized before that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_can_be_waited_for_until_its_block_is_finalized() {
+    let dir = data_dir();
+    let node = start_node_args(
+        NodeKind::Anvil,
+        &["--block-time", "1", "--slots-in-an-epoch", "1"],
+    )
+    .await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let app = external_app(dir.path(), &["--rpc", &rpc]);
+    let (status, body) = post_state(&app, "f", "?wait=anchored", json!({"a": 1})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("anchored")),
+        "{body}"
+    );
+    let (status, body) = post_state(&app, "f", "?wait=finalized", json!({"a": 2})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("finalized")),
+        "{body}"
+    );
+    let block = body["anchor"]["block_number"].as_u64().expect("block");
+    let finalized = node_rpc(&rpc, "eth_getBlockByNumber", json!(["finalized", false])).await;
+    let finalized = u64::from_str_radix(
+        finalized["number"]
+            .as_str()
+            .expect("number")
+            .trim_start_matches("0x"),
+        16,
+    )
+    .expect("hex");
+    assert!(finalized >= block, "block {block}, finalized {finalized}");
+    let (_, health) = get(&app, "/health").await;
+    assert!(
+        health["anchoring"]["finalized_size"].as_u64() >= Some(2),
+        "{health}"
+    );
+    let (_, version) = get(&app, "/v1/twins/f/versions/1").await;
+    assert_eq!(version["status"], "finalized", "{version}");
+    let (status, body) = post_state(&app, "f", "?wait=soon", json!({"a": 3})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("finalized")),
+        "{body}"
+    );
+}
+
+/// Ganache, the seed's node, mining every second: waiting callers are answered, every record is
+/// anchored once, and since Ganache reports its latest block as finalized, `?wait=finalized`
+/// answers once the anchor is mined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_ganache_mining_every_second_every_record_is_anchored_once() {
+    let dir = data_dir();
+    let node = start_node_args(NodeKind::Ganache, &["--miner.blockTime", "1"]).await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let app = external_app(dir.path(), &["--rpc", &rpc]);
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut callers = Vec::new();
+    for c in 0..6 {
+        let base = app.base_url.clone();
+        callers.push(tokio::spawn(async move {
+            let client = http();
+            let mut n = 0;
+            while Instant::now() < until {
+                let r = client
+                    .post(format!("{base}/v1/twins/g{c}/states?wait=finalized"))
+                    .json(&json!({"n": n}))
+                    .send()
+                    .await
+                    .expect("answered");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.expect("json");
+                assert_eq!(
+                    (status, body["status"].as_str()),
+                    (201, Some("finalized")),
+                    "{body}"
+                );
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut written = 0;
+    for c in callers {
+        written += c.await.expect("caller");
+    }
+    assert!(written >= 12, "{written} records");
+    anchors_chain_once(&app).await;
+    for c in 0..6 {
+        assert_eq!(integrity(&app, &format!("g{c}")).await, "Valid");
+    }
+    audit_clean(dir.path(), &rpc);
+}

@@ -156,6 +156,9 @@ fn anchor_info(size: u64, r: &AnchorReceipt) -> AnchorInfo {
 /// reorganisation dropped after they counted as confirmed).
 const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often, while anchors wait for finality, the chain's finalized block is read.
+const FINALITY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The anchorer's working state between loop turns.
 struct Progress {
     /// The latest head known mined on chain.
@@ -167,6 +170,10 @@ struct Progress {
     reanchoring: Option<Reanchoring>,
     /// Mined anchors not yet confirmed, in size order.
     unconfirmed: VecDeque<(u64, AnchorReceipt)>,
+    /// Mined anchors not yet in a finalized block, in size order.
+    unfinalized: VecDeque<(u64, AnchorReceipt)>,
+    /// When the chain's finalized block was last read.
+    last_finality_check: Option<Instant>,
     next_id: u64,
     /// The nonce the next anchor should take if nobody else sends with our key.
     next_nonce: Option<u64>,
@@ -238,6 +245,8 @@ impl LogAnchorer {
             in_flight: VecDeque::new(),
             results: BTreeMap::new(),
             unconfirmed: VecDeque::new(),
+            unfinalized: self.latest_mined().await.into_iter().collect(),
+            last_finality_check: None,
             next_id: 0,
             next_nonce: None,
             last_head_check: Instant::now(),
@@ -296,6 +305,7 @@ impl LogAnchorer {
                             &anchor_info(head.size, &receipt),
                         );
                         self.note_reanchored(&mut p, &head, &receipt).await;
+                        p.unfinalized.push_back((head.size, receipt.clone()));
                         p.unconfirmed.push_back((head.size, receipt));
                         self.state.send_modify(|s| s.last_error = None);
                         backoff = Duration::from_millis(200);
@@ -311,6 +321,9 @@ impl LogAnchorer {
             }
             if rewind.is_none() {
                 rewind = self.confirm(&mut p).await;
+            }
+            if rewind.is_none() {
+                rewind = self.finalize(&mut p).await;
             }
             if rewind.is_none() && p.in_flight.is_empty() {
                 rewind = self.check_head(&mut p).await;
@@ -468,9 +481,11 @@ impl LogAnchorer {
                 }
                 p.anchored = r.head;
                 p.unconfirmed.retain(|(size, _)| *size <= r.head.size);
+                p.unfinalized.retain(|(size, _)| *size <= r.head.size);
                 self.sizes.send_modify(|s| {
                     s.anchored = r.head.size;
                     s.confirmed = s.confirmed.min(r.head.size);
+                    s.finalized = s.finalized.min(r.head.size);
                 });
                 self.resume(p, r.waiting, done);
             }
@@ -769,6 +784,77 @@ impl LogAnchorer {
             let _ = on_store(&self.store, move |s| s.set_anchors_confirmed(size)).await;
         }
         rewind
+    }
+
+    /// The latest anchor the database notes as mined, as a receipt: at start its records are
+    /// waited on for finality like those of a new anchor.
+    async fn latest_mined(&self) -> Option<(u64, AnchorReceipt)> {
+        let a = on_store(&self.store, |s| s.latest_mined_anchor())
+            .await
+            .ok()??;
+        Some((
+            a.size,
+            AnchorReceipt {
+                tx_hash: a.tx_hash.parse().ok()?,
+                block_number: a.block_number?,
+                block_hash: a.block_hash?.parse().ok()?,
+                block_timestamp: a.block_time.unwrap_or(0),
+                gas_used: a.gas_used.unwrap_or(0),
+            },
+        ))
+    }
+
+    /// Marks anchors finalized once the chain reports a finalized block at or above theirs
+    /// (read at most every [`FINALITY_CHECK_INTERVAL`], only while anchors wait for it),
+    /// checking first that the chain still has each in the block it was mined in. A chain that
+    /// reports no finalized block leaves them waiting.
+    async fn finalize(&self, p: &mut Progress) -> Option<Rewind> {
+        if p.unfinalized.is_empty()
+            || p.last_finality_check
+                .is_some_and(|t| t.elapsed() < FINALITY_CHECK_INTERVAL)
+        {
+            return None;
+        }
+        p.last_finality_check = Some(Instant::now());
+        let finalized_block = self.contract.client().finalized_block().await.ok()??;
+        let mut finalized = None;
+        while let Some((size, receipt)) = p.unfinalized.front() {
+            if receipt.block_number > finalized_block {
+                break;
+            }
+            let size = *size;
+            match self.contract.receipt(receipt.tx_hash).await {
+                Ok(Some(now)) if now.block_hash == receipt.block_hash => {}
+                Ok(Some(now)) => {
+                    // Mined again in another block: its finality is that block's.
+                    let _ = record_mined(&self.store, size, &now).await;
+                    if let Some(front) = p.unfinalized.front_mut() {
+                        front.1 = now;
+                    }
+                    continue;
+                }
+                Ok(None) | Err(ChainError::Reverted(_)) => {
+                    return Some(Rewind::Reorganised(format!(
+                        "anchor {} of tree size {size} is no longer in block {}",
+                        receipt.tx_hash, receipt.block_number
+                    )));
+                }
+                Err(_) => break,
+            }
+            let info = anchor_info(size, receipt);
+            // Finalized is more than confirmed: a caller waiting for confirmations is done.
+            self.waiters.resolve_below(Level::Confirmed, size, &info);
+            self.waiters.resolve_below(Level::Finalized, size, &info);
+            finalized = Some(size);
+            p.unfinalized.pop_front();
+        }
+        if let Some(size) = finalized {
+            self.sizes.send_modify(|s| {
+                s.finalized = size;
+                s.confirmed = s.confirmed.max(size);
+            });
+        }
+        None
     }
 
     /// Every [`HEAD_CHECK_INTERVAL`], while nothing is in flight: the chain's latest head must

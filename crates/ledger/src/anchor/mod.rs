@@ -34,6 +34,7 @@ pub(crate) type AnchorOutcome = Result<AnchorInfo, String>;
 pub(crate) enum Level {
     Anchored,
     Confirmed,
+    Finalized,
 }
 
 /// Waiting callers by level and log index.
@@ -77,7 +78,7 @@ impl AnchorWaiters {
     /// Resolves the waiters of one record at every level (legacy mode has no confirmations).
     pub fn resolve_one(&self, index: u64, outcome: AnchorOutcome) {
         let senders: Vec<_> = match self.waiting.lock() {
-            Ok(mut m) => [Level::Anchored, Level::Confirmed]
+            Ok(mut m) => [Level::Anchored, Level::Confirmed, Level::Finalized]
                 .into_iter()
                 .filter_map(|l| m.remove(&(l, index)))
                 .flatten()
@@ -127,6 +128,24 @@ pub struct AnchoredSizes {
     pub anchored: u64,
     /// Records below this index are in an anchor with enough confirmations.
     pub confirmed: u64,
+    /// Records below this index are in an anchor in a block the chain reports finalized.
+    pub finalized: u64,
+}
+
+impl AnchoredSizes {
+    /// The status of the record at log index `index` (log mode).
+    pub fn status_of(&self, index: u64) -> crate::Status {
+        use crate::Status;
+        if index < self.finalized {
+            Status::Finalized
+        } else if index < self.confirmed {
+            Status::Confirmed
+        } else if index < self.anchored {
+            Status::Anchored
+        } else {
+            Status::Pending
+        }
+    }
 }
 
 #[cfg(test)]
