@@ -53,6 +53,30 @@ pub struct ChainStatus {
     pub block_number: u64,
 }
 
+/// Runs `call` again (a few times, 20 ms apart) while the node answers that the state it was
+/// asked about is gone: Anvil without its history of states (`--prune-history`, the embedded
+/// node's setting) keeps only the latest block's state, so a call on "latest" that races the
+/// next block is refused with `BlockOutOfRangeError: block height is N+1 but requested was N`.
+/// Asked again, it answers from the new block.
+pub async fn past_pruned_state<T, E, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    E: std::fmt::Display + Into<ChainError>,
+{
+    let mut tries = 0;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tries < 5 && e.to_string().contains("BlockOutOfRange") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Retries of a call a provider refused for its rate limit (HTTP 429 or 503, or a JSON-RPC
 /// rate-limit error), backing off from this many milliseconds.
 const RATE_LIMIT_RETRIES: u32 = 8;
@@ -294,6 +318,14 @@ impl ChainClient {
                 Err(e.into())
             }
         }
+    }
+
+    /// The node's suggested EIP-1559 fees (from its fee history: twice the next base fee plus
+    /// a priority fee from recent blocks). Anvil without its history of states answers the
+    /// fee history of a block it is still mining with `BlockOutOfRangeError` now and then (seen
+    /// with 32 concurrent legacy writers); asked again a moment later, it answers.
+    pub async fn suggest_fees(&self) -> Result<alloy::eips::eip1559::Eip1559Estimation> {
+        past_pruned_state(|| self.provider.estimate_eip1559_fees()).await
     }
 
     /// The base fee of the next block, in wei per gas: what a transaction must offer at least

@@ -8,7 +8,7 @@ use alloy::providers::Provider;
 use alloy::sol;
 use serde::Serialize;
 
-use crate::{ChainClient, ChainError, Result};
+use crate::{ChainClient, ChainError, Result, SignedTx};
 
 sol!(
     #[sol(rpc)]
@@ -98,6 +98,39 @@ impl LegacyContract {
             .send()
             .await?;
         Ok(*pending.tx_hash())
+    }
+
+    /// Builds and signs `updateTwin(id, timestamp, data_hash)` with `nonce`, gas estimated by the
+    /// node and its suggested fees, without sending it ([`ChainClient::send_signed`] sends it):
+    /// the hash is known, and can be noted, before anything goes out.
+    pub async fn prepare_update(
+        &self,
+        id: &str,
+        timestamp: &str,
+        data_hash: &str,
+        nonce: u64,
+    ) -> Result<SignedTx> {
+        let contract = DigitalTwinStorage::new(self.address, self.client.provider());
+        let call = contract
+            .updateTwin(id.to_owned(), timestamp.to_owned(), data_hash.to_owned())
+            .from(self.client.from());
+        // Estimated on the latest block, without the nonce (one ahead of the mined count, as a
+        // pipelined one is, is refused), again if the block moved on meanwhile.
+        let gas = crate::client::past_pruned_state(|| async {
+            call.clone()
+                .block(alloy::eips::BlockId::latest())
+                .estimate_gas()
+                .await
+        })
+        .await?;
+        let call = call.nonce(nonce);
+        let fees = self.client.suggest_fees().await?;
+        let request = call
+            .gas(gas)
+            .max_fee_per_gas(fees.max_fee_per_gas)
+            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas)
+            .into_transaction_request();
+        self.client.sign(request).await
     }
 
     /// Waits for `tx` to be mined and decodes its `TwinUpdated` event.

@@ -192,9 +192,18 @@ impl LogContract {
         let gas = if pipelined {
             anchor_gas_limit(hashes)
         } else {
-            call.estimate_gas().await.map_err(decode_revert)?
+            // On the latest block, where what the anchor extends is mined; again if the
+            // block moved on meanwhile.
+            crate::client::past_pruned_state(|| async {
+                call.clone()
+                    .block(alloy::eips::BlockId::latest())
+                    .estimate_gas()
+                    .await
+                    .map_err(decode_revert)
+            })
+            .await?
         };
-        let fees = self.client.provider().estimate_eip1559_fees().await?;
+        let fees = self.client.suggest_fees().await?;
         // Over the cap the anchor waits in the pool until the base fee falls below it.
         let max_fee =
             max_fee_per_gas.map_or(fees.max_fee_per_gas, |cap| fees.max_fee_per_gas.min(cap));
@@ -226,7 +235,7 @@ impl LogContract {
         sent: &mut SentAnchor,
         max_fee_per_gas: Option<u128>,
     ) -> Result<Option<TxHash>> {
-        let fresh = self.client.provider().estimate_eip1559_fees().await?;
+        let fresh = self.client.suggest_fees().await?;
         let bump = |old: Option<u128>| {
             let old = old.unwrap_or_default();
             old + old.div_ceil(4)

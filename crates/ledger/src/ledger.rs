@@ -286,15 +286,18 @@ impl Ledger {
                 tokio::spawn(anchorer.run(head));
             }
             (Anchoring::Legacy(contract), _) => {
-                tokio::spawn(legacy::run_legacy(
-                    store.clone(),
-                    contract.clone(),
-                    waiters,
-                    tree_rx.clone(),
-                    state_tx,
-                    config.anchor.receipt_timeout,
-                    shutdown_rx,
-                ));
+                tokio::spawn(
+                    legacy::LegacyAnchorer {
+                        store: store.clone(),
+                        contract: contract.clone(),
+                        waiters,
+                        tree: tree_rx.clone(),
+                        state: state_tx,
+                        receipt_timeout: config.anchor.receipt_timeout,
+                        shutdown: shutdown_rx,
+                    }
+                    .run(),
+                );
             }
         }
         Ok(Self {

@@ -57,6 +57,11 @@ pub struct BenchArgs {
     /// caller and at the full rate, records per anchor, gas per record.
     #[arg(long, value_delimiter = ',', value_name = "SECONDS")]
     pub block_time: Vec<f64>,
+    /// With `--block-time`: a third into the full-rate run, raise the chain's base fee tenfold
+    /// (`anvil_setNextBlockBaseFeePerGas`) and report what anchoring paid per record before it
+    /// and from it on.
+    #[arg(long, requires = "block_time")]
+    pub fee_spike: bool,
 }
 
 /// What a full-speed load run measured.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use twinledger_chain::{LocalNode, LocalNodeConfig, NodeKind};
 
 use super::load::{drive, record_request, written_index};
@@ -47,6 +47,15 @@ pub struct TimedChain {
     pub records_per_anchor: f64,
     /// Gas of all anchors divided by the records they anchored.
     pub gas_per_record: f64,
+    /// Fees paid (gas used times effective gas price) per record anchored, in wei: by the
+    /// anchors mined before the fee spike (all of them without one).
+    pub fee_per_record_wei: f64,
+    /// With `--fee-spike`: the same for the anchors mined from the spike's block on.
+    pub spike_fee_per_record_wei: Option<f64>,
+    /// With `--fee-spike`: the base fee before the spike and the one set, wei per gas.
+    pub spike_base_fee_wei: Option<(u128, u128)>,
+    /// Anchors sent again with higher fees (`/health`).
+    pub replacements: u64,
 }
 
 /// The report of a `--block-time` run.
@@ -136,7 +145,14 @@ impl BenchArgs {
         }
         let one_caller_records = i;
 
-        // The full rate, in rounds until the run lasted its blocks.
+        // The full rate, in rounds until the run lasted its blocks; a third in, the fee spike.
+        let spike = self.fee_spike.then(|| {
+            let rpc = rpc.to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep(run_for / 3).await;
+                raise_base_fee(&rpc, 10).await
+            })
+        });
         let mut lags = Vec::new();
         let mut from = i;
         let started = Instant::now();
@@ -170,6 +186,12 @@ impl BenchArgs {
             from += n;
         }
         let blocks = block_number(rpc).await?.saturating_sub(first_block);
+        let spike = match spike {
+            Some(task) => Some(task.await??),
+            None => None,
+        };
+        let fees = fees_per_record(&svc.base, rpc, spike.map(|s| s.0)).await?;
+        let health: Value = super::get_json(&client()?, &svc.url("/health")).await?;
         let (anchors, gas, anchored) = anchor_gas(&svc.base).await?;
         let one_caller = Latency::of(one);
         let full_rate_lag = Latency::of(lags);
@@ -189,8 +211,73 @@ impl BenchArgs {
             blocks,
             records_per_anchor: anchored as f64 / anchors.max(1) as f64,
             gas_per_record: gas as f64 / anchored.max(1) as f64,
+            fee_per_record_wei: fees.0,
+            spike_fee_per_record_wei: spike.map(|_| fees.1),
+            spike_base_fee_wei: spike.map(|s| (s.1, s.2)),
+            replacements: health["anchoring"]["replacements"].as_u64().unwrap_or(0),
         })
     }
+}
+
+/// Sets the next block's base fee to `factor` times the latest block's; returns that next
+/// block's number, the base fee before and the one set.
+async fn raise_base_fee(rpc: &str, factor: u128) -> Result<(u64, u128, u128)> {
+    let latest = rpc_call(rpc, "eth_getBlockByNumber", json!(["latest", false])).await?;
+    let before = quantity(&latest["baseFeePerGas"])?;
+    let next = u64::try_from(quantity(&latest["number"])?)? + 1;
+    let raised = before * factor;
+    rpc_call(
+        rpc,
+        "anvil_setNextBlockBaseFeePerGas",
+        json!([format!("0x{raised:x}")]),
+    )
+    .await?;
+    Ok((next, before, raised))
+}
+
+/// Fees paid per record anchored, in wei: by the anchors mined before block `split` (all of
+/// them when there is none), and by those from it on.
+async fn fees_per_record(base: &str, rpc: &str, split: Option<u64>) -> Result<(f64, f64)> {
+    let c = client()?;
+    let page = super::get_json(&c, &format!("{base}/v1/tree-heads?limit=1000")).await?;
+    let mut sums = [(0u128, 0u64); 2];
+    for a in page["anchors"].as_array().cloned().unwrap_or_default() {
+        let (Some(tx), Some(size), Some(prev)) = (
+            a["tx_hash"].as_str(),
+            a["size"].as_u64(),
+            a["prev_size"].as_u64(),
+        ) else {
+            continue;
+        };
+        let receipt = rpc_call(rpc, "eth_getTransactionReceipt", json!([tx])).await?;
+        if receipt.is_null() {
+            continue;
+        }
+        let fee = quantity(&receipt["gasUsed"])? * quantity(&receipt["effectiveGasPrice"])?;
+        let block = u64::try_from(quantity(&receipt["blockNumber"])?)?;
+        let part = usize::from(split.is_some_and(|s| block >= s));
+        sums[part].0 += fee;
+        sums[part].1 += size - prev;
+    }
+    let per = |(fee, records): (u128, u64)| fee as f64 / records.max(1) as f64;
+    Ok((per(sums[0]), per(sums[1])))
+}
+
+async fn rpc_call(rpc: &str, method: &str, params: Value) -> Result<Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let answer: Value = expect_ok(client()?.post(rpc).json(&body).send().await?)
+        .await?
+        .json()
+        .await?;
+    if let Some(e) = answer.get("error") {
+        bail!("{method}: {e}");
+    }
+    Ok(answer["result"].clone())
+}
+
+fn quantity(v: &Value) -> Result<u128> {
+    let s = v.as_str().context("not a quantity")?;
+    Ok(u128::from_str_radix(s.trim_start_matches("0x"), 16)?)
 }
 
 /// `twinledger deploy --mode log --rpc URL --data-dir DIR`.
@@ -248,5 +335,23 @@ pub(super) fn print_timed(r: &TimedReport) {
             c.records_per_anchor,
             c.gas_per_record
         );
+        let gwei = |wei: f64| wei / 1e9;
+        println!(
+            "{:>6} fees per record: {:.3} gwei, {} replacements",
+            "",
+            gwei(c.fee_per_record_wei),
+            c.replacements
+        );
+        if let (Some(spike), Some((before, raised))) =
+            (c.spike_fee_per_record_wei, c.spike_base_fee_wei)
+        {
+            println!(
+                "{:>6} from the fee spike on (base fee {:.3} -> {:.3} gwei): {:.3} gwei per record",
+                "",
+                gwei(before as f64),
+                gwei(raised as f64),
+                gwei(spike)
+            );
+        }
     }
 }
