@@ -324,8 +324,18 @@ impl ChainClient {
     /// a priority fee from recent blocks). Anvil without its history of states answers the
     /// fee history of a block it is still mining with `BlockOutOfRangeError` now and then (seen
     /// with 32 concurrent legacy writers); asked again a moment later, it answers.
+    ///
+    /// Alloy's estimator prices from the latest block's base fee; a fee cap under the next
+    /// block's (after a spike) is refused at once ("max fee per gas less than block base fee"),
+    /// so the cap is at least twice the next block's base fee plus the priority fee.
     pub async fn suggest_fees(&self) -> Result<alloy::eips::eip1559::Eip1559Estimation> {
-        past_pruned_state(|| self.provider.estimate_eip1559_fees()).await
+        let mut fees = past_pruned_state(|| self.provider.estimate_eip1559_fees()).await?;
+        if let Ok(next) = self.next_base_fee().await {
+            fees.max_fee_per_gas = fees
+                .max_fee_per_gas
+                .max(next.saturating_mul(2) + fees.max_priority_fee_per_gas);
+        }
+        Ok(fees)
     }
 
     /// The base fee of the next block, in wei per gas: what a transaction must offer at least

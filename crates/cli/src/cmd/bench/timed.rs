@@ -47,8 +47,8 @@ pub struct TimedChain {
     pub records_per_anchor: f64,
     /// Gas of all anchors divided by the records they anchored.
     pub gas_per_record: f64,
-    /// Fees paid (gas used times effective gas price) per record anchored, in wei: by the
-    /// anchors mined before the fee spike (all of them without one).
+    /// Fees paid (gas used times effective gas price) per record anchored at the full rate, in
+    /// wei: by the anchors mined before the fee spike (all of them without one).
     pub fee_per_record_wei: f64,
     /// With `--fee-spike`: the same for the anchors mined from the spike's block on.
     pub spike_fee_per_record_wei: Option<f64>,
@@ -146,6 +146,7 @@ impl BenchArgs {
         let one_caller_records = i;
 
         // The full rate, in rounds until the run lasted its blocks; a third in, the fee spike.
+        let full_rate_block = block_number(rpc).await?;
         let spike = self.fee_spike.then(|| {
             let rpc = rpc.to_owned();
             tokio::spawn(async move {
@@ -190,7 +191,7 @@ impl BenchArgs {
             Some(task) => Some(task.await??),
             None => None,
         };
-        let fees = fees_per_record(&svc.base, rpc, spike.map(|s| s.0)).await?;
+        let fees = fees_per_record(&svc.base, rpc, full_rate_block, spike.map(|s| s.0)).await?;
         let health: Value = super::get_json(&client()?, &svc.url("/health")).await?;
         let (anchors, gas, anchored) = anchor_gas(&svc.base).await?;
         let one_caller = Latency::of(one);
@@ -235,9 +236,14 @@ async fn raise_base_fee(rpc: &str, factor: u128) -> Result<(u64, u128, u128)> {
     Ok((next, before, raised))
 }
 
-/// Fees paid per record anchored, in wei: by the anchors mined before block `split` (all of
-/// them when there is none), and by those from it on.
-async fn fees_per_record(base: &str, rpc: &str, split: Option<u64>) -> Result<(f64, f64)> {
+/// Fees paid per record anchored, in wei, by the anchors mined from block `from` on: those
+/// before block `split` (all of them when there is none), and those from it on.
+async fn fees_per_record(
+    base: &str,
+    rpc: &str,
+    from: u64,
+    split: Option<u64>,
+) -> Result<(f64, f64)> {
     let c = client()?;
     let page = super::get_json(&c, &format!("{base}/v1/tree-heads?limit=1000")).await?;
     let mut sums = [(0u128, 0u64); 2];
@@ -255,6 +261,9 @@ async fn fees_per_record(base: &str, rpc: &str, split: Option<u64>) -> Result<(f
         }
         let fee = quantity(&receipt["gasUsed"])? * quantity(&receipt["effectiveGasPrice"])?;
         let block = u64::try_from(quantity(&receipt["blockNumber"])?)?;
+        if block < from {
+            continue;
+        }
         let part = usize::from(split.is_some_and(|s| block >= s));
         sums[part].0 += fee;
         sums[part].1 += size - prev;
