@@ -279,8 +279,8 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
         let (status, body) = post_update(&app, "boiler", json!({"t": t})).await;
         assert_eq!(status, 200, "{body}");
     }
-    // A record stored while the chain is down, so that its anchor is sent, and has to be noted,
-    // while the disk is full.
+    // A record stored while the chain is down, so that its anchor has to be noted while the
+    // disk is full.
     let (_, health) = get(&app, "/health").await;
     let blocks_before = health["chain"]["block_number"]
         .as_u64()
@@ -313,12 +313,21 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     let write_error = health["database"]["write_error"].as_str().unwrap_or("");
     assert!(write_error.contains(full), "{health}");
 
-    // The anchor goes on chain (Anvil mines a block only for a transaction) but cannot be
-    // noted in the database.
+    // The pending record's anchor is noted before it is sent, and cannot be noted: nothing
+    // goes on chain (Anvil mines a block only for a transaction), the anchorer says why.
     health_until(&app, |h| {
-        h["chain"]["block_number"].as_u64() > Some(blocks_before)
+        h["anchoring"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(full))
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, health) = get(&app, "/health").await;
+    assert_eq!(
+        health["chain"]["block_number"].as_u64(),
+        Some(blocks_before),
+        "an anchor went out that could not be noted: {health}"
+    );
     assert_eq!(
         anchor_status(dir, 3),
         None,
@@ -326,13 +335,12 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     );
 
     std::fs::remove_file(filler).expect("free the space");
-    // The anchorer resumes its own writes by itself: the anchor of the record stored before
-    // the disk filled, mined while it could not be noted, is recovered from the chain.
+    // The anchorer resumes by itself: the pending record is anchored once space returns.
     let deadline = Instant::now() + Duration::from_secs(60);
     while anchor_status(dir, 3).is_none_or(|s| s == "sent") {
         assert!(
             Instant::now() < deadline,
-            "the anchor mined while the disk was full was never noted: {:?}",
+            "the pending record was never anchored: {:?}",
             anchor_status(dir, 3)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
