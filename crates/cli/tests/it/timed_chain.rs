@@ -508,3 +508,88 @@ async fn legacy_transactions_are_pipelined_in_log_order_and_a_dropped_one_is_sen
     }
     audit_clean(dir.path(), &rpc);
 }
+
+/// One of several pipelined anchors fails (another process took its nonce): the ones after it,
+/// built on it, revert when mined, and the anchorer starts again from the chain's mined head,
+/// anchoring every record once more, each head once.
+#[tokio::test(flavor = "multi_thread")]
+async fn when_a_pipelined_anchor_fails_those_after_it_are_rebuilt_from_the_mined_head() {
+    let dir = data_dir();
+    let node = start_node(NodeKind::Anvil, 0, None).await;
+    let rpc = node.url().to_owned();
+    deploy_in(dir.path(), &rpc, "log");
+    let app = external_app_with(
+        dir.path(),
+        &["--rpc", &rpc],
+        "[anchor]\nreplace_after_ms = 500\n",
+    );
+    let account = node_rpc(&rpc, "eth_accounts", json!([])).await[0].clone();
+    let quantity = |v: &Value| {
+        u64::from_str_radix(v.as_str().expect("quantity").trim_start_matches("0x"), 16)
+            .expect("hex")
+    };
+    node_rpc(&rpc, "evm_setAutomine", json!([false])).await;
+    let first =
+        quantity(&node_rpc(&rpc, "eth_getTransactionCount", json!([account, "latest"])).await);
+    for i in 0..3u64 {
+        let (status, body) = post_state(&app, "p", "", json!({"i": i})).await;
+        assert_eq!(status, 201, "{body}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while quantity(
+            &node_rpc(&rpc, "eth_getTransactionCount", json!([account, "pending"])).await,
+        ) < first + i + 1
+        {
+            assert!(Instant::now() < deadline, "anchor {i} not sent");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Another process takes the first anchor's nonce with higher fees.
+    node_rpc(
+        &rpc,
+        "eth_sendTransaction",
+        json!([{
+            "from": account,
+            "to": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+            "value": "0x1",
+            "nonce": format!("{first:#x}"),
+            "maxFeePerGas": "0x174876e800",
+            "maxPriorityFeePerGas": "0x174876e800",
+        }]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        node_rpc(&rpc, "evm_mine", json!([])).await;
+        let (_, health) = get(&app, "/health").await;
+        if health["anchoring"]["anchored_size"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not anchored again: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The two built on the lost one reverted on chain.
+    let latest = quantity(&node_rpc(&rpc, "eth_blockNumber", json!([])).await);
+    let mut reverted = 0;
+    for b in 1..=latest {
+        let block = node_rpc(
+            &rpc,
+            "eth_getBlockByNumber",
+            json!([format!("{b:#x}"), true]),
+        )
+        .await;
+        for tx in block["transactions"].as_array().expect("transactions") {
+            let receipt = node_rpc(&rpc, "eth_getTransactionReceipt", json!([tx["hash"]])).await;
+            if receipt["status"] == "0x0" {
+                reverted += 1;
+            }
+        }
+    }
+    assert_eq!(reverted, 2, "the anchors after the lost one");
+    let anchors = anchors_chain_once(&app).await;
+    assert!(!anchors.is_empty());
+    let (_, health) = get(&app, "/health").await;
+    assert!(health["anchoring"]["other_sender"].is_string(), "{health}");
+    node_rpc(&rpc, "evm_setAutomine", json!([true])).await;
+    assert_eq!(integrity(&app, "p").await, "Valid");
+    audit_clean(dir.path(), &rpc);
+}
