@@ -538,7 +538,17 @@ pub async fn contract(
     // A chain behind the blocks our records were anchored in has lost them (a dev node whose
     // state was not saved): its answers would read those records as Tampered, or worse.
     if let Some(anchored) = store.latest_anchor_block()? {
-        let head = status?.block_number;
+        let mut head = status?.block_number;
+        // A provider a block or two behind (load-balanced ones are, now and then) has not lost
+        // the chain: the head is read again for a few seconds before the chain is refused.
+        let mut tries = 0;
+        while head < anchored && !(embedded && mode == Mode::Log) && tries < 5 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(s) = client.status().await {
+                head = head.max(s.block_number);
+            }
+            tries += 1;
+        }
         if head < anchored && embedded && mode == Mode::Log {
             tracing::warn!(target: "twinledger::chain", anchored_up_to = anchored, chain_block = head, "the embedded chain lost blocks since its last snapshot; the ledger anchors their records again");
         } else if head < anchored {

@@ -271,3 +271,25 @@ pub fn record_count(dir: &Path) -> i64 {
         .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
         .expect("count")
 }
+
+/// `twinledger audit --rpc RPC --data-dir DIR` exits 0 (clean).
+pub fn audit_clean(dir: &std::path::Path, rpc: &str) {
+    let out = run(&[
+        "audit",
+        "--rpc",
+        rpc,
+        "--data-dir",
+        dir.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A JSON-RPC quantity (`"0x…"`) as a number.
+pub fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("quantity").trim_start_matches("0x"), 16).expect("hex")
+}

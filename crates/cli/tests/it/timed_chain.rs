@@ -2,7 +2,6 @@
 //! consecutive nonces, a dropped anchor sent again.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -26,20 +25,45 @@ async fn anchors_chain_once(app: &App) -> Vec<Value> {
     anchors
 }
 
-fn audit_clean(dir: &std::path::Path, rpc: &str) {
-    let out = run(&[
-        "audit",
-        "--rpc",
-        rpc,
-        "--data-dir",
-        dir.to_str().expect("path"),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+/// `callers` clients posting to four twins `{prefix}0`..`{prefix}3` with `query` for `secs`, each
+/// answer checked by `check`; every record written, as (twin, version, state).
+async fn post_for(
+    base: String,
+    callers: usize,
+    secs: u64,
+    prefix: &'static str,
+    query: &'static str,
+    check: fn(u16, &Value),
+) -> Vec<(String, u64, Value)> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let (base, twin) = (base.clone(), format!("{prefix}{}", c % 4));
+        tasks.push(tokio::spawn(async move {
+            let client = http();
+            let mut written = Vec::new();
+            while Instant::now() < until {
+                let state = json!({"caller": c, "n": written.len()});
+                let r = client
+                    .post(format!("{base}/v1/twins/{twin}/states{query}"))
+                    .json(&state)
+                    .send()
+                    .await
+                    .expect("answered");
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.expect("json");
+                check(status, &body);
+                let version = body["version"].as_u64().expect("version");
+                written.push((twin.clone(), version, state));
+            }
+            written
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("caller"));
+    }
+    all
 }
 
 /// On a chain that mines every second, 16 callers waiting for their records to be anchored are
@@ -52,37 +76,22 @@ async fn on_a_chain_mining_every_second_waiting_callers_are_all_anchored_once() 
     let rpc = node.url().to_owned();
     deploy_in(dir.path(), &rpc, "log");
     let app = external_app(dir.path(), &["--rpc", &rpc]);
-    let acked: Arc<Mutex<BTreeMap<(String, u64), Value>>> = Arc::default();
-    let until = Instant::now() + Duration::from_secs(6);
-    let mut callers = Vec::new();
-    for c in 0..16 {
-        let (acked, base) = (acked.clone(), app.base_url.clone());
-        callers.push(tokio::spawn(async move {
-            let client = http();
-            let mut i = 0;
-            while Instant::now() < until {
-                let twin = format!("c{}", c % 4);
-                let state = json!({"caller": c, "i": i});
-                let r = client
-                    .post(format!("{base}/v1/twins/{twin}/states?wait=anchored"))
-                    .json(&state)
-                    .send()
-                    .await
-                    .expect("answered");
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.expect("json");
-                assert_eq!(status, 201, "{body}");
-                assert!(body["anchor"]["block_number"].is_u64(), "{body}");
-                let version = body["version"].as_u64().expect("version");
-                acked.lock().expect("lock").insert((twin, version), state);
-                i += 1;
-            }
-        }));
-    }
-    for c in callers {
-        c.await.expect("caller");
-    }
-    let acked = acked.lock().expect("lock").clone();
+    let written = post_for(
+        app.base_url.clone(),
+        16,
+        6,
+        "c",
+        "?wait=anchored",
+        |status, body| {
+            assert_eq!(status, 201, "{body}");
+            assert!(body["anchor"]["block_number"].is_u64(), "{body}");
+        },
+    )
+    .await;
+    let acked: BTreeMap<(String, u64), Value> = written
+        .into_iter()
+        .map(|(twin, version, state)| ((twin, version), state))
+        .collect();
     assert!(acked.len() >= 32, "{} acknowledged", acked.len());
     assert_stored(dir.path(), &acked);
     let anchors = anchors_chain_once(&app).await;
@@ -116,17 +125,8 @@ async fn pipelined_anchors_are_mined_together_and_a_dropped_one_is_sent_again() 
     deploy_in(dir.path(), &rpc, "log");
     node_rpc(&rpc, "evm_setAutomine", json!([false])).await;
     let app = external_app(dir.path(), &["--rpc", &rpc]);
-    let pending = || async {
-        let pool = node_rpc(&rpc, "txpool_status", json!([])).await;
-        u64::from_str_radix(
-            pool["pending"]
-                .as_str()
-                .expect("pending")
-                .trim_start_matches("0x"),
-            16,
-        )
-        .expect("quantity")
-    };
+    let pending =
+        || async { quantity(&node_rpc(&rpc, "txpool_status", json!([])).await["pending"]) };
     for i in 0..3 {
         let (status, body) = post_state(&app, "x", "", json!({"i": i})).await;
         assert_eq!(status, 201, "{body}");
@@ -196,39 +196,20 @@ async fn a_fee_spike_is_ridden_out_by_replacements_under_the_fee_cap() {
         // base fee passing an anchor's fee cap.
         &format!("[anchor]\nmax_fee_gwei = {CAP_GWEI}\nreplace_after_ms = 600000\n"),
     );
-    let quantity = |v: &Value| {
-        u128::from_str_radix(v.as_str().expect("quantity").trim_start_matches("0x"), 16)
-            .expect("hex")
-    };
+    // Fees in wei, as u128 like the settings' cap.
+    let wei = |v: &Value| u128::from(quantity(v));
     let base_fee = || async {
         let block = node_rpc(&rpc, "eth_getBlockByNumber", json!(["latest", false])).await;
-        (
-            quantity(&block["baseFeePerGas"]),
-            quantity(&block["number"]) as u64,
-        )
+        (wei(&block["baseFeePerGas"]), quantity(&block["number"]))
     };
-    let until = Instant::now() + Duration::from_secs(14);
-    let mut callers = Vec::new();
-    for c in 0..4 {
-        let base = app.base_url.clone();
-        callers.push(tokio::spawn(async move {
-            let client = http();
-            let mut n = 0;
-            while Instant::now() < until {
-                let r = client
-                    .post(format!("{base}/v1/twins/f{c}/states?wait=anchored"))
-                    .json(&json!({"n": n}))
-                    .send()
-                    .await
-                    .expect("answered");
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.expect("json");
-                assert_eq!(status, 201, "{body}");
-                n += 1;
-            }
-            n
-        }));
-    }
+    let callers = tokio::spawn(post_for(
+        app.base_url.clone(),
+        4,
+        14,
+        "f",
+        "?wait=anchored",
+        |status, body| assert_eq!(status, 201, "{body}"),
+    ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     // The spike lands on a block that an anchor priced before it waits for: mining stops while
     // an anchor is in the pool, the next block's base fee is raised, and mining goes on.
@@ -258,10 +239,7 @@ async fn a_fee_spike_is_ridden_out_by_replacements_under_the_fee_cap() {
     )
     .await;
     node_rpc(&rpc, "evm_setIntervalMining", json!([1])).await;
-    let mut written = 0;
-    for c in callers {
-        written += c.await.expect("caller");
-    }
+    let written = callers.await.expect("callers").len();
     assert!(written >= 8, "{written} records");
     let anchors = anchors_chain_once(&app).await;
     // The spike happened: a block after it has ten times the base fee.
@@ -274,12 +252,12 @@ async fn a_fee_spike_is_ridden_out_by_replacements_under_the_fee_cap() {
             json!([format!("0x{b:x}"), false]),
         )
         .await;
-        highest = highest.max(quantity(&block["baseFeePerGas"]));
+        highest = highest.max(wei(&block["baseFeePerGas"]));
     }
     assert!(highest >= spike * 7 / 8, "{highest} < {spike}");
     for a in &anchors {
         let tx = node_rpc(&rpc, "eth_getTransactionByHash", json!([a["tx_hash"]])).await;
-        let offered = quantity(&tx["maxFeePerGas"]);
+        let offered = wei(&tx["maxFeePerGas"]);
         assert!(offered <= CAP_GWEI * GWEI, "{offered} offered by {a}");
     }
     let (_, health) = get(&app, "/health").await;
@@ -320,15 +298,9 @@ async fn a_record_can_be_waited_for_until_its_block_is_finalized() {
         "{body}"
     );
     let block = body["anchor"]["block_number"].as_u64().expect("block");
-    let finalized = node_rpc(&rpc, "eth_getBlockByNumber", json!(["finalized", false])).await;
-    let finalized = u64::from_str_radix(
-        finalized["number"]
-            .as_str()
-            .expect("number")
-            .trim_start_matches("0x"),
-        16,
-    )
-    .expect("hex");
+    let finalized =
+        node_rpc(&rpc, "eth_getBlockByNumber", json!(["finalized", false])).await["number"].clone();
+    let finalized = quantity(&finalized);
     assert!(finalized >= block, "block {block}, finalized {finalized}");
     let (_, health) = get(&app, "/health").await;
     assert!(
@@ -357,39 +329,25 @@ async fn on_ganache_mining_every_second_every_record_is_anchored_once() {
     let rpc = node.url().to_owned();
     deploy_in(dir.path(), &rpc, "log");
     let app = external_app(dir.path(), &["--rpc", &rpc]);
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut callers = Vec::new();
-    for c in 0..6 {
-        let base = app.base_url.clone();
-        callers.push(tokio::spawn(async move {
-            let client = http();
-            let mut n = 0;
-            while Instant::now() < until {
-                let r = client
-                    .post(format!("{base}/v1/twins/g{c}/states?wait=finalized"))
-                    .json(&json!({"n": n}))
-                    .send()
-                    .await
-                    .expect("answered");
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.expect("json");
-                assert_eq!(
-                    (status, body["status"].as_str()),
-                    (201, Some("finalized")),
-                    "{body}"
-                );
-                n += 1;
-            }
-            n
-        }));
-    }
-    let mut written = 0;
-    for c in callers {
-        written += c.await.expect("caller");
-    }
+    let written = post_for(
+        app.base_url.clone(),
+        6,
+        5,
+        "g",
+        "?wait=finalized",
+        |status, body| {
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (201, Some("finalized")),
+                "{body}"
+            )
+        },
+    )
+    .await
+    .len();
     assert!(written >= 12, "{written} records");
     anchors_chain_once(&app).await;
-    for c in 0..6 {
+    for c in 0..4 {
         assert_eq!(integrity(&app, &format!("g{c}")).await, "Valid");
     }
     audit_clean(dir.path(), &rpc);
@@ -406,10 +364,7 @@ async fn legacy_transactions_are_pipelined_in_log_order_and_a_dropped_one_is_sen
     let rpc = node.url().to_owned();
     deploy_in(dir.path(), &rpc, "legacy");
     let app = external_app(dir.path(), &["--rpc", &rpc, "--mode", "legacy"]);
-    let block = || async {
-        let n = node_rpc(&rpc, "eth_blockNumber", json!([])).await;
-        u64::from_str_radix(n.as_str().expect("number").trim_start_matches("0x"), 16).expect("hex")
-    };
+    let block = || async { quantity(&node_rpc(&rpc, "eth_blockNumber", json!([])).await) };
     let first_block = block().await;
     let until = Instant::now() + Duration::from_secs(5);
     let mut callers = Vec::new();
@@ -524,10 +479,6 @@ async fn when_a_pipelined_anchor_fails_those_after_it_are_rebuilt_from_the_mined
         "[anchor]\nreplace_after_ms = 500\n",
     );
     let account = node_rpc(&rpc, "eth_accounts", json!([])).await[0].clone();
-    let quantity = |v: &Value| {
-        u64::from_str_radix(v.as_str().expect("quantity").trim_start_matches("0x"), 16)
-            .expect("hex")
-    };
     node_rpc(&rpc, "evm_setAutomine", json!([false])).await;
     let first =
         quantity(&node_rpc(&rpc, "eth_getTransactionCount", json!([account, "latest"])).await);

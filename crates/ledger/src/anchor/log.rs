@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -86,6 +87,10 @@ struct InFlight {
     sent_at: Instant,
     /// The block it was sent for, on a chain whose block clock is known.
     aimed: Option<u64>,
+    /// Whether the node is known to hold it (its send was answered, or the node knows its
+    /// hash). Nothing is pipelined on an anchor whose send went unanswered until then: sent
+    /// under a stale nonce, it would never be mined, and one built on it would revert.
+    held: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -102,6 +107,8 @@ enum Settled {
     },
     /// Still not mined after the receipt timeout (it is still waited for).
     Late(String),
+    /// The node now holds an anchor whose send went unanswered.
+    Held,
 }
 
 /// Everything the log anchorer works with.
@@ -376,14 +383,15 @@ impl LogAnchorer {
                 && interval_ok
                 && retry_ok
                 && send_at.is_none()
+                && p.in_flight.iter().all(|f| f.held.load(Ordering::Relaxed))
             {
                 match self.send(&mut p, base, tree_size).await {
-                    Ok((head, sent)) => {
+                    Ok((head, sent, held)) => {
                         retry_at = None;
                         let sent_at = Instant::now();
                         last_send = Some(sent_at);
                         let aimed = p.clock.sent(sent_at);
-                        let flight = self.spawn_settle(&mut p, head, sent, aimed, &done_tx);
+                        let flight = self.spawn_settle(&mut p, head, sent, aimed, held, &done_tx);
                         p.in_flight.push_back(flight);
                     }
                     Err(SendFailure { message, refused }) => {
@@ -423,6 +431,7 @@ impl LogAnchorer {
                             tracing::warn!(target: "twinledger::anchor", error = %e, "cannot note a replaced anchor");
                         }
                     }
+                    Some(Settled::Held) => {}
                     Some(Settled::Late(msg)) => {
                         tracing::warn!(target: "twinledger::anchor", error = %msg, "anchor late");
                         self.state.send_modify(|s| s.last_error = Some(msg.clone()));
@@ -538,7 +547,7 @@ impl LogAnchorer {
     ) {
         for (head, sent) in waiting {
             p.next_nonce = Some(sent.nonce() + 1);
-            let flight = self.spawn_settle(p, head, sent, None, done);
+            let flight = self.spawn_settle(p, head, sent, None, true, done);
             p.in_flight.push_back(flight);
         }
     }
@@ -551,7 +560,7 @@ impl LogAnchorer {
         p: &mut Progress,
         base: TreeHead,
         tree_size: u64,
-    ) -> Result<(TreeHead, SentAnchor), SendFailure> {
+    ) -> Result<(TreeHead, SentAnchor, bool), SendFailure> {
         let size = tree_size.min(base.size + self.config.batch_max.max(1));
         let (head, proof) = on_store(&self.store, move |s| {
             let head = s.tree_head(size)?;
@@ -608,21 +617,22 @@ impl LogAnchorer {
         })
         .await
         .map_err(SendFailure::from)?;
-        match self.contract.submit(&sent).await {
-            Ok(()) => {}
+        let held = match self.contract.submit(&sent).await {
+            Ok(()) => true,
             // The answer was lost (a dropped connection, a timeout): the node may hold it.
             // It is waited for as sent; its settling sends the same bytes again if the node
             // does not know it.
             Err(e) if e.is_retryable() => {
                 tracing::warn!(target: "twinledger::anchor", size, tx = %sent.tx_hash(), error = %e, "no answer to an anchor's send; it is sent again until the node holds it");
+                false
             }
             Err(e) => {
                 let _ = on_store(&self.store, move |s| s.delete_anchor(size)).await;
                 return Err(unavailable(e));
             }
-        }
+        };
         p.next_nonce = Some(nonce + 1);
-        Ok((head, sent))
+        Ok((head, sent, held))
     }
 
     /// Waits for `sent` to be mined, sending it again with higher fees whenever it waited
@@ -633,8 +643,11 @@ impl LogAnchorer {
         head: TreeHead,
         mut sent: SentAnchor,
         aimed: Option<u64>,
+        held: bool,
         done: &mpsc::UnboundedSender<Settled>,
     ) -> InFlight {
+        let held = Arc::new(AtomicBool::new(held));
+        let held_by_task = held.clone();
         let (nonce, sent_at) = (sent.nonce(), Instant::now());
         let id = p.next_id;
         p.next_id += 1;
@@ -660,16 +673,41 @@ impl LogAnchorer {
                     Err(_) => {}
                 }
                 let block_seen = std::mem::take(&mut new_block);
+                let held = held_by_task.load(Ordering::Relaxed);
                 // A node that does not hold it (the send's answer was lost, the node dropped
-                // it, another provider took it) is sent the same bytes again.
-                if block_seen
-                    && matches!(
-                        contract.client().knows_transaction(sent.tx_hash()).await,
-                        Ok(false)
-                    )
-                    && let Err(e) = contract.submit(&sent).await
+                // it, another provider took it) is sent the same bytes again: at each new block,
+                // and at each look while its send is unanswered.
+                if (block_seen || !held)
+                    && let Ok(known) = contract.client().knows_transaction(sent.tx_hash()).await
                 {
-                    tracing::debug!(target: "twinledger::anchor", tx = %sent.tx_hash(), error = %e, "cannot send an anchor again");
+                    let resent = if known {
+                        Ok(())
+                    } else {
+                        contract.submit(&sent).await
+                    };
+                    match resent {
+                        Ok(()) => {
+                            if !held {
+                                held_by_task.store(true, Ordering::Relaxed);
+                                let _ = done.send(Settled::Held);
+                            }
+                        }
+                        // Its nonce is used (it was signed with a stale count): it can never
+                        // be mined, and what was built on it is rebuilt.
+                        Err(e) if nonce_used(&e) => {
+                            let _ = done.send(Settled::Done(
+                                id,
+                                Err(ChainError::NonceTaken {
+                                    account: contract.client().from().to_string(),
+                                    nonce,
+                                }),
+                            ));
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::debug!(target: "twinledger::anchor", tx = %sent.tx_hash(), error = %e, "cannot send an anchor again");
+                        }
+                    }
                 }
                 // Priced under the base fee (it rose since: a fee spike), the anchor cannot be
                 // mined until it falls again: replaced at once, not after `replace_after`.
@@ -727,6 +765,7 @@ impl LogAnchorer {
             nonce,
             sent_at,
             aimed,
+            held,
             task,
         }
     }
@@ -872,6 +911,13 @@ impl LogAnchorer {
             ))
         })
     }
+}
+
+/// Whether a node refused a transaction because its nonce is already used (geth and Anvil say
+/// "nonce too low", Ganache "the tx doesn't have the correct nonce").
+fn nonce_used(e: &ChainError) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("nonce too low") || text.contains("correct nonce")
 }
 
 /// What became of an attempt to replace a waiting anchor.
