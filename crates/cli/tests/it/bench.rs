@@ -67,3 +67,48 @@ fn the_benchmark_smoke_run_reports_every_measure() {
             .all(|p| num(&p["rss_mib"]) > 0.0 && num(&p["audit_s_per_million"]) > 0.0)
     );
 }
+
+/// `bench --block-time 1 --fee-spike --smoke`: anchoring on a timed chain is measured end to
+/// end, with the lag, records per anchor, gas and fees per record, before and after the spike.
+#[test]
+fn the_timed_chain_benchmark_smoke_run_reports_lag_gas_and_fees() {
+    let out = run(&[
+        "bench",
+        "--smoke",
+        "--block-time",
+        "1",
+        "--fee-spike",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let chain = &r["chains"][0];
+    assert_eq!(chain["block_time_s"], 1.0, "{r}");
+    for field in [
+        "one_caller_records",
+        "full_rate_records",
+        "anchors",
+        "blocks",
+        "records_per_anchor",
+        "gas_per_record",
+        "fee_per_record_wei",
+        "spike_fee_per_record_wei",
+    ] {
+        assert!(
+            chain[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field}: {r}"
+        );
+    }
+    assert!(
+        chain["one_caller"]["p50_ms"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0),
+        "{r}"
+    );
+    let spike = &chain["spike_base_fee_wei"];
+    assert!(spike[1].as_u64() > spike[0].as_u64(), "{r}");
+}

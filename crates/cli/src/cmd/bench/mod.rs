@@ -70,6 +70,10 @@ struct FullLoad {
     anchored_per_s: f64,
     post: Latency,
     ack_to_anchor: Latency,
+    /// Each record's lag from its acknowledgement to anchored.
+    lags: Vec<Duration>,
+    /// From the first request to the last acknowledgement.
+    acked_in: Duration,
 }
 
 /// A `twinledger serve` child on a fresh data directory.
@@ -436,23 +440,23 @@ impl BenchArgs {
         // Each record's lag: from its acknowledgement to the first poll that saw it anchored
         // (the polls' sizes only grow).
         let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
-        let ack_to_anchor = Latency::of(
-            samples
-                .iter()
-                .filter_map(|s| {
-                    let index = s.index?;
-                    let at = seen
-                        .get(seen.partition_point(|(_, size)| *size <= index))?
-                        .0;
-                    Some(at.saturating_duration_since(s.done))
-                })
-                .collect(),
-        );
+        let lags: Vec<Duration> = samples
+            .iter()
+            .filter_map(|s| {
+                let index = s.index?;
+                let at = seen
+                    .get(seen.partition_point(|(_, size)| *size <= index))?
+                    .0;
+                Some(at.saturating_duration_since(s.done))
+            })
+            .collect();
         Ok(FullLoad {
             acked_per_s: per_s(n, last_ack - started),
             anchored_per_s: per_s(n, all_anchored - started),
             post: Latency::of(samples.iter().map(|s| s.done - s.sent).collect()),
-            ack_to_anchor,
+            ack_to_anchor: Latency::of(lags.clone()),
+            lags,
+            acked_in: last_ack - started,
         })
     }
 

@@ -4,7 +4,6 @@
 //! block times, with records per anchor and gas per record.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -12,9 +11,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use twinledger_chain::{LocalNode, LocalNodeConfig, NodeKind};
 
-use super::load::{drive, record_request, written_index};
+use super::load::record_request;
 use super::report::Latency;
-use super::{BenchArgs, Service, anchor_gas, client, expect_ok, watch_anchoring};
+use super::{BenchArgs, Service, anchor_gas, client, expect_ok};
 
 /// One block time's figures.
 #[derive(Debug, Default, Serialize)]
@@ -120,7 +119,11 @@ impl BenchArgs {
 
     async fn measure_timed(&self, svc: &Service, rpc: &str, seconds: f64) -> Result<TimedChain> {
         let block = Duration::from_secs_f64(seconds);
-        let run_for = block.mul_f64(BLOCKS_PER_RUN).max(Duration::from_secs(30));
+        let run_for = if self.smoke {
+            block * 3
+        } else {
+            block.mul_f64(BLOCKS_PER_RUN).max(Duration::from_secs(30))
+        };
         let first_block = block_number(rpc).await?;
         let twins = 100;
 
@@ -161,29 +164,10 @@ impl BenchArgs {
         let mut acked_time = Duration::ZERO;
         while started.elapsed() < run_for {
             let n = self.records.min(50_000);
-            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let watcher = tokio::spawn(watch_anchoring(svc.base.clone(), from + n, seen.clone()));
-            let round = Instant::now();
-            let samples = drive(
-                &svc.base,
-                self.writers,
-                n,
-                move |k| record_request(from + k, twins, ""),
-                written_index,
-            )
-            .await?;
-            let last_ack = samples.iter().map(|s| s.done).max().unwrap_or(round);
-            watcher.await??;
-            let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
-            lags.extend(samples.iter().filter_map(|s| {
-                let index = s.index?;
-                let at = seen
-                    .get(seen.partition_point(|(_, size)| *size <= index))?
-                    .0;
-                Some(at.saturating_duration_since(s.done))
-            }));
+            let load = self.full_load(svc, from, n, twins).await?;
+            lags.extend(load.lags);
+            acked_time += load.acked_in;
             acked += n;
-            acked_time += last_ack - round;
             from += n;
         }
         let blocks = block_number(rpc).await?.saturating_sub(first_block);
