@@ -845,8 +845,8 @@ impl LogAnchorer {
 
     /// Marks anchors finalized once the chain reports a finalized block at or above theirs
     /// (read at most every [`FINALITY_CHECK_INTERVAL`], only while anchors wait for it),
-    /// checking first that the chain still has each in the block it was mined in. A chain that
-    /// reports no finalized block leaves them waiting.
+    /// checking first that the chain still has each in the block it was mined in. On a chain that
+    /// reports no finalized block, records never read `finalized`.
     async fn finalize(&self, p: &mut Progress) -> Option<Rewind> {
         if p.unfinalized.is_empty()
             || p.last_finality_check
@@ -855,7 +855,15 @@ impl LogAnchorer {
             return None;
         }
         p.last_finality_check = Some(Instant::now());
-        let finalized_block = self.contract.client().finalized_block().await.ok()??;
+        let finalized_block = match self.contract.client().finalized_block().await {
+            Ok(Some(b)) => b,
+            // A node without the tag never finalizes anything: nothing is kept waiting for it.
+            Ok(None) => {
+                p.unfinalized.clear();
+                return None;
+            }
+            Err(_) => return None,
+        };
         let mut finalized = None;
         while let Some((size, receipt)) = p.unfinalized.front() {
             if receipt.block_number > finalized_block {
