@@ -2,7 +2,7 @@
 # Installs what twinledger needs on a fresh Debian/Ubuntu machine with Rust and Node.js:
 # Debian packages for building (pkg-config, OpenSSL headers), the sqlite3 CLI used in the
 # README walkthrough and the Mosquitto MQTT broker; the pinned npm packages (Anvil, Ganache, solc-js, OpenZeppelin) into
-# ./node_modules. Safe to run again: it only installs what is missing.
+# ./node_modules; the pinned Python tools (Schemathesis) into ./.venv. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,8 @@ command -v eatmydata >/dev/null || missing+=(eatmydata)
 command -v mkfs.ext4 >/dev/null || [ -x /sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 command -v losetup >/dev/null || [ -x /sbin/losetup ] || missing+=(mount)
 command -v python3 >/dev/null || missing+=(python3)
+# Schemathesis, the outside fuzzer of the HTTP API, runs from a virtual environment (.venv).
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     SUDO=""
@@ -42,3 +44,12 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
     npm ci --no-audit --no-fund --loglevel=error
 fi
 chmod +x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil 2>/dev/null || true
+
+# The pinned Python tools (scripts/requirements.txt) into ./.venv; again only when that file
+# changed since the last install.
+if [ ! -x .venv/bin/st ] || [ scripts/requirements.txt -nt .venv/.installed ]; then
+    echo "setup: installing Python tools into .venv (pip)" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+    touch .venv/.installed
+fi

@@ -47,6 +47,8 @@ pub enum Command {
     DeviceKey(cmd::device_key::DeviceKeyArgs),
     /// Simulated devices publishing telemetry over MQTT, with drift and recovery.
     Simulate(cmd::simulate::SimulateArgs),
+    /// Print the OpenAPI document of the HTTP API (what `serve` answers at /openapi.json).
+    Openapi(cmd::openapi::OpenapiArgs),
 }
 
 /// Options that say which chain, which contract and who signs.

@@ -34,6 +34,27 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// Congruence bands, best first.
     pub congruence: CongruenceSettings,
+    /// Logs.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// How log lines are written to stderr.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text for people: coloured on a terminal, plain into a file or a pipe.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers (Loki, Elasticsearch).
+    Json,
 }
 
 /// `[mqtt]`.
@@ -257,6 +278,7 @@ impl Default for Settings {
                     })
                     .collect(),
             },
+            log: LogSettings::default(),
         }
     }
 }
@@ -310,6 +332,16 @@ impl Settings {
             .merge(Env::prefixed("TWINLEDGER_").split("__").ignore(&["config"]))
             .merge(Serialized::globals(flags));
         figment.extract().context("invalid configuration")
+    }
+
+    /// The log format alone, read before anything else so that the command's own errors are
+    /// logged in it; a configuration that does not load gives text (the command reports why).
+    pub fn log_format(config: Option<&Path>) -> LogFormat {
+        let file = config.unwrap_or(Path::new("twinledger.toml"));
+        Figment::from(Toml::file(file))
+            .merge(Env::prefixed("TWINLEDGER_").split("__").ignore(&["config"]))
+            .extract_inner::<LogFormat>("log.format")
+            .unwrap_or_default()
     }
 
     /// The database file.

@@ -11,6 +11,7 @@ use crate::hash::{Hash, node_hash};
 
 /// A tree head: the size of the log and the root of its Merkle tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TreeHead {
     /// Number of leaves.
     pub size: u64,

@@ -47,6 +47,7 @@ pub struct IngestionStats {
 
 /// A snapshot of [`IngestionStats`].
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IngestionReport {
     /// Whether the ingestion is connected to its broker.
     pub connected: bool,
@@ -62,6 +63,7 @@ pub struct IngestionReport {
 
 /// Refused messages by reason.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejected {
     /// Unexpected topic.
     pub topic: u64,

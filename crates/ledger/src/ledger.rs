@@ -140,6 +140,7 @@ pub enum Wait {
 /// Where a record is on its way to the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Status {
     /// Durably stored, not yet on chain.
     Pending,
@@ -412,6 +413,27 @@ impl Ledger {
         sub: Submission,
         wait: Wait,
     ) -> Result<(Record, Option<AnchorInfo>)> {
+        self.record_waiting(sub, wait, None).await
+    }
+
+    /// As [`Ledger::record`], but waits at most `limit` for what `wait` asks once the record is
+    /// durable: past it, the record is returned without an anchor (it stays stored, and is
+    /// anchored when the chain gets to it), so the caller can tell the client what was written.
+    pub async fn record_within(
+        &self,
+        sub: Submission,
+        wait: Wait,
+        limit: std::time::Duration,
+    ) -> Result<(Record, Option<AnchorInfo>)> {
+        self.record_waiting(sub, wait, Some(limit)).await
+    }
+
+    async fn record_waiting(
+        &self,
+        sub: Submission,
+        wait: Wait,
+        limit: Option<std::time::Duration>,
+    ) -> Result<(Record, Option<AnchorInfo>)> {
         if sub.twin_id.as_str().starts_with(RESERVED_PREFIX) {
             return Err(LedgerError::Invalid(format!(
                 "twin ids starting with {RESERVED_PREFIX:?} are the ledger's own; {} cannot be \
@@ -488,21 +510,34 @@ impl Ledger {
                 if !same_request {
                     return Err(LedgerError::IdempotencyMismatch(key));
                 }
-                return self.replay(index, wait).await;
+                let replayed = match limit {
+                    None => self.replay(index, wait).await,
+                    Some(limit) => {
+                        match tokio::time::timeout(limit, self.replay(index, wait)).await {
+                            Ok(r) => r,
+                            Err(_) => self
+                                .replay(index, Wait::Stored)
+                                .await
+                                .map(|(record, _)| (record, None)),
+                        }
+                    }
+                };
+                return replayed;
             }
             Appended::Refused(reason) => return Err(LedgerError::Signature(reason)),
         };
         let anchor = match anchor_rx {
             None => None,
-            Some(rx) => match rx.await {
-                Ok(Ok(a)) => Some(a),
-                Ok(Err(e)) => {
+            Some(rx) => match within(limit, rx).await {
+                None => None,
+                Some(Ok(Ok(a))) => Some(a),
+                Some(Ok(Err(e))) => {
                     return Err(LedgerError::Chain(format!(
                         "{e}; twin {} version {} is stored as pending (log index {}) and will be anchored when the chain is back",
                         record.twin_id, record.version, record.index
                     )));
                 }
-                Err(_) => return Err(LedgerError::ShuttingDown),
+                Some(Err(_)) => return Err(LedgerError::ShuttingDown),
             },
         };
         Ok((record, anchor))
@@ -731,6 +766,17 @@ impl Ledger {
 }
 
 /// Now, in Unix milliseconds (0 if the clock is before 1970).
+/// `fut`'s output, or `None` once `limit` (if any) has passed.
+async fn within<F: std::future::Future>(
+    limit: Option<std::time::Duration>,
+    fut: F,
+) -> Option<F::Output> {
+    match limit {
+        None => Some(fut.await),
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

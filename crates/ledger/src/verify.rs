@@ -16,6 +16,7 @@ use crate::{Anchoring, LedgerError, Result};
 
 /// The verdict on a twin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Integrity {
     /// Everything stored matches the chain.
     Valid,
@@ -27,6 +28,7 @@ pub enum Integrity {
 
 /// The seed endpoint's answer: the latest state of a twin checked against `getTwin`.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeedCheck {
     /// The twin.
     pub twin_id: String,
@@ -39,6 +41,7 @@ pub struct SeedCheck {
 
 /// One thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// The version concerned, when known.
     pub version: Option<u64>,
@@ -50,6 +53,7 @@ pub struct Problem {
 
 /// The verdict on a twin's whole history.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TwinVerdict {
     /// The twin.
     pub twin_id: String,

@@ -41,14 +41,26 @@ fn refuse(status: StatusCode, message: String, path: &str, key_id: Option<&str>)
     r
 }
 
-/// Checks the bearer key of every request but `/health`, and hands the caller to the handlers.
+/// Routes answered to anyone: health, and the API's description (`/openapi.json`, `/docs`),
+/// which holds nothing about the ledger.
+pub(crate) fn is_public(path: &str) -> bool {
+    path == "/health"
+        || path == crate::openapi::DOCUMENT_PATH
+        || path == crate::openapi::UI_PATH
+        || path
+            .strip_prefix(crate::openapi::UI_PATH)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Checks the bearer key of every request but the public ones, and hands the caller to the
+/// handlers.
 pub(crate) async fn authenticate(
     State(app): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_owned();
-    if path == "/health" {
+    if is_public(&path) {
         return next.run(req).await;
     }
     let need = if matches!(*req.method(), Method::GET | Method::HEAD) {

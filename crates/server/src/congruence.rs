@@ -1,33 +1,63 @@
 //! Desired states, congruence and device keys: `/v1/twins/{id}/desired`,
 //! `/v1/twins/{id}/congruence`, `/v1/twins/{id}/device-key`.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::json;
 use twinledger_core::json::{Object, Value};
 use twinledger_core::{DeviceKey, HashScheme, RecordKind, Tolerances, TwinId};
 use twinledger_ledger::{LedgerError, Scope, Status, Submission, Wait};
-use twinledger_store::StoredRecord;
+use twinledger_store::{DeviceKeyRow, StoredRecord};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{MaybeCaller, check};
 use crate::body::JsonObject;
-use crate::v1::{Params, limit, new_record_json, params, record_json, twin_id};
+use crate::openapi::{ErrorBody, TwinIdParam};
+use crate::v1::{Params, RecordView, limit, new_record_json, params, record_json, twin_id};
 use crate::{ApiError, AppState};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/twins/{id}/desired", get(get_desired).put(put_desired))
-        .route("/v1/twins/{id}/congruence", get(congruence))
-        .route(
-            "/v1/twins/{id}/device-key",
-            get(get_device_key)
-                .put(put_device_key)
-                .delete(delete_device_key),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_desired, put_desired))
+        .routes(routes!(congruence))
+        .routes(routes!(get_device_key, put_device_key, delete_device_key))
+}
+
+/// The body of `PUT /v1/twins/{id}/desired`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body; the handler reads it with the strict parser.
+struct DesiredBody {
+    /// The state the twin is expected to report.
+    state: serde_json::Map<String, serde_json::Value>,
+    /// Per-field tolerances by JSON Pointer (`"/temperature"`).
+    tolerances: Option<std::collections::BTreeMap<String, ToleranceBody>>,
+}
+
+/// How far a reported field may be from the desired one and still count as congruent: exactly
+/// one of `absolute` or `relative` (a fraction of the desired value), a finite number ≥ 0.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Describes the body; the handler reads it with the strict parser.
+enum ToleranceBody {
+    Absolute(f64),
+    Relative(f64),
+}
+
+/// The body of `PUT /v1/twins/{id}/device-key`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body; the handler reads it with the strict parser.
+struct DeviceKeyBody {
+    /// The device's Ed25519 public key, 64 hex digits.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    public_key: String,
+    /// Whether the twin's reports must be signed with it (default false).
+    require_signature: Option<bool>,
 }
 
 /// Splits `{"state": {...}, "tolerances": {...}}` (tolerances optional).
@@ -54,8 +84,21 @@ fn desired_body(body: JsonObject) -> Result<(Value, Object), ApiError> {
     Ok((state, annex))
 }
 
-/// `PUT /v1/twins/{id}/desired`: records the state the twin is expected to report, with
-/// optional per-field tolerances (`{"/field": {"absolute": x} | {"relative": x}}`).
+/// Records the state the twin is expected to report, with optional per-field tolerances.
+#[utoipa::path(
+    put,
+    path = "/v1/twins/{id}/desired",
+    tag = "congruence",
+    params(
+        ("id" = TwinIdParam, Path, description = "The twin."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$", description = "Makes a retried write record once (1 to 255 visible ASCII characters)."),
+    ),
+    request_body(content = DesiredBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded.", body = RecordView),
+        (status = 409, description = "Refused by the ledger (an idempotency key reused with another body).", body = ErrorBody),
+    )
+)]
 async fn put_desired(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -80,7 +123,18 @@ async fn put_desired(
         .into_response())
 }
 
-/// `GET /v1/twins/{id}/desired`: the current desired record.
+/// The twin's current desired state.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/desired",
+    tag = "congruence",
+    params(("id" = TwinIdParam, Path, description = "The twin.")),
+    responses(
+        (status = 200, description = "The desired record.", body = RecordView),
+        (status = 400, description = "Not a valid twin id.", body = ErrorBody),
+        (status = 404, description = "No such twin, or it has no desired state.", body = ErrorBody),
+    )
+)]
 async fn get_desired(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -104,14 +158,30 @@ async fn get_desired(
     Ok(Json(record_json(&row, status, anchor)).into_response())
 }
 
-/// One assessed report in `GET /v1/twins/{id}/congruence`.
-#[derive(Serialize)]
+/// One assessed report: its version and time, with the congruence recorded with it (score,
+/// band, diverging fields).
+#[derive(Serialize, ToSchema)]
 struct Assessment {
     version: i64,
     recorded_at_ms: i64,
     /// The annex's `congruence` member, as recorded.
     #[serde(flatten)]
+    #[schema(ignore)]
     congruence: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `GET /v1/twins/{id}/congruence`.
+#[derive(Serialize, ToSchema)]
+struct CongruenceView {
+    twin_id: String,
+    /// The band of the latest assessed report.
+    band: Option<String>,
+    /// The latest assessed report, whatever the range.
+    current: Option<Assessment>,
+    /// Assessed reports in the range, oldest first.
+    history: Vec<Assessment>,
+    /// Pass as `after_version` for the next page; none on the last page.
+    next_after_version: Option<i64>,
 }
 
 fn assessment(row: &StoredRecord) -> Option<Assessment> {
@@ -139,9 +209,25 @@ fn millis(
     }
 }
 
-/// `GET /v1/twins/{id}/congruence?from_ms=&to_ms=&after_version=&limit=`: the twin's current
-/// congruence (its latest assessed report) and the history of assessed reports in the time
-/// range, oldest first, paged by version.
+/// The twin's current congruence (its latest assessed report) and the history of assessed
+/// reports in a time range, oldest first, paged by version.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/congruence",
+    tag = "congruence",
+    params(
+        ("id" = TwinIdParam, Path, description = "The twin."),
+        ("from_ms" = Option<i64>, Query, nullable = false, description = "Reports recorded at or after this time (ms since the Unix epoch)."),
+        ("to_ms" = Option<i64>, Query, nullable = false, description = "Reports recorded at or before this time."),
+        ("after_version" = Option<u64>, Query, nullable = false, description = "Reports after this version (`next_after_version` of the previous page)."),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Page size (default 100)."),
+    ),
+    responses(
+        (status = 200, description = "The congruence.", body = CongruenceView),
+        (status = 400, description = "A bad parameter.", body = ErrorBody),
+        (status = 404, description = "No such twin.", body = ErrorBody),
+    )
+)]
 async fn congruence(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -180,17 +266,28 @@ async fn congruence(
     let next = (history.len() == limit)
         .then(|| history.last().map(|r| r.version))
         .flatten();
-    Ok(Json(json!({
-        "twin_id": id.as_str(),
-        "band": twin.band,
-        "current": latest.as_ref().and_then(assessment),
-        "history": history.iter().filter_map(assessment).collect::<Vec<_>>(),
-        "next_after_version": next,
-    }))
+    Ok(Json(CongruenceView {
+        twin_id: id.to_string(),
+        band: twin.band,
+        current: latest.as_ref().and_then(assessment),
+        history: history.iter().filter_map(assessment).collect(),
+        next_after_version: next,
+    })
     .into_response())
 }
 
-/// `PUT /v1/twins/{id}/device-key`: `{"public_key": "<64 hex>", "require_signature": bool}`.
+/// Registers the device key of a twin (replacing any), and whether reports must be signed.
+#[utoipa::path(
+    put,
+    path = "/v1/twins/{id}/device-key",
+    tag = "congruence",
+    params(("id" = TwinIdParam, Path, description = "The twin.")),
+    request_body(content = DeviceKeyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered.", body = DeviceKeyRow),
+        (status = 404, description = "No such twin.", body = ErrorBody),
+    )
+)]
 async fn put_device_key(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -225,6 +322,18 @@ async fn put_device_key(
     Ok(Json(row).into_response())
 }
 
+/// The twin's device key.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/device-key",
+    tag = "congruence",
+    params(("id" = TwinIdParam, Path, description = "The twin.")),
+    responses(
+        (status = 200, description = "The key.", body = DeviceKeyRow),
+        (status = 400, description = "Not a valid twin id.", body = ErrorBody),
+        (status = 404, description = "The twin has no device key.", body = ErrorBody),
+    )
+)]
 async fn get_device_key(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -238,6 +347,18 @@ async fn get_device_key(
     }
 }
 
+/// Removes the twin's device key (its reports need no signature from then on).
+#[utoipa::path(
+    delete,
+    path = "/v1/twins/{id}/device-key",
+    tag = "congruence",
+    params(("id" = TwinIdParam, Path, description = "The twin.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 400, description = "Not a valid twin id.", body = ErrorBody),
+        (status = 404, description = "The twin has no device key.", body = ErrorBody),
+    )
+)]
 async fn delete_device_key(
     State(app): State<AppState>,
     caller: MaybeCaller,

@@ -9,12 +9,10 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures_util::stream::{self, StreamExt};
 use serde_json::json;
 use tokio::sync::watch;
@@ -23,11 +21,12 @@ use twinledger_ledger::{AnchoredSizes, Scope};
 use twinledger_store::StoredRecord;
 
 use crate::auth::{MaybeCaller, check};
+use crate::openapi::ErrorBody;
 use crate::v1::{Params, params, record_json, twin_id};
 use crate::{ApiError, AppState};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/v1/events", get(events))
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(events))
 }
 
 /// Records read per database query.
@@ -65,15 +64,61 @@ impl Position {
     }
 }
 
-/// `GET /v1/events?twin=ID&from=INDEX`: the stream. Without `Last-Event-ID` it starts at log
-/// index `from` (default: now) and at the current anchored sizes.
+/// One event of the stream, as an SSE client parses it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the stream; the handler writes it with axum's `Event`.
+struct StreamEvent {
+    /// `record`, `shift` or `correction` (records; shifts and corrections are the ledger's
+    /// own events), `anchor`, `confirmation`, `finalization` or `reorganisation`.
+    #[schema(
+        pattern = "^(record|shift|correction|anchor|confirmation|finalization|reorganisation)$"
+    )]
+    event: String,
+    /// The stream position after this event, for `Last-Event-ID`.
+    id: String,
+    /// The event as JSON: a record as `GET /v1/twins/{id}/versions/{v}` shows it, or the
+    /// anchor or sizes.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+/// A Server-Sent Events stream of new records (`record`, and `shift` and `correction` for the
+/// ledger's congruence events), `anchor`, `confirmation`, `finalization` and `reorganisation`
+/// events, as they happen. Each event's `data` is JSON; its `id` resumes the stream after it when sent back as
+/// `Last-Event-ID` (browsers' EventSource does so by itself). Without `Last-Event-ID` the
+/// stream starts at log index `from` (default: now). With `follow=false` the stream ends once
+/// it has caught up, instead of waiting for new events.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "log",
+    params(
+        ("twin" = Option<crate::openapi::TwinIdParam>, Query, nullable = false, description = "Only this twin's records (anchor events are always sent)."),
+        ("from" = Option<u64>, Query, nullable = false, description = "The log index to start at."),
+        ("follow" = Option<bool>, Query, nullable = false, description = "`false`: end the stream once caught up (default `true`)."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = "^[0-9]{1,19}\\.[0-9]{1,19}\\.[0-9]{1,19}(\\.[0-9]{1,19})?$", description = "The id of the last event seen, to resume after it."),
+    ),
+    responses(
+        (status = 200, description = "The stream.", content_type = "text/event-stream", body = StreamEvent),
+        (status = 400, description = "A bad parameter or Last-Event-ID.", body = ErrorBody),
+    )
+)]
 async fn events(
     State(app): State<AppState>,
     caller: MaybeCaller,
     headers: HeaderMap,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let p = params(q, &["twin", "from"])?;
+    let p = params(q, &["twin", "from", "follow"])?;
+    let follow = match p.get("follow").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "follow must be true or false, not {other:?}"
+            )));
+        }
+    };
     let twin = p.get("twin").cloned().map(twin_id).transpose()?;
     check(&caller, Scope::Read, twin.as_ref())?;
     let (tree, sizes) = app.ledger.progress();
@@ -105,6 +150,7 @@ async fn events(
         tree,
         sizes,
         closing: app.closing.clone(),
+        follow,
     };
     let events = stream::unfold(tail, |mut tail| async move {
         let batch = tail.next_events().await?;
@@ -125,11 +171,14 @@ struct Tail {
     tree: watch::Receiver<u64>,
     sizes: watch::Receiver<AnchoredSizes>,
     closing: watch::Receiver<bool>,
+    /// Keep waiting for new events once caught up.
+    follow: bool,
 }
 
 impl Tail {
     /// The next events, waiting until there are some; `None` ends the stream (the service is
-    /// stopping, or the database failed: the client reconnects with its last id).
+    /// stopping, or the database failed: the client reconnects with its last id; or caught up
+    /// without `follow`).
     async fn next_events(&mut self) -> Option<Vec<Event>> {
         loop {
             if *self.closing.borrow() {
@@ -177,6 +226,9 @@ impl Tail {
             }
             if !out.is_empty() {
                 return Some(out);
+            }
+            if !self.follow {
+                return None;
             }
             tokio::select! {
                 r = self.tree.changed() => r.ok()?,

@@ -9,6 +9,8 @@ mod body;
 mod congruence;
 mod error;
 mod events;
+mod openapi;
+mod request_id;
 mod routes;
 mod v1;
 
@@ -24,6 +26,8 @@ use twinledger_ledger::Ledger;
 
 pub use auth::AuthPolicy;
 pub use error::ApiError;
+pub use openapi::{ErrorBody, document, document_json};
+pub use request_id::RequestId;
 
 /// HTTP limits.
 #[derive(Debug, Clone)]
@@ -66,6 +70,8 @@ pub struct AppState {
     /// Turns true when the service stops: ends the event streams, which would otherwise keep
     /// the graceful shutdown waiting forever.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The OpenAPI document, serialized once.
+    pub document: axum::body::Bytes,
 }
 
 /// The routes, with body limit and request tracing; `closing` turns true when the service
@@ -76,12 +82,28 @@ pub fn router(
     closing: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let body_limit = config.body_limit;
+    let (routes, doc) = routes::documented();
     let state = AppState {
         ledger,
         config: std::sync::Arc::new(config),
         closing,
+        // Serializing the document cannot fail (it is built from plain maps and strings); an
+        // empty object is served if it ever did, and the drift test would catch it.
+        document: openapi::pretty(&doc)
+            .map(axum::body::Bytes::from)
+            .unwrap_or_else(|_| axum::body::Bytes::from_static(b"{}")),
     };
-    let mut routes = routes::routes();
+    let ui = utoipa_swagger_ui::SwaggerUi::new(openapi::UI_PATH).config(
+        utoipa_swagger_ui::Config::from(openapi::DOCUMENT_PATH)
+            // The default validator badge loads from validator.swagger.io.
+            .validator_url("none")
+            .try_it_out_enabled(true)
+            .persist_authorization(true),
+    );
+    let mut routes = routes
+        .merge(Router::from(ui))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed);
     if state.config.noop_route {
         routes = routes.route("/bench/noop", axum::routing::post(routes::noop));
     }
@@ -90,9 +112,10 @@ pub fn router(
             state.clone(),
             auth::authenticate,
         ))
+        .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(request_id::assign))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.

@@ -1,37 +1,49 @@
-//! Routes: the seed's endpoints and health.
+//! Routes: the seed's endpoints, health and the API document; [`documented`] gathers every
+//! route with its OpenAPI description.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
 use twinledger_core::json::Value;
 use twinledger_core::{HashScheme, RecordKind, TwinId};
-use twinledger_ledger::{LedgerError, Scope, Submission, Wait};
+use twinledger_ledger::{
+    AnchoringStatus, IngestionReport, LedgerError, Scope, SeedCheck, Submission, Wait,
+};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{MaybeCaller, check};
 use crate::body::JsonObject;
+use crate::openapi::{ApiDoc, Conventions, ErrorBody};
 use crate::{ApiError, AppState};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/update_twin_on_blockchain/", post(update_twin))
+/// Every route and the document describing them, from the same list.
+pub(crate) fn documented() -> (Router<AppState>, Document) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(update_twin))
+        // The seed's clients post with and without the trailing slash; one is documented.
         .route("/update_twin_on_blockchain", post(update_twin))
-        .route("/get_twin_from_blockchain/{twin_id}", get(get_twin))
-        .route("/health", get(health))
+        .routes(routes!(get_twin))
+        .routes(routes!(health))
+        .routes(routes!(crate::openapi::document_route))
         .merge(crate::v1::routes())
         .merge(crate::congruence::routes())
         .merge(crate::events::routes())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .split_for_parts();
+    Conventions.modify(&mut doc);
+    (router, doc)
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed on this endpoint",
@@ -68,8 +80,39 @@ fn seed_update(body: JsonObject) -> Result<(TwinId, Value), ApiError> {
     Ok((twin_id, data))
 }
 
-/// `POST /update_twin_on_blockchain/`: the seed's write. Stores the update (durably, as
-/// pending), anchors it with the seed contract and answers with the transaction hash.
+/// The seed's write: `{"twin_id": "...", "data": {...}}`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Describes the body; the handler reads it with the strict parser.
+struct SeedUpdate {
+    #[schema(value_type = crate::openapi::TwinIdParam)]
+    twin_id: String,
+    /// Its new state.
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The seed's answer to a write.
+#[derive(Serialize, ToSchema)]
+struct SeedUpdated {
+    /// Always `Digital Twin updated on blockchain`.
+    message: &'static str,
+    /// The anchoring transaction, `0x`-prefixed.
+    tx_hash: String,
+}
+
+/// Stores the update (durably, as pending), anchors it with the seed contract (legacy mode) or
+/// in the log (log mode) and answers with the transaction hash once it is mined.
+#[utoipa::path(
+    post,
+    path = "/update_twin_on_blockchain/",
+    tag = "seed",
+    request_body(content = SeedUpdate, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$", description = "Makes a retried write record once (1 to 255 visible ASCII characters).")),
+    responses(
+        (status = 200, description = "Recorded and anchored.", body = SeedUpdated),
+        (status = 409, description = "Refused by the ledger (an idempotency key reused, a device-key rule).", body = ErrorBody),
+    )
+)]
 async fn update_twin(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -96,15 +139,25 @@ async fn update_twin(
         }
     };
     let tx_hash = anchor.map(|a| a.tx_hash).unwrap_or_default();
-    Ok(Json(json!({
-        "message": "Digital Twin updated on blockchain",
-        "tx_hash": tx_hash,
-    }))
+    Ok(Json(SeedUpdated {
+        message: "Digital Twin updated on blockchain",
+        tx_hash,
+    })
     .into_response())
 }
 
-/// `GET /get_twin_from_blockchain/{twin_id}`: the seed's integrity check of a twin's latest
-/// state against the contract.
+/// The seed's integrity check of a twin's latest state against the chain.
+#[utoipa::path(
+    get,
+    path = "/get_twin_from_blockchain/{twin_id}",
+    tag = "seed",
+    params(("twin_id" = crate::openapi::TwinIdParam, Path, description = "The twin.")),
+    responses(
+        (status = 200, description = "The verdict.", body = SeedCheck),
+        (status = 400, description = "Not a valid twin id.", body = ErrorBody),
+        (status = 404, description = "No such twin.", body = ErrorBody),
+    )
+)]
 async fn get_twin(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -124,52 +177,156 @@ async fn get_twin(
 
 /// `POST /bench/noop`: takes the body and answers like a write would, doing nothing in between.
 pub(crate) async fn noop(_body: axum::body::Bytes) -> Response {
-    (StatusCode::CREATED, Json(json!({"index": 0}))).into_response()
+    (
+        StatusCode::CREATED,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        "{\"index\":0}",
+    )
+        .into_response()
 }
 
-/// `GET /health`: database and chain.
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+struct HealthView {
+    /// `ok`, or `degraded` (answered with 503) when the database, the chain or anchoring fails.
+    status: HealthStatus,
+    /// `log` or `legacy`.
+    mode: &'static str,
+    database: DatabaseHealth,
+    chain: ChainHealth,
+    anchoring: AnchoringHealth,
+    /// Device messages over MQTT, when the ingestion runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt: Option<IngestionReport>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+/// The database: counts, or why it cannot be read or written.
+#[derive(Serialize, ToSchema)]
+struct DatabaseHealth {
+    ok: bool,
+    /// Records in the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<u64>,
+    /// Twins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    twins: Option<u64>,
+    /// Records not yet anchored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<u64>,
+    /// Why the database cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Why the last write failed, while writes fail (reads may still work).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write_error: Option<String>,
+}
+
+/// The chain: where it is, or why it cannot be reached.
+#[derive(Serialize, ToSchema)]
+struct ChainHealth {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chain_id: Option<u64>,
+    /// The latest block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    block_number: Option<u64>,
+    /// Why the chain cannot be reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The contract anchors go to.
+    contract: String,
+}
+
+/// Anchoring, and in log mode the anchored, confirmed and finalized sizes.
+#[derive(Serialize, ToSchema)]
+struct AnchoringHealth {
+    #[serde(flatten)]
+    status: AnchoringStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anchored_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confirmed_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finalized_size: Option<u64>,
+}
+
+/// The database, the chain and anchoring; answered without a key.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses(
+        (status = 200, description = "Healthy.", body = HealthView),
+        (status = 503, description = "Degraded: the body says what fails.", body = HealthView),
+    )
+)]
 async fn health(State(app): State<AppState>) -> Response {
     let h = app.ledger.health().await;
-    let healthy = h.database.is_ok() && h.chain.is_ok() && h.anchoring.last_error.is_none();
     let mut database = match &h.database {
-        Ok(s) => json!({"ok": true, "records": s.records, "twins": s.twins, "pending": s.pending}),
-        Err(e) => json!({"ok": false, "error": e}),
+        Ok(s) => DatabaseHealth {
+            ok: true,
+            records: Some(s.records),
+            twins: Some(s.twins),
+            pending: Some(s.pending),
+            error: None,
+            write_error: None,
+        },
+        Err(e) => DatabaseHealth {
+            ok: false,
+            records: None,
+            twins: None,
+            pending: None,
+            error: Some(e.clone()),
+            write_error: None,
+        },
     };
     // Reads can succeed while writes fail (a full or read-only disk): that is not healthy.
     if let Some(e) = &h.write_error {
-        database["ok"] = json!(false);
-        database["write_error"] = json!(e);
+        database.ok = false;
+        database.write_error = Some(e.clone());
     }
-    let healthy = healthy && h.write_error.is_none();
     let chain = match &h.chain {
-        Ok(c) => {
-            json!({"ok": true, "chain_id": c.chain_id, "block_number": c.block_number, "contract": h.contract})
-        }
-        Err(e) => json!({"ok": false, "error": e, "contract": h.contract}),
-    };
-    let mut body = json!({
-        "status": if healthy { "ok" } else { "degraded" },
-        "mode": h.mode,
-        "database": database,
-        "chain": chain,
-        "anchoring": {
-            "last_error": h.anchoring.last_error,
-            "replacements": h.anchoring.replacements,
-            "reorganisations": h.anchoring.reorganisations,
-            "other_sender": h.anchoring.other_sender,
-            "chain_state_losses": h.anchoring.chain_state_losses,
-            "lost_heads": h.anchoring.lost_heads,
+        Ok(c) => ChainHealth {
+            ok: true,
+            chain_id: Some(c.chain_id),
+            block_number: Some(c.block_number),
+            error: None,
+            contract: h.contract.clone(),
         },
-    });
-    if let Some(sizes) = h.anchored {
-        body["anchoring"]["anchored_size"] = json!(sizes.anchored);
-        body["anchoring"]["confirmed_size"] = json!(sizes.confirmed);
-        body["anchoring"]["finalized_size"] = json!(sizes.finalized);
-    }
-    // A broker that is down degrades ingestion only: HTTP writes still work.
-    if let Some(ingestion) = h.ingestion {
-        body["mqtt"] = json!(ingestion);
-    }
+        Err(e) => ChainHealth {
+            ok: false,
+            chain_id: None,
+            block_number: None,
+            error: Some(e.clone()),
+            contract: h.contract.clone(),
+        },
+    };
+    let healthy = database.ok && chain.ok && h.anchoring.last_error.is_none();
+    let body = HealthView {
+        status: if healthy {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        },
+        mode: h.mode,
+        database,
+        chain,
+        anchoring: AnchoringHealth {
+            status: h.anchoring,
+            anchored_size: h.anchored.map(|s| s.anchored),
+            confirmed_size: h.anchored.map(|s| s.confirmed),
+            finalized_size: h.anchored.map(|s| s.finalized),
+        },
+        // A broker that is down degrades ingestion only: HTTP writes still work.
+        mqtt: h.ingestion,
+    };
     let status = if healthy {
         StatusCode::OK
     } else {

@@ -2,34 +2,38 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::value::RawValue;
-use serde_json::{Value as JsonValue, json};
 use twinledger_core::json::Value;
-use twinledger_core::{HashScheme, Record, RecordKind, TwinId};
-use twinledger_ledger::{AnchorInfo, LedgerError, Scope, Status, Submission, Wait};
-use twinledger_store::StoredRecord;
+use twinledger_core::{Hash, HashScheme, Record, RecordKind, TreeHead, TwinId};
+use twinledger_ledger::{
+    AnchorInfo, AnchoredSizes, LedgerError, Scope, Status, Submission, TwinVerdict, Wait,
+};
+use twinledger_store::{StoredRecord, TwinSummary};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{MaybeCaller, check};
 use crate::body::{JsonObject, WriteHeaders};
+use crate::openapi::{ErrorBody, TwinIdParam, VersionParam};
 use crate::{ApiError, AppState};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/twins", get(list_twins))
-        .route("/v1/twins/{id}", get(get_twin))
-        .route("/v1/twins/{id}/states", post(post_state))
-        .route("/v1/twins/{id}/history", get(history))
-        .route("/v1/twins/{id}/versions/{v}", get(get_version))
-        .route("/v1/twins/{id}/versions/{v}/proof", get(get_proof))
-        .route("/v1/twins/{id}/verify", get(verify))
-        .route("/v1/tree-heads", get(tree_heads))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_twins))
+        .routes(routes!(get_twin))
+        .routes(routes!(post_state))
+        .routes(routes!(history))
+        .routes(routes!(get_version))
+        .routes(routes!(get_proof))
+        .routes(routes!(verify))
+        .routes(routes!(tree_heads))
 }
 
 pub(crate) type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -74,22 +78,41 @@ fn version(s: &str) -> Result<u64, ApiError> {
 
 /// A stored record as the API shows it: the state exactly as stored (number spellings and key
 /// order kept), its hashes, its status.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Record)]
 pub(crate) struct RecordView {
+    /// Position in the log (0 for the first record).
     index: u64,
     twin_id: String,
+    /// The twin's version, from 1.
     version: i64,
+    /// `reported`, `desired`, or an event (`shift`, `correction`, ...).
     kind: String,
+    /// The state as stored; `{"unreadable": "..."}` for a row that is not JSON (edited by hand).
+    #[schema(value_type = Object)]
     state: StateView,
+    /// `jcs-sha256` or `seed-sha256`.
     hash_scheme: String,
+    #[schema(value_type = Hash)]
     state_hash: Hex,
+    /// The leaf hash of the twin's previous version (none for version 1).
+    #[schema(value_type = Option<Hash>)]
     prev_leaf_hash: Option<Hex>,
+    /// When the service accepted it, ms since the Unix epoch.
     recorded_at_ms: i64,
+    /// The random salt hashed with the state.
+    #[schema(value_type = Hash)]
     salt: Hex,
+    /// The RFC 9162 leaf hash.
+    #[schema(value_type = Hash)]
     leaf_hash: Hex,
+    /// What the ledger recorded with the state: tolerances of a desired state, the congruence
+    /// of an assessed report.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     annex: Option<StateView>,
     status: Status,
+    /// Where it was anchored, once it is.
     anchor: Option<AnchorInfo>,
 }
 
@@ -174,7 +197,8 @@ pub(crate) fn new_record_json(
 }
 
 /// `GET /v1/twins/{id}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Twin)]
 struct TwinView {
     twin_id: String,
     latest_version: u64,
@@ -184,10 +208,46 @@ struct TwinView {
 }
 
 /// `GET /v1/twins/{id}/history`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct HistoryPage {
     records: Vec<RecordView>,
+    /// Pass as `cursor` for the next page; none on the last page.
     next_cursor: Option<String>,
+}
+
+/// `GET /v1/twins`.
+#[derive(Serialize, ToSchema)]
+struct TwinPage {
+    twins: Vec<TwinSummary>,
+    /// Pass as `after` for the next page; none on the last page.
+    next_after: Option<String>,
+}
+
+/// `GET /v1/tree-heads`.
+#[derive(Serialize, ToSchema)]
+struct TreeHeads {
+    /// The log's current head.
+    log: TreeHead,
+    anchored: AnchoredSizes,
+    /// Anchored heads from `from`, by size.
+    anchors: Vec<AnchorView>,
+}
+
+/// A tree head sent to the contract, and where it landed.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Anchor)]
+struct AnchorView {
+    size: u64,
+    root: Hash,
+    /// The previously anchored size its consistency proof starts from.
+    prev_size: u64,
+    tx_hash: String,
+    /// `sent`, `mined` or `confirmed`.
+    status: String,
+    block_number: Option<u64>,
+    /// Unix seconds.
+    block_timestamp: Option<u64>,
+    gas_used: Option<u64>,
 }
 
 async fn shown(app: &AppState, row: &StoredRecord) -> Result<RecordView, ApiError> {
@@ -198,8 +258,48 @@ async fn shown(app: &AppState, row: &StoredRecord) -> Result<RecordView, ApiErro
 /// The header carrying a device's signature of the posted state (128 hex digits).
 pub(crate) const SIGNATURE_HEADER: &str = "twinledger-signature";
 
-/// `POST /v1/twins/{id}/states`: records a state (the body); `?wait=anchored|confirmed` answers
-/// only once that holds; `?scheme=seed-sha256` picks the seed's hash (default `jcs-sha256`).
+/// Request parameter `wait`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Wait)]
+#[allow(dead_code)] // Describes the parameter; the handler matches its text.
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WaitParam {
+    Stored,
+    Anchored,
+    Confirmed,
+    Finalized,
+}
+
+/// Request parameter `scheme`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = HashSchemeName)]
+#[allow(dead_code)] // Describes the parameter; the handler parses its text.
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SchemeParam {
+    JcsSha256,
+    SeedSha256,
+}
+
+/// Records a reported state (the body, a JSON object). Answers once it is durably stored, or
+/// with `wait`, once it is anchored, confirmed or finalized.
+#[utoipa::path(
+    post,
+    path = "/v1/twins/{id}/states",
+    tag = "twins",
+    params(
+        ("id" = TwinIdParam, Path, description = "The twin."),
+        ("wait" = Option<WaitParam>, Query, nullable = false, description = "How long to wait before answering (default `stored`)."),
+        ("scheme" = Option<SchemeParam>, Query, nullable = false, description = "How the state is hashed (default `jcs-sha256`)."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7e]+$", description = "Makes a retried write record once (1 to 255 visible ASCII characters)."),
+        ("Twinledger-Signature" = Option<String>, Header, nullable = false, pattern = "^[0-9a-fA-F]{128}$", description = "The device's Ed25519 signature of the state (128 hex digits); required when the twin's device key says so."),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "The state."),
+    responses(
+        (status = 201, description = "Recorded (and, with `wait`, as far on the chain as asked).", body = RecordView),
+        (status = 202, description = "Recorded, but not as far on the chain as `wait` asked within `http.anchor_wait_secs`; `status` says where it is. Do not send it again: it will be anchored.", body = RecordView),
+        (status = 409, description = "Refused by the ledger (an idempotency key reused with another body).", body = ErrorBody),
+    )
+)]
 async fn post_state(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -242,28 +342,21 @@ async fn post_state(
             scheme,
         )
     };
-    let timeout = app.config.anchor_wait;
-    let recorded = app.ledger.record(submission, wait);
-    // A durable write needs no timer: only waiting for the chain can take long.
-    let outcome = match wait {
-        Wait::Stored => Ok(recorded.await),
-        _ => tokio::time::timeout(timeout, recorded).await,
-    };
-    let (record, anchor) = match outcome {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(LedgerError::Chain(format!(
-                "not {} within {} s; the record is stored as pending",
-                match wait {
-                    Wait::Finalized => "finalized",
-                    Wait::Confirmed => "confirmed",
-                    _ => "anchored",
-                },
-                timeout.as_secs()
-            ))
-            .into());
-        }
-    };
+    let (record, anchor) = app
+        .ledger
+        .record_within(submission, wait, app.config.anchor_wait)
+        .await?;
+    if wait != Wait::Stored && anchor.is_none() {
+        // Stored, but the chain did not get as far as asked in time. Not an error to retry:
+        // a retry without an idempotency key would record the state a second time.
+        let index = record.index;
+        let row = app
+            .ledger
+            .read(move |s| s.record_at(index))
+            .await?
+            .ok_or_else(|| LedgerError::Store(format!("record {index} vanished")))?;
+        return Ok((StatusCode::ACCEPTED, Json(shown(&app, &row).await?)).into_response());
+    }
     let status = match (wait, anchor.is_some()) {
         (Wait::Finalized, true) => Status::Finalized,
         (Wait::Confirmed, true) => Status::Confirmed,
@@ -278,7 +371,20 @@ async fn post_state(
         .into_response())
 }
 
-/// `GET /v1/twins?after=ID&limit=N`: twins in id order.
+/// Twins in id order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/twins",
+    tag = "twins",
+    params(
+        ("after" = Option<String>, Query, nullable = false, description = "List twins after this id (`next_after` of the previous page)."),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Page size (default 100)."),
+    ),
+    responses(
+        (status = 200, description = "A page of twins.", body = TwinPage),
+        (status = 400, description = "A bad parameter.", body = ErrorBody),
+    )
+)]
 async fn list_twins(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -295,10 +401,25 @@ async fn list_twins(
     let next = (twins.len() == limit)
         .then(|| twins.last().map(|t| t.twin_id.clone()))
         .flatten();
-    Ok(Json(json!({ "twins": twins, "next_after": next })).into_response())
+    Ok(Json(TwinPage {
+        twins,
+        next_after: next,
+    })
+    .into_response())
 }
 
-/// `GET /v1/twins/{id}`: the twin and its latest record.
+/// A twin and its latest record.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}",
+    tag = "twins",
+    params(("id" = TwinIdParam, Path, description = "The twin.")),
+    responses(
+        (status = 200, description = "The twin.", body = TwinView),
+        (status = 400, description = "Not a valid twin id.", body = ErrorBody),
+        (status = 404, description = "No such twin.", body = ErrorBody),
+    )
+)]
 async fn get_twin(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -358,7 +479,22 @@ fn open_cursor(app: &AppState, twin: &TwinId, cursor: &str) -> Result<u64, ApiEr
     Ok(v)
 }
 
-/// `GET /v1/twins/{id}/history?cursor=C&limit=N`: versions from `cursor` (default 1) on.
+/// A twin's versions in order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/history",
+    tag = "twins",
+    params(
+        ("id" = TwinIdParam, Path, description = "The twin."),
+        ("cursor" = Option<String>, Query, nullable = false, pattern = "^[0-9]{1,19}\\.[0-9a-f]{16}$", description = "Where to go on (`next_cursor` of the previous page); from version 1 when absent."),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Page size (default 100)."),
+    ),
+    responses(
+        (status = 200, description = "A page of records.", body = HistoryPage),
+        (status = 400, description = "A bad parameter or cursor.", body = ErrorBody),
+        (status = 404, description = "No such twin.", body = ErrorBody),
+    )
+)]
 async fn history(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -407,7 +543,18 @@ async fn stored(app: &AppState, id: &TwinId, v: u64) -> Result<StoredRecord, Api
         .ok_or_else(|| LedgerError::VersionNotFound(id.to_string(), v).into())
 }
 
-/// `GET /v1/twins/{id}/versions/{v}`: one record.
+/// One version of a twin.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/versions/{v}",
+    tag = "twins",
+    params(("id" = TwinIdParam, Path, description = "The twin."), ("v" = VersionParam, Path, description = "The version.")),
+    responses(
+        (status = 200, description = "The record.", body = RecordView),
+        (status = 400, description = "Not a valid twin id or version.", body = ErrorBody),
+        (status = 404, description = "No such twin or version.", body = ErrorBody),
+    )
+)]
 async fn get_version(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -419,7 +566,20 @@ async fn get_version(
     Ok(Json(shown(&app, &row).await?).into_response())
 }
 
-/// `GET /v1/twins/{id}/versions/{v}/proof`: the proof bundle (docs/proof-format.md).
+/// The proof bundle of one version (docs/proof-format.md): everything needed to check it
+/// against the chain without this service.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/versions/{v}/proof",
+    tag = "twins",
+    params(("id" = TwinIdParam, Path, description = "The twin."), ("v" = VersionParam, Path, description = "The version.")),
+    responses(
+        (status = 200, description = "The bundle (format `twinledger-proof/1`, docs/proof-format.md).", content_type = "application/json", body = Object),
+        (status = 400, description = "Not a valid twin id or version.", body = ErrorBody),
+        (status = 404, description = "No such twin or version.", body = ErrorBody),
+        (status = 409, description = "Not anchored yet, or the ledger runs in legacy mode.", body = ErrorBody),
+    )
+)]
 async fn get_proof(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -435,7 +595,18 @@ async fn get_proof(
         .into_response())
 }
 
-/// `GET /v1/twins/{id}/verify`: every version checked against its hashes and the chain.
+/// Every version of a twin checked against its hashes, its chain links and the chain.
+#[utoipa::path(
+    get,
+    path = "/v1/twins/{id}/verify",
+    tag = "twins",
+    params(("id" = TwinIdParam, Path, description = "The twin.")),
+    responses(
+        (status = 200, description = "The verdict: `Valid`, `Tampered` (with each problem) or `Pending`.", body = TwinVerdict),
+        (status = 400, description = "Not a valid twin id.", body = ErrorBody),
+        (status = 404, description = "No such twin.", body = ErrorBody),
+    )
+)]
 async fn verify(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -447,7 +618,20 @@ async fn verify(
     Ok(Json(verdict).into_response())
 }
 
-/// `GET /v1/tree-heads?from=SIZE&limit=N`: the log's current head and the anchored heads.
+/// The log's current head, the anchored sizes and the anchored heads.
+#[utoipa::path(
+    get,
+    path = "/v1/tree-heads",
+    tag = "log",
+    params(
+        ("from" = Option<u64>, Query, nullable = false, description = "Anchored heads of this size and larger (default 0)."),
+        ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Page size (default 100)."),
+    ),
+    responses(
+        (status = 200, description = "The heads.", body = TreeHeads),
+        (status = 400, description = "A bad parameter.", body = ErrorBody),
+    )
+)]
 async fn tree_heads(
     State(app): State<AppState>,
     caller: MaybeCaller,
@@ -467,26 +651,24 @@ async fn tree_heads(
         .ledger
         .read(move |s| Ok((s.tree_head(size)?, s.anchors(from, limit)?)))
         .await?;
-    let anchors: Vec<JsonValue> = anchors
+    let anchors = anchors
         .into_iter()
-        .map(|a| {
-            json!({
-                "size": a.size,
-                "root": a.root,
-                "prev_size": a.prev_size,
-                "tx_hash": a.tx_hash,
-                "status": a.status,
-                "block_number": a.block_number,
-                "block_timestamp": a.block_time,
-                "gas_used": a.gas_used,
-            })
+        .map(|a| AnchorView {
+            size: a.size,
+            root: a.root,
+            prev_size: a.prev_size,
+            tx_hash: a.tx_hash,
+            status: a.status,
+            block_number: a.block_number,
+            block_timestamp: a.block_time,
+            gas_used: a.gas_used,
         })
         .collect();
-    Ok(Json(json!({
-        "log": head,
-        "anchored": app.ledger.anchored_sizes(),
-        "anchors": anchors,
-    }))
+    Ok(Json(TreeHeads {
+        log: head,
+        anchored: app.ledger.anchored_sizes(),
+        anchors,
+    })
     .into_response())
 }
 

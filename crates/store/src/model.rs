@@ -235,6 +235,7 @@ impl StoredRecord {
 
 /// Where a twin's history ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TwinSummary {
     /// The twin.
     pub twin_id: String,
@@ -254,6 +255,7 @@ pub struct TwinSummary {
 
 /// A device's registered Ed25519 public key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceKeyRow {
     /// The twin the device reports for.
     pub twin_id: String,
@@ -267,6 +269,7 @@ pub struct DeviceKeyRow {
 
 /// Counts for health reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoreStats {
     /// Records in the log.
     pub records: u64,

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod deploy;
 pub mod device_key;
 pub mod keys;
+pub mod openapi;
 pub mod serve;
 pub mod simulate;
 pub mod update;
@@ -33,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::VerifyProof(_) => json!({}),
         Command::Audit(a) => a.chain.layer(),
         Command::Keys(_) => json!({}),
-        Command::Bench(_) => json!({}),
+        Command::Bench(_) | Command::Openapi(_) => json!({}),
         Command::DeviceKey(_) | Command::Simulate(_) => json!({}),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(a) => a.run(settings).await,
         Command::DeviceKey(a) => a.run(settings).await,
         Command::Simulate(a) => a.run(settings).await,
+        Command::Openapi(a) => a.run(settings).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! SQLite files.
 
 mod access;
+mod api_schema;
 mod audit;
 mod bad_input;
 mod bench;

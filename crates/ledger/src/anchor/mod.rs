@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 /// Where a record was anchored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnchorInfo {
     /// The anchoring transaction.
     pub tx_hash: String,
@@ -105,6 +106,7 @@ impl AnchorWaiters {
 
 /// Anchoring as the anchorer last saw it.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnchoringStatus {
     /// The last error, while anchoring is failing.
     pub last_error: Option<String>,
@@ -123,6 +125,7 @@ pub struct AnchoringStatus {
 
 /// The anchored and confirmed tree sizes (log mode).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnchoredSizes {
     /// Records below this index are in a mined anchor.
     pub anchored: u64,
