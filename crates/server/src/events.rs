@@ -105,6 +105,7 @@ async fn events(
         tree,
         sizes,
         closing: app.closing.clone(),
+        _client: app.config.metrics.sse_client(),
     };
     let events = stream::unfold(tail, |mut tail| async move {
         let batch = tail.next_events().await?;
@@ -125,6 +126,8 @@ struct Tail {
     tree: watch::Receiver<u64>,
     sizes: watch::Receiver<AnchoredSizes>,
     closing: watch::Receiver<bool>,
+    /// Counts the client while its stream lives.
+    _client: crate::metrics::SseClient,
 }
 
 impl Tail {

@@ -9,6 +9,7 @@ mod body;
 mod congruence;
 mod error;
 mod events;
+mod metrics;
 mod routes;
 mod v1;
 
@@ -24,6 +25,7 @@ use twinledger_ledger::Ledger;
 
 pub use auth::AuthPolicy;
 pub use error::ApiError;
+pub use metrics::{Metrics, UNMATCHED_ROUTE};
 
 /// HTTP limits.
 #[derive(Debug, Clone)]
@@ -41,6 +43,10 @@ pub struct HttpConfig {
     /// Serve `POST /bench/noop`, which reads the body and does nothing else: the HTTP ceiling
     /// `twinledger bench` compares the real write path with.
     pub noop_route: bool,
+    /// The registry `/metrics` shows, and the HTTP instruments.
+    pub metrics: Metrics,
+    /// Serve `/metrics` with the API (false when [`metrics_router`] serves it elsewhere).
+    pub metrics_route: bool,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +58,8 @@ impl Default for HttpConfig {
             auth: AuthPolicy::default(),
             cursor_key: [0; 32],
             noop_route: false,
+            metrics: Metrics::default(),
+            metrics_route: true,
         }
     }
 }
@@ -85,14 +93,41 @@ pub fn router(
     if state.config.noop_route {
         routes = routes.route("/bench/noop", axum::routing::post(routes::noop));
     }
+    if state.config.metrics_route {
+        routes = routes.merge(metrics::routes());
+    }
     routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        // Outside the authentication, so refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
+}
+
+/// `/metrics` alone, for a listener of its own: same keys and access rules as on the API.
+pub fn metrics_router(
+    ledger: Ledger,
+    config: HttpConfig,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = AppState {
+        ledger,
+        config: std::sync::Arc::new(config),
+        closing,
+    };
+    metrics::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
