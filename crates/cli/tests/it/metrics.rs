@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use twinledger_core::TwinId;
 use twinledger_mqtt::Device;
-use twinledger_testkit::App;
+use twinledger_testkit::{App, free_port};
 
 use crate::support::*;
 
@@ -24,14 +24,6 @@ async fn scrape(url: &str, token: Option<&str>) -> (u16, String) {
     let r = r.send().await.expect("scrape");
     let status = r.status().as_u16();
     (status, r.text().await.expect("page"))
-}
-
-/// The value of the series `series` (name and labels exactly as the page writes them).
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.parse().ok()
-    })
 }
 
 fn must(page: &str, series: &str) -> f64 {
@@ -299,13 +291,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// The one value of an instant vector.
 fn scalar(result: &[Value]) -> f64 {
     assert_eq!(result.len(), 1, "{result:?}");
@@ -438,4 +423,35 @@ fn the_alerting_rules_are_valid_and_fire_on_the_conditions_they_name() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_legacy_mode_the_backlog_is_counted_in_the_database_and_each_record_is_an_anchor() {
+    let dir = data_dir();
+    let app = embedded_app_in(dir.path(), "legacy");
+    for i in 0..2 {
+        let (status, body) = post_state(
+            &app,
+            &format!("{TWIN_PREFIX}-{i}"),
+            "?wait=anchored",
+            json!({"i": i}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, page) = scrape(&app.url("/metrics"), None).await;
+    assert_eq!(status, 200, "{page}");
+    promtool_check_metrics(&page);
+    assert!(!page.contains(TWIN_PREFIX), "{page}");
+    for (series, value) in [
+        ("twinledger_log_size", 2.0),
+        ("twinledger_pending_records", 0.0),
+        ("twinledger_anchors_sent_total", 2.0),
+        ("twinledger_anchors_mined_total", 2.0),
+        ("twinledger_anchor_delay_seconds_count", 2.0),
+    ] {
+        assert_eq!(must(&page, series), value, "{series}");
+    }
+    // The seed's contract has no tree: no anchored sizes to show.
+    assert_eq!(sample(&page, "twinledger_anchored_size"), None, "{page}");
 }
