@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what twinledger needs on a fresh Debian/Ubuntu machine with Rust and Node.js:
 # Debian packages for building (pkg-config, OpenSSL headers), the sqlite3 CLI used in the
-# README walkthrough and the Mosquitto MQTT broker; the pinned npm packages (Anvil, Ganache, solc-js, OpenZeppelin) into
-# ./node_modules; the pinned Python tools (Schemathesis) into ./.venv. Safe to run again: it only installs what is missing.
+# README walkthrough, the Mosquitto MQTT broker and Prometheus (with promtool); the pinned npm
+# packages (Anvil, Ganache, solc-js, OpenZeppelin) into ./node_modules; the pinned Python tools
+# (Schemathesis) into ./.venv. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,9 @@ command -v losetup >/dev/null || [ -x /sbin/losetup ] || missing+=(mount)
 command -v python3 >/dev/null || missing+=(python3)
 # Schemathesis, the outside fuzzer of the HTTP API, runs from a virtual environment (.venv).
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# The metrics tests: promtool checks the scraped page and docs/alerts.yml, and a real
+# Prometheus server scrapes a running service.
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     SUDO=""

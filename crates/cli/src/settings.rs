@@ -30,6 +30,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Idempotency keys.
     pub idempotency: IdempotencySettings,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
     /// Device ingestion over MQTT.
     pub mqtt: MqttSettings,
     /// Congruence bands, best first.
@@ -120,6 +122,13 @@ impl CongruenceSettings {
         )
         .context("invalid [congruence] bands")
     }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on this address instead of with the API (unset: with the API).
+    pub listen: Option<SocketAddr>,
 }
 
 /// How long idempotency keys are kept.
@@ -259,6 +268,7 @@ impl Default for Settings {
             idempotency: IdempotencySettings {
                 retention_secs: 24 * 60 * 60,
             },
+            metrics: MetricsSettings::default(),
             mqtt: MqttSettings {
                 broker: None,
                 embedded: true,

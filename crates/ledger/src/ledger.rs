@@ -22,6 +22,7 @@ use crate::anchor::loss::{self, ChainNotes, RESERVED_PREFIX};
 use crate::anchor::reconcile::reconcile;
 use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::ingestion::{IngestionReport, IngestionStats};
+use crate::metrics::{LedgerMetrics, StateView};
 use crate::retention;
 use crate::verify::{SeedCheck, TwinVerdict, Verifier};
 use crate::writer::{self, WriteRequest};
@@ -76,6 +77,8 @@ pub struct LedgerConfig {
     /// durable as its last snapshot) are recorded as a chain-state loss and anchored again.
     /// On any other chain a lost anchor is a reorganisation.
     pub embedded_chain: bool,
+    /// Where the ledger counts what it does (registered nowhere by default).
+    pub metrics: LedgerMetrics,
 }
 
 impl Default for LedgerConfig {
@@ -85,6 +88,7 @@ impl Default for LedgerConfig {
             anchor: AnchorConfig::default(),
             idempotency_retention: Some(Duration::from_secs(24 * 60 * 60)),
             embedded_chain: false,
+            metrics: LedgerMetrics::default(),
         }
     }
 }
@@ -188,6 +192,7 @@ struct Inner {
     restarts: watch::Sender<u64>,
     paused: watch::Sender<bool>,
     embedded_chain: bool,
+    metrics: LedgerMetrics,
 }
 
 /// The ledger. Cheap to clone.
@@ -227,6 +232,7 @@ impl Ledger {
                 tree: tree_tx,
                 write_error: write_error_tx,
                 derived: derived_tx.clone(),
+                metrics: config.metrics.clone(),
             };
             std::thread::Builder::new()
                 .name("twinledger-writer".into())
@@ -283,6 +289,7 @@ impl Ledger {
                     restarts: restarts_rx,
                     paused: paused_rx,
                     reanchoring,
+                    metrics: config.metrics.clone(),
                 };
                 tokio::spawn(anchorer.run(head));
             }
@@ -296,11 +303,18 @@ impl Ledger {
                         state: state_tx,
                         receipt_timeout: config.anchor.receipt_timeout,
                         shutdown: shutdown_rx,
+                        metrics: config.metrics.clone(),
                     }
                     .run(),
                 );
             }
         }
+        config.metrics.attach(StateView {
+            tree: tree_rx.clone(),
+            sizes: matches!(anchoring, Anchoring::Log(_)).then(|| sizes_rx.clone()),
+            anchoring: state_rx.clone(),
+            store: store.clone(),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
                 verifier: Verifier::new(store.clone(), anchoring.clone()),
@@ -317,6 +331,7 @@ impl Ledger {
                 restarts: restarts_tx,
                 paused: paused_tx,
                 embedded_chain: config.embedded_chain,
+                metrics: config.metrics,
             }),
         })
     }
@@ -343,15 +358,21 @@ impl Ledger {
     /// The whole-history verdict on a twin ([`Verifier::verify_twin`]), riding out the moment
     /// the embedded node is away.
     pub async fn verify_twin(&self, id: &TwinId) -> Result<TwinVerdict> {
-        self.reading_chain(|| self.inner.verifier.verify_twin(id))
-            .await
+        let verdict = self
+            .reading_chain(|| self.inner.verifier.verify_twin(id))
+            .await?;
+        self.inner.metrics.verdict(verdict.integrity);
+        Ok(verdict)
     }
 
     /// The seed's integrity check of a twin ([`Verifier::seed_check`]), riding out the moment
     /// the embedded node is away.
     pub async fn seed_check(&self, id: &TwinId) -> Result<SeedCheck> {
-        self.reading_chain(|| self.inner.verifier.seed_check(id))
-            .await
+        let check = self
+            .reading_chain(|| self.inner.verifier.seed_check(id))
+            .await?;
+        self.inner.metrics.verdict(check.integrity);
+        Ok(check)
     }
 
     /// Runs a read that asks the chain. The embedded node is away for about a second when it

@@ -12,6 +12,7 @@ mod audit;
 mod error;
 mod ingestion;
 mod ledger;
+pub mod metrics;
 mod retention;
 mod verify;
 mod writer;
@@ -23,6 +24,7 @@ pub use audit::{AuditProblem, AuditReport, Divergence, audit};
 pub use error::{LedgerError, Result};
 pub use ingestion::{IngestionReport, IngestionStats, Rejected, Rejection};
 pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};
+pub use metrics::LedgerMetrics;
 pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};
 
 /// Runs `f` on the store on a blocking thread: SQLite calls block, the async runtime must not.

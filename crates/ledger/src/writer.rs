@@ -1,12 +1,14 @@
 //! Group commit: one thread appends every batch of concurrent submissions in one transaction.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use twinledger_core::{Frontier, Record};
 use twinledger_store::{AppendOutcome, Appended, NewRecord, Store, StoreError};
 
 use crate::anchor::{AnchorOutcome, AnchorWaiters, Level};
+use crate::metrics::LedgerMetrics;
 use crate::{LedgerError, Result};
 
 /// One submission waiting for the writer.
@@ -28,6 +30,8 @@ pub(crate) struct Outlets {
     pub write_error: watch::Sender<Option<String>>,
     /// Records the store derived (congruence shifts), once committed.
     pub derived: broadcast::Sender<Arc<Record>>,
+    /// Counted in the answering task, off the writer thread.
+    pub metrics: LedgerMetrics,
 }
 
 /// What one batch came to, for the callers waiting on it.
@@ -37,6 +41,7 @@ enum Committed {
         results: Vec<Appended>,
         shifts: Vec<Record>,
         size: u64,
+        took: Duration,
     },
     Failed {
         replies: Vec<Reply>,
@@ -93,6 +98,7 @@ pub(crate) fn run(
             }
             continue;
         }
+        let started = Instant::now();
         let committed = match store.append(std::mem::take(&mut news), &frontier) {
             Ok(AppendOutcome {
                 results,
@@ -105,6 +111,7 @@ pub(crate) fn run(
                     results,
                     shifts: derived,
                     size: frontier.size(),
+                    took: started.elapsed(),
                 }
             }
             Err(e) => {
@@ -145,6 +152,7 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
         tree,
         write_error,
         derived,
+        metrics,
     } = outlets;
     while let Some(committed) = done.recv().await {
         match committed {
@@ -153,7 +161,17 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                 results,
                 shifts,
                 size,
+                took,
             } => {
+                let kinds = results
+                    .iter()
+                    .filter_map(|a| match a {
+                        Appended::New(r) => Some(r.kind),
+                        _ => None,
+                    })
+                    .chain(shifts.iter().map(|s| s.kind));
+                metrics.committed(replies.len(), took, kinds);
+                let acknowledged_from = *tree.borrow();
                 for ((reply, waiter), appended) in replies.into_iter().zip(results) {
                     // A replay's record was registered (or anchored) with its first request.
                     if let (Some((level, w)), Appended::New(record)) = (waiter, &appended) {
@@ -163,8 +181,12 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                 }
                 // Published after the waiters are registered, so no anchor can outrun them.
                 tree.send_replace(size);
+                metrics.acknowledged(acknowledged_from, size);
                 write_error.send_if_modified(|e| e.take().is_some());
                 for shift in shifts {
+                    if let Some(band) = shift_band(&shift) {
+                        metrics.shifted(band);
+                    }
                     // No receiver is fine: corrections are off.
                     let _ = derived.send(Arc::new(shift));
                 }
@@ -184,10 +206,20 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                     format!("{error}; nothing was written")
                 };
                 write_error.send_replace(Some(error));
+                metrics.write_failed();
                 for (reply, _) in replies {
                     let _ = reply.send(Err(LedgerError::Store(msg.clone())));
                 }
             }
         }
     }
+}
+
+/// The band a congruence shift event moved its twin into.
+fn shift_band(record: &Record) -> Option<&str> {
+    let state = record.state.as_object()?;
+    if state.get("type")?.as_str()? != twinledger_core::congruence::SHIFT_EVENT {
+        return None;
+    }
+    state.get("to")?.as_str()
 }

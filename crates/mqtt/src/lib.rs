@@ -8,11 +8,13 @@
 mod broker;
 mod device;
 mod ingest;
+mod metrics;
 mod topic;
 
 pub use broker::LocalBroker;
 pub use device::{Device, SIGNATURE_MEMBER};
 pub use ingest::{Ingestion, MqttConfig};
+pub use metrics::register_metrics;
 pub use topic::{desired_topic, reported_topic};
 
 /// Why an MQTT component failed.

@@ -151,6 +151,7 @@ async fn events(
         sizes,
         closing: app.closing.clone(),
         follow,
+        _client: app.config.metrics.sse_client(),
     };
     let events = stream::unfold(tail, |mut tail| async move {
         let batch = tail.next_events().await?;
@@ -173,6 +174,8 @@ struct Tail {
     closing: watch::Receiver<bool>,
     /// Keep waiting for new events once caught up.
     follow: bool,
+    /// Counts the client while its stream lives.
+    _client: crate::metrics::SseClient,
 }
 
 impl Tail {

@@ -9,6 +9,7 @@ mod body;
 mod congruence;
 mod error;
 mod events;
+mod metrics;
 mod openapi;
 mod request_id;
 mod routes;
@@ -26,6 +27,7 @@ use twinledger_ledger::Ledger;
 
 pub use auth::AuthPolicy;
 pub use error::ApiError;
+pub use metrics::{Metrics, UNMATCHED_ROUTE};
 pub use openapi::{ErrorBody, document, document_json};
 pub use request_id::RequestId;
 
@@ -45,6 +47,10 @@ pub struct HttpConfig {
     /// Serve `POST /bench/noop`, which reads the body and does nothing else: the HTTP ceiling
     /// `twinledger bench` compares the real write path with.
     pub noop_route: bool,
+    /// The registry `/metrics` shows, and the HTTP instruments.
+    pub metrics: Metrics,
+    /// Serve `/metrics` with the API (false when [`metrics_router`] serves it elsewhere).
+    pub metrics_route: bool,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +62,8 @@ impl Default for HttpConfig {
             auth: AuthPolicy::default(),
             cursor_key: [0; 32],
             noop_route: false,
+            metrics: Metrics::default(),
+            metrics_route: true,
         }
     }
 }
@@ -107,15 +115,43 @@ pub fn router(
     if state.config.noop_route {
         routes = routes.route("/bench/noop", axum::routing::post(routes::noop));
     }
+    if state.config.metrics_route {
+        routes = routes.merge(metrics::routes());
+    }
     routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        // Outside the authentication, so refused requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(request_id::assign))
+}
+
+/// `/metrics` alone, for a listener of its own: same keys and access rules as on the API.
+pub fn metrics_router(
+    ledger: Ledger,
+    config: HttpConfig,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> Router {
+    let state = AppState {
+        ledger,
+        config: std::sync::Arc::new(config),
+        closing,
+        document: axum::body::Bytes::new(),
+    };
+    metrics::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.

@@ -35,6 +35,7 @@ reads need one when `auth.reads` is set. Each answer carries `X-Request-Id` (the
 new one), which every log line of the request carries too.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
+    paths(crate::metrics::scrape),
     components(schemas(
         ErrorBody,
         TwinIdParam,
@@ -269,6 +270,7 @@ mod tests {
             "/get_twin_from_blockchain/{twin_id}",
             "/health",
             "/openapi.json",
+            "/metrics",
             "/v1/twins",
             "/v1/twins/{id}",
             "/v1/twins/{id}/states",

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 use serde_json::json;
-use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig};
+use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig, LedgerMetrics};
 use twinledger_mqtt::{Ingestion, LocalBroker, MqttConfig};
 use twinledger_server::{AuthPolicy, HttpConfig};
 use twinledger_store::Store;
@@ -69,6 +71,25 @@ impl ServeArgs {
                 return Err(e).with_context(|| format!("cannot listen on {}", settings.listen));
             }
         };
+        let metrics_listener = match settings.metrics.listen {
+            None => None,
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    chain.stop().await;
+                    return Err(e)
+                        .with_context(|| format!("cannot listen on {addr} (metrics.listen)"));
+                }
+            },
+        };
+        // One registry per service, filled by each part with its own instruments.
+        let mut registry = Registry::with_prefix("twinledger");
+        registry.register(
+            "build",
+            "The running program's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let ledger_metrics = LedgerMetrics::register(&mut registry);
         let cursor_key = cursor_key(store.as_ref())?;
         let a = &settings.anchor;
         let (address, mode) = (contract.address(), contract.mode());
@@ -93,6 +114,7 @@ impl ServeArgs {
                     secs => Some(Duration::from_secs(secs)),
                 },
                 embedded_chain: embedded,
+                metrics: ledger_metrics,
             },
         )
         .await
@@ -115,30 +137,49 @@ impl ServeArgs {
             "twinledger serving"
         );
         let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        twinledger_mqtt::register_metrics(&mut registry, ledger.ingestion().clone());
         let (broker, ingestion) =
             start_mqtt(&settings, broker_addr, embedded, &ledger, closing.clone()).await;
-        // Tests and scripts read this line to learn the port when listening on port 0; by
-        // then the broker (if any) runs too.
-        println!("listening on http://{local}");
-        let router = twinledger_server::router(
-            ledger.clone(),
-            HttpConfig {
-                body_limit: settings.http.body_limit,
-                anchor_wait: Duration::from_secs(settings.http.anchor_wait_secs),
-                auth: AuthPolicy {
-                    // The embedded dev mode on loopback is for one developer's machine.
-                    writes: settings
-                        .auth
-                        .writes
-                        .unwrap_or(!(embedded && local.ip().is_loopback())),
-                    reads: settings.auth.reads,
-                },
-                cursor_key,
-                noop_route: self.bench_noop,
-                ..HttpConfig::default()
+        let http_config = HttpConfig {
+            body_limit: settings.http.body_limit,
+            anchor_wait: Duration::from_secs(settings.http.anchor_wait_secs),
+            auth: AuthPolicy {
+                // The embedded dev mode on loopback is for one developer's machine.
+                writes: settings
+                    .auth
+                    .writes
+                    .unwrap_or(!(embedded && local.ip().is_loopback())),
+                reads: settings.auth.reads,
             },
-            closing,
-        );
+            cursor_key,
+            noop_route: self.bench_noop,
+            metrics: twinledger_server::Metrics::new(registry),
+            metrics_route: metrics_listener.is_none(),
+            ..HttpConfig::default()
+        };
+        let metrics_server = match metrics_listener {
+            None => None,
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                let router = twinledger_server::metrics_router(
+                    ledger.clone(),
+                    http_config.clone(),
+                    closing.clone(),
+                );
+                let mut closing = closing.clone();
+                let stop = async move {
+                    let _ = closing.wait_for(|c| *c).await;
+                };
+                println!("metrics on http://{addr}/metrics");
+                Some(tokio::spawn(twinledger_server::serve(
+                    listener, router, stop,
+                )))
+            }
+        };
+        // Tests and scripts read this line to learn the port when listening on port 0; by
+        // then the broker (if any) and the metrics listener run too.
+        println!("listening on http://{local}");
+        let router = twinledger_server::router(ledger.clone(), http_config, closing);
         // Legacy verification reads each record's own transaction: its node keeps them all.
         let history = (mode == "log").then_some(settings.chain.history_blocks);
         chain.supervise(
@@ -157,6 +198,11 @@ impl ServeArgs {
             let _ = closing_tx.send(true);
         };
         let served = twinledger_server::serve(listener, router, stop).await;
+        if let Some(m) = metrics_server
+            && let Ok(Err(e)) = m.await
+        {
+            tracing::warn!(target: "twinledger", error = %e, "metrics listener failed");
+        }
         if let Some(i) = ingestion {
             i.join().await;
         }

@@ -312,6 +312,11 @@ async fn a_full_disk_answers_503_writes_nothing_and_recovers_when_space_returns(
     assert_eq!(health["database"]["records"], 3, "{health}");
     let write_error = health["database"]["write_error"].as_str().unwrap_or("");
     assert!(write_error.contains(full), "{health}");
+    assert_eq!(
+        metric(&app, "twinledger_write_failures_total").await,
+        Some(2.0),
+        "one failed batch for each refused write"
+    );
 
     // The pending record's anchor is noted before it is sent, and cannot be noted: nothing
     // goes on chain (Anvil mines a block only for a transaction), the anchorer says why.

@@ -13,6 +13,7 @@ mod disk;
 mod embedded_chain;
 mod faults;
 mod log_api;
+mod metrics;
 mod mqtt;
 mod rpc_faults;
 mod seed_api;

@@ -293,3 +293,23 @@ pub fn audit_clean(dir: &std::path::Path, rpc: &str) {
 pub fn quantity(v: &Value) -> u64 {
     u64::from_str_radix(v.as_str().expect("quantity").trim_start_matches("0x"), 16).expect("hex")
 }
+
+/// The value of the series `series` (name and labels exactly as the page writes them) in a
+/// Prometheus text page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
+/// The value of `series` on the service's `/metrics` page (scraped without a key).
+pub async fn metric(app: &App, series: &str) -> Option<f64> {
+    let r = http()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(r.status().as_u16(), 200, "/metrics");
+    sample(&r.text().await.expect("page"), series)
+}

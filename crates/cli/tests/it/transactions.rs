@@ -76,6 +76,10 @@ async fn an_anchor_dropped_by_a_reorganisation_is_anchored_again_and_confirmed_o
         "{health}"
     );
     assert_eq!(health["anchoring"]["confirmed_size"], 0, "{health}");
+    let reorganisations = metric(&app, "twinledger_reorganisations_total").await;
+    assert!(reorganisations >= Some(1.0), "{reorganisations:?}");
+    // The dropped anchor was sent again: one record, two anchors mined.
+    assert!(metric(&app, "twinledger_anchors_mined_total").await >= Some(2.0));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, again) = get(&app, "/v1/twins/valve/versions/1").await;
     assert_eq!(again["status"], "anchored", "{again}");
@@ -110,6 +114,12 @@ async fn a_stuck_anchor_is_replaced_with_higher_fees_also_after_a_restart() {
         h["anchoring"]["replacements"].as_u64() >= Some(2)
     })
     .await;
+    // Replacements are counted apart: the anchor was sent once.
+    assert!(metric(&app, "twinledger_anchors_replaced_total").await >= Some(2.0));
+    assert_eq!(
+        metric(&app, "twinledger_anchors_sent_total").await,
+        Some(1.0)
+    );
     let replaced = logged_replacements(&app);
     assert!(
         replaced.windows(2).all(|w| w[1].1 > w[0].1),

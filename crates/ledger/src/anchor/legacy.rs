@@ -17,6 +17,7 @@ use twinledger_chain::{ChainError, LegacyContract, SignedTx, TxHash};
 use twinledger_store::{LegacyAnchor, Store, StoredRecord};
 
 use super::{AnchorInfo, AnchorWaiters, AnchoringStatus};
+use crate::metrics::LedgerMetrics;
 
 /// Transactions sent and not yet mined, at most.
 const IN_FLIGHT: usize = 256;
@@ -45,6 +46,7 @@ pub(crate) struct LegacyAnchorer {
     pub state: watch::Sender<AnchoringStatus>,
     pub receipt_timeout: Duration,
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: LedgerMetrics,
 }
 
 /// The anchorer's working state between loop turns.
@@ -84,6 +86,7 @@ impl LegacyAnchorer {
                     self.state.send_modify(|s| s.last_error = None);
                 }
                 Err(e) => {
+                    self.metrics.anchor_failed();
                     let msg = format!("chain unavailable: {e}");
                     tracing::warn!(target: "twinledger::anchor", error = %e, retry_in_ms = backoff.as_millis() as u64, "anchoring failed; records stay pending");
                     self.state.send_modify(|s| s.last_error = Some(msg.clone()));
@@ -214,6 +217,9 @@ impl LegacyAnchorer {
         match stored {
             Ok(Ok(())) => {
                 p.unnoted.remove(&index);
+                self.metrics.anchor_mined(None);
+                // Records are mined in log order: every one before this is anchored too.
+                self.metrics.anchored_below(index + 1);
                 self.waiters.resolve_one(
                     index,
                     Ok(AnchorInfo {
@@ -347,6 +353,7 @@ impl LegacyAnchorer {
             }
             Err(e) => return Err(e),
         }
+        self.metrics.anchor_sent();
         p.next_nonce = Some(nonce + 1);
         p.in_flight
             .push_back(flight(signed.hash, Some(signed), Some(nonce)));

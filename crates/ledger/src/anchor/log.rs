@@ -19,6 +19,7 @@ use super::loss::{ChainNotes, Reanchoring};
 use super::pacing::BlockClock;
 use super::reconcile::{Reconciled, reconcile};
 use super::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
+use crate::metrics::LedgerMetrics;
 use crate::{LedgerError, Result, on_store};
 
 /// Log-mode anchoring settings.
@@ -131,6 +132,7 @@ pub(crate) struct LogAnchorer {
     pub paused: watch::Receiver<bool>,
     /// Re-anchoring left unfinished by an earlier run.
     pub reanchoring: Option<Reanchoring>,
+    pub metrics: LedgerMetrics,
 }
 
 pub(crate) async fn record_mined(
@@ -306,6 +308,8 @@ impl LogAnchorer {
                         busy = *self.tree.borrow() > head.size;
                         tracing::debug!(target: "twinledger::anchor", size = head.size, tx = %receipt.tx_hash, gas = receipt.gas_used, block = receipt.block_number, aimed = ?aimed, waited_ms = seen_at.saturating_duration_since(sent_at).as_millis() as u64, "anchored");
                         self.sizes.send_modify(|s| s.anchored = head.size);
+                        self.metrics.anchor_mined(Some(receipt.gas_used));
+                        self.metrics.anchored_below(head.size);
                         self.waiters.resolve_below(
                             Level::Anchored,
                             head.size,
@@ -318,6 +322,7 @@ impl LogAnchorer {
                         backoff = Duration::from_millis(200);
                     }
                     Err(e) => {
+                        self.metrics.anchor_failed();
                         if let ChainError::NonceTaken { .. } = &e {
                             self.note_other_sender(e.to_string());
                         }
@@ -387,6 +392,7 @@ impl LogAnchorer {
             {
                 match self.send(&mut p, base, tree_size).await {
                     Ok((head, sent, held)) => {
+                        self.metrics.anchor_sent();
                         retry_at = None;
                         let sent_at = Instant::now();
                         last_send = Some(sent_at);
@@ -395,6 +401,7 @@ impl LogAnchorer {
                         p.in_flight.push_back(flight);
                     }
                     Err(SendFailure { message, refused }) => {
+                        self.metrics.anchor_failed();
                         self.fail(&message, &mut backoff, &mut retry_at);
                         if refused && p.in_flight.is_empty() {
                             self.rewind(&mut p, Rewind::Failed(message), &done_tx).await;
