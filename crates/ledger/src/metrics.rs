@@ -333,7 +333,9 @@ fn gauge(
     g.encode(encoder.encode_descriptor(name, &help, None, g.metric_type())?)
 }
 
-fn counter(
+/// Encodes one counter whose value is read at scrape time (a collector's), with its help text
+/// ended as the registry ends those of registered metrics.
+pub fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

@@ -11,6 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use twinledger_ledger::IngestionStats;
+use twinledger_ledger::metrics::counter;
 
 /// Registers the ingestion's metrics, read from `stats` at each scrape (nothing is shown
 /// while the ingestion does not run).
@@ -20,18 +21,6 @@ pub fn register_metrics(registry: &mut Registry, stats: Arc<IngestionStats>) {
 
 #[derive(Debug)]
 struct IngestionCollector(Arc<IngestionStats>);
-
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(value);
-    // Registered metrics get the same full stop from the registry.
-    let help = format!("{help}.");
-    c.encode(encoder.encode_descriptor(name, &help, None, c.metric_type())?)
-}
 
 impl Collector for IngestionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -28,10 +28,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn refuse(status: StatusCode, message: String, path: &str, key_id: Option<&str>) -> Response {
+fn refuse(status: StatusCode, message: String, key_id: Option<&str>) -> Response {
     // The attempt is logged with the key's public id only, never the token.
-    tracing::warn!(target: "twinledger::http", %status, path, key_id = key_id.unwrap_or("none"), reason = %message, "request refused");
-    let mut r = ApiError::new(status, message).into_response();
+    let mut r = ApiError {
+        key_id: key_id.map(str::to_owned),
+        ..ApiError::new(status, message)
+    }
+    .into_response();
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -59,8 +62,7 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path().to_owned();
-    if is_public(&path) {
+    if is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let need = if matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -78,7 +80,6 @@ pub(crate) async fn authenticate(
             return refuse(
                 StatusCode::UNAUTHORIZED,
                 "this request needs an API key (Authorization: Bearer <key>)".into(),
-                &path,
                 None,
             );
         }
@@ -95,22 +96,12 @@ pub(crate) async fn authenticate(
                 AccessError::Forbidden(_) if caller.scope >= need => Ok(()),
                 e => Err(e),
             }) {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    e.to_string(),
-                    &path,
-                    Some(&caller.key_id),
-                );
+                return refuse(StatusCode::FORBIDDEN, e.to_string(), Some(&caller.key_id));
             }
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => refuse(
-            StatusCode::UNAUTHORIZED,
-            e.to_string(),
-            &path,
-            key_id.as_deref(),
-        ),
+        Err(e) => refuse(StatusCode::UNAUTHORIZED, e.to_string(), key_id.as_deref()),
     }
 }
 
@@ -125,9 +116,9 @@ pub(crate) fn check(
 ) -> Result<(), ApiError> {
     match caller {
         None => Ok(()),
-        Some(Extension(c)) => c.allows(need, twin).map_err(|e| {
-            tracing::warn!(target: "twinledger::http", key_id = %c.key_id, reason = %e, "request refused");
-            ApiError::new(StatusCode::FORBIDDEN, e.to_string())
+        Some(Extension(c)) => c.allows(need, twin).map_err(|e| ApiError {
+            key_id: Some(c.key_id.clone()),
+            ..ApiError::new(StatusCode::FORBIDDEN, e.to_string())
         }),
     }
 }

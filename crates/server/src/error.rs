@@ -12,6 +12,16 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message, for `{"error": ...}`.
     pub message: String,
+    /// The public id of the API key refused, for the log line.
+    pub key_id: Option<String>,
+}
+
+/// What the log line of a refused or failed request says, handed from the answer to the
+/// layer that writes it (which knows the request's id and route).
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub message: String,
+    pub key_id: Option<String>,
 }
 
 impl ApiError {
@@ -20,6 +30,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            key_id: None,
         }
     }
 
@@ -36,14 +47,26 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::warn!(target: "twinledger::http", status = %self.status, error = %self.message, "request failed");
-        }
-        (
+        // Refusals and failures are logged, by the request's layer (crate::observe); other
+        // client errors (a 404, a bad parameter) are not worth a line each.
+        let logged = self.status.is_server_error()
+            || matches!(
+                self.status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            );
+        let failure = logged.then(|| Failure {
+            message: self.message.clone(),
+            key_id: self.key_id,
+        });
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "error": self.message })),
         )
-            .into_response()
+            .into_response();
+        if let Some(f) = failure {
+            response.extensions_mut().insert(f);
+        }
+        response
     }
 }
 

@@ -10,8 +10,8 @@ mod congruence;
 mod error;
 mod events;
 mod metrics;
+mod observe;
 mod openapi;
-mod request_id;
 mod routes;
 mod v1;
 
@@ -21,15 +21,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 use twinledger_core::json::Limits;
 use twinledger_ledger::Ledger;
 
 pub use auth::AuthPolicy;
 pub use error::ApiError;
 pub use metrics::{Metrics, UNMATCHED_ROUTE};
+pub use observe::RequestId;
 pub use openapi::{ErrorBody, document, document_json};
-pub use request_id::RequestId;
 
 /// HTTP limits.
 #[derive(Debug, Clone)]
@@ -123,15 +122,10 @@ pub fn router(
             state.clone(),
             auth::authenticate,
         ))
-        // Outside the authentication, so refused requests are counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
+        // Outside the authentication, so refused requests are counted and logged too.
+        .layer(observe::ObserveLayer::new(state.config.metrics.clone()))
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(request_id::assign))
 }
 
 /// `/metrics` alone, for a listener of its own: same keys and access rules as on the API.
@@ -146,11 +140,13 @@ pub fn metrics_router(
         closing,
         document: axum::body::Bytes::new(),
     };
+    let observe = observe::ObserveLayer::new(state.config.metrics.clone());
     metrics::routes()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
+        .layer(observe)
         .with_state(state)
 }
 

@@ -2,12 +2,10 @@
 //! instruments (requests and latency by route template and status, event-stream clients).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -94,6 +92,25 @@ impl Metrics {
         Ok(page)
     }
 
+    /// Counts and times one answered request.
+    pub(crate) fn observe(
+        &self,
+        method: &'static str,
+        route: String,
+        status: u16,
+        took: std::time::Duration,
+    ) {
+        let labels = RequestLabels {
+            method,
+            route,
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
     /// Counts an event-stream client until the guard is dropped.
     pub(crate) fn sse_client(&self) -> SseClient {
         self.sse_clients.inc();
@@ -142,7 +159,8 @@ pub(crate) async fn scrape(
         .into_response())
 }
 
-fn method_label(method: &axum::http::Method) -> &'static str {
+/// The method as a label: the usual ones by name, any other as `other`.
+pub(crate) fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
     match *method {
         Method::GET => "GET",
@@ -155,28 +173,4 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         // Arbitrary methods would be unbounded label values.
         _ => "other",
     }
-}
-
-/// Counts and times every request by its route template (never its raw path, which holds
-/// twin ids).
-pub(crate) async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
-    let response = next.run(req).await;
-    let labels = RequestLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    let m = &app.config.metrics;
-    m.requests.get_or_create(&labels).inc();
-    m.latency
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
 }

@@ -7,21 +7,6 @@ use twinledger_testkit::App;
 
 use crate::support::*;
 
-fn key(dir: &std::path::Path, args: &[&str]) -> String {
-    let mut full = vec!["keys", "create", "--data-dir", dir.to_str().expect("path")];
-    full.extend(args);
-    let out = run(&full);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 async fn post(app: &App, twin: &str, token: Option<&str>) -> u16 {
     let mut r = http()
         .post(app.url(&format!("/v1/twins/{twin}/states")))

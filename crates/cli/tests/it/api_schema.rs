@@ -2,7 +2,7 @@
 //! `/docs`, an outside fuzzer (Schemathesis) against a live service, request ids and logs.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::{Value, json};
 use twinledger_testkit::{App, workspace_root};
@@ -24,26 +24,30 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-/// `st run LOCATION ARGS...` with the repository's hooks.
-fn st(location: &str, args: &[&str]) -> Output {
-    Command::new(schemathesis())
-        .arg("run")
-        .arg(location)
-        .args(["--no-color", "--request-timeout", "30"])
-        .args(args)
-        .env("SCHEMATHESIS_HOOKS", "hooks")
-        .env("PYTHONPATH", workspace_root().join("scripts/schemathesis"))
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("schemathesis runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
+/// `st run LOCATION --checks CHECKS ARGS...` with the repository's hooks: whether it passed, and
+/// its report.
+async fn st(location: String, args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(schemathesis())
+            .arg("run")
+            .arg(location)
+            .args(["--no-color", "--request-timeout", "30", "--checks", CHECKS])
+            .args(args)
+            .env("SCHEMATHESIS_HOOKS", "hooks")
+            .env("PYTHONPATH", workspace_root().join("scripts/schemathesis"))
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("schemathesis runs")
+    })
+    .await
+    .expect("join");
+    let report = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    )
+    );
+    (out.status.success(), report)
 }
 
 /// The checks the issue asks for: no server errors, answers that match their schemas, only
@@ -56,29 +60,19 @@ async fn schemathesis_finds_nothing_on_any_operation() {
     let app = embedded_app_with(dir.path(), FUZZ_SETTINGS);
     // CI runs a bounded number of examples; scripts/api-fuzz.sh runs the long form.
     let examples = std::env::var("TWINLEDGER_FUZZ_EXAMPLES").unwrap_or_else(|_| "15".to_owned());
-    let url = app.url("/openapi.json");
-    let out = tokio::task::spawn_blocking(move || {
-        st(
-            &url,
-            &[
-                "--checks",
-                CHECKS,
-                "--max-examples",
-                &examples,
-                "--workers",
-                "2",
-                "--seed",
-                "20261207",
-            ],
-        )
-    })
-    .await
-    .expect("join");
-    let report = text(&out);
-    assert!(
-        out.status.success(),
-        "Schemathesis found problems:\n{report}"
-    );
+    let (passed, report) = st(
+        app.url("/openapi.json"),
+        &[
+            "--max-examples",
+            &examples,
+            "--workers",
+            "2",
+            "--seed",
+            "20261207",
+        ],
+    )
+    .await;
+    assert!(passed, "Schemathesis found problems:\n{report}");
     // It ran every documented operation, not an empty selection.
     let doc: Value = get(&app, "/openapi.json").await.1;
     let operations: usize = doc["paths"]
@@ -96,6 +90,8 @@ async fn schemathesis_finds_nothing_on_any_operation() {
     );
     let log = app.output();
     assert!(!log.contains("panicked"), "the service panicked:\n{log}");
+    // Shown with --nocapture (scripts/api-fuzz.sh).
+    println!("{report}");
 }
 
 /// The negative control: the same run sees an answer that does not match the document. The
@@ -109,29 +105,22 @@ async fn schemathesis_sees_an_answer_that_contradicts_the_document() {
     doc["components"]["schemas"]["TwinPage"]["properties"]["twins"] = json!({"type": "string"});
     let file = dir.path().join("wrong-openapi.json");
     std::fs::write(&file, serde_json::to_vec(&doc).expect("json")).expect("write");
-    let (file, base) = (file.display().to_string(), app.base_url.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        st(
-            &file,
-            &[
-                "--url",
-                &base,
-                "--checks",
-                CHECKS,
-                "--include-path",
-                "/v1/twins",
-                "--include-method",
-                "GET",
-                "--max-examples",
-                "5",
-            ],
-        )
-    })
-    .await
-    .expect("join");
-    let report = text(&out);
+    let (passed, report) = st(
+        file.display().to_string(),
+        &[
+            "--url",
+            &app.base_url,
+            "--include-path",
+            "/v1/twins",
+            "--include-method",
+            "GET",
+            "--max-examples",
+            "5",
+        ],
+    )
+    .await;
     assert!(
-        !out.status.success(),
+        !passed,
         "Schemathesis did not see the contradiction:\n{report}"
     );
     assert!(
@@ -211,7 +200,7 @@ async fn the_reference_at_docs_loads_nothing_from_elsewhere() {
     );
 }
 
-/// A request's id is taken from `X-Request-Id` or made, answered back, and carried by the
+/// A request's id is taken from `X-Request-Id` or made, answered back, and written in the
 /// request's log lines, which in `log.format = "json"` are JSON objects with the route
 /// template (never the raw path, which holds the twin id).
 #[tokio::test(flavor = "multi_thread")]
@@ -224,7 +213,10 @@ async fn request_ids_are_answered_and_logged_as_json() {
         &[],
         &[
             ("TWINLEDGER_LOG__FORMAT", "json"),
-            ("RUST_LOG", "info,tower_http=debug,twinledger::node=warn"),
+            (
+                "RUST_LOG",
+                "info,twinledger::http=debug,twinledger::node=warn",
+            ),
         ],
     );
     let res = http()
@@ -254,6 +246,16 @@ async fn request_ids_are_answered_and_logged_as_json() {
     assert!(a != b && b != "has space", "{a} {b}");
     let (status, _) = post_state(&app, "pump-7", "", json!({"rpm": 1})).await;
     assert_eq!(status, 201);
+    // A refusal is logged at warn with the key's public id, never the token.
+    let res = http()
+        .post(app.url("/v1/twins/pump-7/states"))
+        .header("X-Request-Id", "refused-1")
+        .header("Authorization", "Bearer tl_abc_secret")
+        .json(&json!({"rpm": 2}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 401);
 
     // Lines are written as the request ends; give the reader thread a moment.
     let mut line = None;
@@ -262,7 +264,7 @@ async fn request_ids_are_answered_and_logged_as_json() {
             .output()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["span"]["request_id"] == "trace-abc-123");
+            .find(|l| l["request_id"] == "trace-abc-123");
         if line.is_some() {
             break;
         }
@@ -270,8 +272,21 @@ async fn request_ids_are_answered_and_logged_as_json() {
     }
     let output = app.output();
     let line = line.unwrap_or_else(|| panic!("no JSON log line with the request id:\n{output}"));
-    assert_eq!(line["span"]["route"], "/v1/twins/{id}", "{line}");
-    assert_eq!(line["span"]["method"], "GET", "{line}");
+    let refused = output
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["request_id"] == "refused-1")
+        .unwrap_or_else(|| panic!("the refusal is not logged:\n{output}"));
+    assert_eq!(refused["level"], "WARN", "{refused}");
+    assert_eq!(refused["key_id"], "abc", "{refused}");
+    assert_eq!(refused["route"], "/v1/twins/{id}/states", "{refused}");
+    assert!(
+        !output.contains("secret"),
+        "the token was logged:\n{output}"
+    );
+    assert_eq!(line["route"], "/v1/twins/{id}", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["status"], 404, "{line}");
     assert!(
         line["level"].is_string() && line["timestamp"].is_string(),
         "{line}"
@@ -295,7 +310,10 @@ async fn text_logs_into_a_pipe_have_no_colour_codes() {
         &bin(),
         dir.path(),
         &[],
-        &[("NO_COLOR", ""), ("RUST_LOG", "info,tower_http=debug")],
+        &[
+            ("NO_COLOR", ""),
+            ("RUST_LOG", "info,twinledger::http=debug"),
+        ],
     );
     let (status, _) = get(&app, "/v1/twins").await;
     assert_eq!(status, 200);

@@ -344,21 +344,6 @@ async fn a_real_prometheus_scrapes_the_service_and_answers_for_log_size_and_anch
     assert_eq!(scalar(&by_route), 3.0);
 }
 
-fn key(dir: &Path, args: &[&str]) -> String {
-    let mut full = vec!["keys", "create", "--data-dir", dir.to_str().expect("path")];
-    full.extend(args);
-    let out = run(&full);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_on_their_own_address_follow_the_read_rules() {
     let dir = data_dir();

@@ -55,6 +55,22 @@ pub fn run(args: &[&str]) -> Output {
         .expect("twinledger runs")
 }
 
+/// A new API key made by `twinledger keys create ARGS` in `dir`'s database.
+pub fn key(dir: &Path, args: &[&str]) -> String {
+    let mut full = vec!["keys", "create", "--data-dir", dir.to_str().expect("path")];
+    full.extend(args);
+    let out = run(&full);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 /// A fresh data directory.
 pub fn data_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
