@@ -65,8 +65,12 @@ async fn schemathesis_finds_nothing_on_any_operation() {
         &[
             "--max-examples",
             &examples,
+            // One worker: with two threads, CPython 3.11's `ast` module (which Hypothesis
+            // uses to describe its filters) fails now and then with "AST constructor recursion
+            // depth mismatch" (python/cpython#106905), an error in the fuzzer, not a finding.
+            // The service is not the bottleneck: Schemathesis uses one core either way.
             "--workers",
-            "2",
+            "1",
             "--seed",
             "20261207",
         ],
