@@ -238,7 +238,7 @@ impl Ledger {
                 .name("twinledger-writer".into())
                 .spawn({
                     let runtime = tokio::runtime::Handle::current();
-                    move || writer::run(store, wrx, batch_max, outlets, frontier, runtime)
+                    move || writer::run(store, wrx, batch_max, outlets, runtime)
                 })
                 .map_err(|e| LedgerError::Store(format!("cannot start the writer thread: {e}")))?;
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use twinledger_core::{Frontier, Record};
+use twinledger_core::Record;
 use twinledger_store::{AppendOutcome, Appended, NewRecord, Store, StoreError};
 
 use crate::anchor::{AnchorOutcome, AnchorWaiters, Level};
@@ -65,7 +65,6 @@ pub(crate) fn run(
     mut rx: mpsc::Receiver<WriteRequest>,
     batch_max: usize,
     outlets: Outlets,
-    mut frontier: Frontier,
     runtime: tokio::runtime::Handle,
 ) {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -99,25 +98,21 @@ pub(crate) fn run(
             continue;
         }
         let started = Instant::now();
-        let committed = match store.append(std::mem::take(&mut news), &frontier) {
+        let committed = match store.append(std::mem::take(&mut news)) {
             Ok(AppendOutcome {
                 results,
                 derived,
-                frontier: next,
-            }) => {
-                frontier = next;
-                Committed::Appended {
-                    replies,
-                    results,
-                    shifts: derived,
-                    size: frontier.size(),
-                    took: started.elapsed(),
-                }
-            }
+                frontier,
+            }) => Committed::Appended {
+                replies,
+                results,
+                shifts: derived,
+                size: frontier.size(),
+                took: started.elapsed(),
+            },
             Err(e) => {
-                // The transaction was rolled back and `frontier` is still the tree before this
-                // batch, so the next batch continues the log without a gap once the storage
-                // works again.
+                // The transaction was rolled back and the store extends the tree it holds, so
+                // the next batch continues the log without a gap once the storage works again.
                 tracing::error!(target: "twinledger::ledger", error = %e, "append failed");
                 let unknown = matches!(e, StoreError::Io(_));
                 let error = if unknown {

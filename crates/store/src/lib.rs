@@ -1,9 +1,12 @@
 //! Durable storage of the twinledger log.
 //!
-//! The [`Store`] trait is what the ledger needs from a database: append a batch of records in one
-//! durable transaction (assigning log indexes and per-twin versions), read records back exactly as
-//! stored (so that verification sees tampering instead of hiding it), and track anchoring status.
-//! [`SqliteStore`] is the embedded default: one file, WAL, migrations by `user_version`.
+//! [`Store`] is what the ledger needs from a database, split by concern: [`LogStore`] appends a
+//! batch of records in one durable transaction (assigning log indexes and per-twin versions) and
+//! reads records and tree proofs back exactly as stored (so that verification sees tampering
+//! instead of hiding it); [`TwinStore`] is each twin's view of the log; [`AnchorStore`] tracks
+//! what the chain holds; [`KeyStore`] holds API, idempotency and device keys. Every backend
+//! implements all four. [`SqliteStore`] is the embedded default: one file, WAL, migrations by
+//! `user_version`.
 
 mod error;
 mod model;
@@ -18,14 +21,15 @@ pub use sqlite::SqliteStore;
 
 use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, TreeHead, TwinId};
 
-/// What the ledger needs from a database.
-pub trait Store: Send + Sync + 'static {
-    /// Appends `batch` in one durable transaction, assigning each record the next log index and
-    /// its twin's next version (chained to the twin's previous leaf), and storing the tree nodes
-    /// the new leaves complete. A reported state is compared with its twin's desired state;
-    /// when its band differs from the twin's last one, a shift event follows it in the log.
-    /// `frontier` is the tree before the batch (untouched if the append fails).
-    fn append(&self, batch: Vec<NewRecord>, frontier: &Frontier) -> Result<AppendOutcome>;
+/// The log: records by log index, the Merkle tree over them, and its proofs.
+pub trait LogStore: Send + Sync + 'static {
+    /// Appends `batch` after the last record in one durable transaction, assigning each
+    /// record the next log index and its twin's next version (chained to the twin's previous
+    /// leaf), and storing the tree nodes the new leaves complete. A reported state is compared
+    /// with its twin's desired state; when its band differs from the twin's last one, a shift
+    /// event follows it in the log. The store knows the tree the batch extends: the caller
+    /// passes none, so that several writers on one database can each append.
+    fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome>;
 
     /// The tree's frontier, rebuilt from stored nodes (at start-up).
     fn frontier(&self) -> Result<Frontier>;
@@ -39,6 +43,24 @@ pub trait Store: Send + Sync + 'static {
     /// The head of the tree of `size` leaves, from stored nodes.
     fn tree_head(&self, size: u64) -> Result<TreeHead>;
 
+    /// The record at log index `index`, exactly as stored.
+    fn record_at(&self, index: u64) -> Result<Option<StoredRecord>>;
+
+    /// Calls `f` with every record from log index `from` on, in index order, on one read
+    /// transaction (a consistent snapshot); stops early when `f` returns false.
+    fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()>;
+
+    /// Records from log index `from` in index order (only `twin`'s, if given), at most `limit`.
+    fn records_from(
+        &self,
+        from: u64,
+        twin: Option<&TwinId>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
+}
+
+/// Each twin's view of the log: its summary, its versions, its congruence.
+pub trait TwinStore: Send + Sync + 'static {
     /// The twin's summary, if the twin exists.
     fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>>;
 
@@ -48,16 +70,26 @@ pub trait Store: Send + Sync + 'static {
     /// One version of a twin, exactly as stored.
     fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>>;
 
-    /// The record at log index `index`, exactly as stored.
-    fn record_at(&self, index: u64) -> Result<Option<StoredRecord>>;
-
     /// Versions `from_version..` of a twin in version order, at most `limit`.
     fn history(&self, id: &TwinId, from_version: u64, limit: usize) -> Result<Vec<StoredRecord>>;
 
-    /// Calls `f` with every record from log index `from` on, in index order, on one read
-    /// transaction (a consistent snapshot); stops early when `f` returns false.
-    fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()>;
+    /// A twin's reported records that carry a congruence, in version order: versions above
+    /// `after_version`, accepted in `[from_ms, to_ms]`, at most `limit`.
+    fn congruence_history(
+        &self,
+        id: &TwinId,
+        after_version: u64,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
 
+    /// A twin's latest reported record that carries a congruence.
+    fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>>;
+}
+
+/// What has been anchored on the chain, and what still waits for it.
+pub trait AnchorStore: Send + Sync + 'static {
     /// Records still waiting for their anchor, in log order, at most `limit`.
     fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>>;
 
@@ -103,7 +135,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The latest mined (or confirmed) anchor.
     fn latest_mined_anchor(&self) -> Result<Option<Anchor>>;
+}
 
+/// Keys: API keys, idempotency keys, device keys.
+pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new API key.
     fn put_api_key(&self, key: &ApiKey) -> Result<()>;
 
@@ -128,29 +163,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a twin's device key; false if it had none.
     fn delete_device_key(&self, twin_id: &str) -> Result<bool>;
+}
 
-    /// A twin's reported records that carry a congruence, in version order: versions above
-    /// `after_version`, accepted in `[from_ms, to_ms]`, at most `limit`.
-    fn congruence_history(
-        &self,
-        id: &TwinId,
-        after_version: u64,
-        from_ms: i64,
-        to_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredRecord>>;
-
-    /// A twin's latest reported record that carries a congruence.
-    fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>>;
-
-    /// Records from log index `from` in index order (only `twin`'s, if given), at most `limit`.
-    fn records_from(
-        &self,
-        from: u64,
-        twin: Option<&TwinId>,
-        limit: usize,
-    ) -> Result<Vec<StoredRecord>>;
-
+/// What the ledger needs from a database: each concern's part, and the facts about the ledger
+/// itself. Every backend implements all of it.
+pub trait Store: LogStore + TwinStore + AnchorStore + KeyStore {
     /// A stored fact about this ledger.
     fn meta(&self, key: &str) -> Result<Option<String>>;
 

@@ -74,7 +74,7 @@ async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
     let store =
         twinledger_store::SqliteStore::open(dir.path().join("twinledger.db")).expect("open");
     let mut leaf = None;
-    twinledger_store::Store::scan(&store, 14, &mut |row| {
+    twinledger_store::LogStore::scan(&store, 14, &mut |row| {
         leaf = Some(row.decode().expect("decodes").leaf_hash());
         false
     })

@@ -1,10 +1,12 @@
 //! Tests of the parent module.
 
 use super::*;
-use crate::Appended;
+use crate::model::{AppendOutcome, DeviceKeyRow, LegacyAnchor, NewRecord};
+use crate::{AnchorStore, Appended, KeyStore, LogStore, TwinStore};
 use twinledger_core::json::{Limits, parse};
 use twinledger_core::json::{Object, Value};
 use twinledger_core::{HashScheme, Record, RecordKind, Salt};
+use twinledger_core::{TreeHead, TwinId};
 
 fn new(twin: &str, state: &str) -> NewRecord {
     let state = parse(state.as_bytes(), &Limits::default()).expect("json");
@@ -22,9 +24,8 @@ fn new(twin: &str, state: &str) -> NewRecord {
 }
 
 fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
-    let frontier = store.frontier().expect("frontier");
     store
-        .append(batch, &frontier)
+        .append(batch)
         .expect("append")
         .results
         .into_iter()
@@ -180,9 +181,8 @@ fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistency() {
         leaves.extend(records.iter().map(Record::leaf_hash));
     }
     let n = leaves.len() as u64;
-    let frontier = store.frontier().expect("frontier");
     assert_eq!(
-        frontier.head(),
+        store.frontier().expect("frontier").head(),
         TreeHead {
             size: n,
             root: twinledger_core::root_of(&leaves)
@@ -219,20 +219,12 @@ fn keyed(twin: &str, key: &str, req: u8) -> NewRecord {
 #[test]
 fn an_idempotency_key_writes_once_even_within_one_batch() {
     let (_dir, store) = open();
-    let frontier = store.frontier().expect("frontier");
-    let AppendOutcome {
-        results: out,
-        frontier,
-        ..
-    } = store
-        .append(
-            vec![
-                keyed("a", "k1", 1),
-                keyed("a", "k1", 1),
-                keyed("b", "k2", 2),
-            ],
-            &frontier,
-        )
+    let AppendOutcome { results: out, .. } = store
+        .append(vec![
+            keyed("a", "k1", 1),
+            keyed("a", "k1", 1),
+            keyed("b", "k2", 2),
+        ])
         .expect("append");
     assert!(matches!(&out[0], Appended::New(r) if r.index == 0));
     assert_eq!(
@@ -244,7 +236,7 @@ fn an_idempotency_key_writes_once_even_within_one_batch() {
     );
     assert!(matches!(&out[2], Appended::New(r) if r.index == 1 && r.version == 1));
     let out = store
-        .append(vec![keyed("a", "k1", 9), keyed("a", "k3", 3)], &frontier)
+        .append(vec![keyed("a", "k1", 9), keyed("a", "k3", 3)])
         .expect("append")
         .results;
     assert_eq!(
@@ -273,8 +265,7 @@ fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_re
         .map(|i| at(keyed("old", &format!("old-{i}"), 1), 1_000 + i))
         .collect();
     batch.push(at(keyed("young", "young", 2), 5_000));
-    let frontier = store.frontier().expect("frontier");
-    let frontier = store.append(batch, &frontier).expect("append").frontier;
+    store.append(batch).expect("append");
     let keys = |store: &SqliteStore| -> Vec<String> {
         store
             .read(|c| {
@@ -308,10 +299,7 @@ fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_re
     // A retry within retention still gets the first result; a key past retention is
     // forgotten, so its retry is a new request.
     let out = store
-        .append(
-            vec![keyed("young", "young", 2), keyed("old", "old-0", 1)],
-            &frontier,
-        )
+        .append(vec![keyed("young", "young", 2), keyed("old", "old-0", 1)])
         .expect("append")
         .results;
     assert_eq!(
@@ -350,7 +338,7 @@ fn a_full_disk_fails_the_whole_batch_by_name_and_the_log_continues_once_space_re
     let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(64 * 1024));
     let frontier = store.frontier().expect("frontier");
     let err = store
-        .append(vec![new("a", "{}"), new("b", &big)], &frontier)
+        .append(vec![new("a", "{}"), new("b", &big)])
         .expect_err("the disk is full");
     assert!(matches!(err, StoreError::DiskFull(_)), "{err:?}");
     assert_eq!(
@@ -399,21 +387,17 @@ fn reports_are_scored_against_the_desired_state_and_band_changes_append_shift_ev
         r#"{"tolerances": {"/t": {"absolute": 1}}}"#,
     );
     let report = |s: &str| of_kind("pump", RecordKind::Reported, s, "{}");
-    let frontier = store.frontier().expect("frontier");
     // One batch: the report before the desired state is not scored; the one after is, and
     // brings the first shift (from no band).
     let out = store
-        .append(
-            vec![
-                report(r#"{"t": 25, "mode": "auto"}"#),
-                desired,
-                report(r#"{"t": 20.5, "mode": "auto"}"#),
-                report(r#"{"t": 20.9, "mode": "auto"}"#),
-                report(r#"{"t": 25, "mode": "auto"}"#),
-                report(r#"{"t": 25}"#),
-            ],
-            &frontier,
-        )
+        .append(vec![
+            report(r#"{"t": 25, "mode": "auto"}"#),
+            desired,
+            report(r#"{"t": 20.5, "mode": "auto"}"#),
+            report(r#"{"t": 20.9, "mode": "auto"}"#),
+            report(r#"{"t": 25, "mode": "auto"}"#),
+            report(r#"{"t": 25}"#),
+        ])
         .expect("append");
     let records: Vec<Record> = out
         .results
@@ -537,18 +521,14 @@ fn device_keys_are_registered_replaced_and_removed() {
         n.annex.insert("signature", Value::Object(sig));
         n
     };
-    let frontier = store.frontier().expect("frontier");
     let out = store
-        .append(
-            vec![
-                new("pump", "{}"),
-                signed_by(&"cd".repeat(32)),
-                signed_by(&"ab".repeat(32)),
-                of_kind("pump", RecordKind::Desired, "{}", "{}"),
-                signed_by(&"ab".repeat(32)),
-            ],
-            &frontier,
-        )
+        .append(vec![
+            new("pump", "{}"),
+            signed_by(&"cd".repeat(32)),
+            signed_by(&"ab".repeat(32)),
+            of_kind("pump", RecordKind::Desired, "{}", "{}"),
+            signed_by(&"ab".repeat(32)),
+        ])
         .expect("append")
         .results;
     let refused: Vec<bool> = out

@@ -683,7 +683,7 @@ async fn legacy_gas(data_dir: &Path) -> Result<f64> {
         .to_owned();
     let store = twinledger_store::SqliteStore::open(data_dir.join("twinledger.db"))?;
     let mut txs = Vec::new();
-    twinledger_store::Store::scan(&store, 0, &mut |r| {
+    twinledger_store::LogStore::scan(&store, 0, &mut |r| {
         if let Some(a) = r.legacy_anchor() {
             txs.push(a.tx_hash);
         }
