@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what twinledger needs on a fresh Debian/Ubuntu machine with Rust and Node.js:
 # Debian packages for building (pkg-config, OpenSSL headers), the sqlite3 CLI used in the
-# README walkthrough, the Mosquitto MQTT broker and Prometheus (with promtool); the pinned npm
-# packages (Anvil, Ganache, solc-js, OpenZeppelin) into ./node_modules; the pinned Python tools
-# (Schemathesis) into ./.venv. Safe to run again: it only installs what is missing.
+# README walkthrough, the Mosquitto MQTT broker, Prometheus (with promtool) and PostgreSQL; the
+# pinned npm packages (Anvil, Ganache, solc-js, OpenZeppelin) into ./node_modules; the pinned
+# Python tools (Schemathesis) into ./.venv. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +29,9 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 # The metrics tests: promtool checks the scraped page and docs/alerts.yml, and a real
 # Prometheus server scrapes a running service.
 command -v promtool >/dev/null || missing+=(prometheus)
+# PostgreSQL 15 for the PostgreSQL store's tests and `bench --database postgres`, which make
+# their own clusters with initdb and pg_ctl (Debian keeps those in /usr/lib/postgresql/15/bin).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     SUDO=""

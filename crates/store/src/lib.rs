@@ -10,6 +10,7 @@
 
 mod error;
 mod model;
+pub mod postgres;
 mod sqlite;
 
 pub use error::{Result, StoreError};
