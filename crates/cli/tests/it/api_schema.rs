@@ -365,3 +365,37 @@ async fn a_wait_the_chain_does_not_meet_in_time_answers_202_with_the_record() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["status"], "anchored", "{body}");
 }
+
+/// Regression for a fuzzer finding: `/v1/events` never ended, so a client that reads an answer
+/// to its end (Schemathesis, `curl` in a script) hung. With `follow=false` it ends once caught
+/// up, with every record so far; without it, it stays open; a bad value is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_stream_ends_once_caught_up_with_follow_false() {
+    let dir = data_dir();
+    let app = embedded_app_with(dir.path(), FUZZ_SETTINGS);
+    for i in 0..3 {
+        let (status, body) = post_state(&app, &format!("stream-{i}"), "", json!({"i": i})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let read = |query: &'static str| {
+        let url = app.url(&format!("/v1/events{query}"));
+        async move {
+            let r = http().get(url).send().await.expect("request");
+            assert_eq!(r.status().as_u16(), 200);
+            tokio::time::timeout(std::time::Duration::from_secs(5), r.text()).await
+        }
+    };
+    let body = read("?from=0&follow=false")
+        .await
+        .expect("the stream ends once caught up")
+        .expect("body");
+    let records = body.lines().filter(|l| *l == "event: record").count();
+    assert_eq!(records, 3, "every record so far, once:\n{body}");
+    assert!(
+        read("?from=0").await.is_err(),
+        "without follow=false the stream stays open"
+    );
+    let (status, body) = get(&app, "/v1/events?follow=maybe").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().expect("error").contains("follow"));
+}
