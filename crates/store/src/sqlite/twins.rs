@@ -1,6 +1,6 @@
 //! Each twin's view of the log.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Row, params};
 use twinledger_core::TwinId;
 
 use super::{RECORD_COLUMNS, SqliteStore, stored_record};
@@ -10,43 +10,20 @@ use crate::model::{StoredRecord, TwinSummary};
 impl crate::TwinStore for SqliteStore {
     fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms, \
-                 desired_idx, band FROM twins WHERE twin_id = ?1",
-            )?;
-            Ok(stmt
-                .query_row([id.as_str()], |r| {
-                    Ok(TwinSummary {
-                        twin_id: r.get(0)?,
-                        latest_version: r.get::<_, i64>(1)? as u64,
-                        latest_index: r.get::<_, i64>(2)? as u64,
-                        created_at_ms: r.get(3)?,
-                        updated_at_ms: r.get(4)?,
-                        desired_index: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-                        band: r.get(6)?,
-                    })
-                })
-                .optional()?)
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {TWIN_COLUMNS} FROM twins WHERE twin_id = ?1"
+            ))?;
+            Ok(stmt.query_row([id.as_str()], twin_summary).optional()?)
         })
     }
 
     fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms, \
-                 desired_idx, band FROM twins WHERE ?1 IS NULL OR twin_id > ?1 ORDER BY twin_id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![after, limit as i64], |r| {
-                Ok(TwinSummary {
-                    twin_id: r.get(0)?,
-                    latest_version: r.get::<_, i64>(1)? as u64,
-                    latest_index: r.get::<_, i64>(2)? as u64,
-                    created_at_ms: r.get(3)?,
-                    updated_at_ms: r.get(4)?,
-                    desired_index: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-                    band: r.get(6)?,
-                })
-            })?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {TWIN_COLUMNS} FROM twins WHERE ?1 IS NULL OR twin_id > ?1 \
+                 ORDER BY twin_id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after, limit as i64], twin_summary)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
@@ -116,4 +93,19 @@ impl crate::TwinStore for SqliteStore {
             .optional()?)
         })
     }
+}
+
+const TWIN_COLUMNS: &str =
+    "twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms, desired_idx, band";
+
+fn twin_summary(r: &Row<'_>) -> rusqlite::Result<TwinSummary> {
+    Ok(TwinSummary {
+        twin_id: r.get(0)?,
+        latest_version: r.get::<_, i64>(1)? as u64,
+        latest_index: r.get::<_, i64>(2)? as u64,
+        created_at_ms: r.get(3)?,
+        updated_at_ms: r.get(4)?,
+        desired_index: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        band: r.get(6)?,
+    })
 }
