@@ -102,6 +102,19 @@ impl Frontier {
         Ok(Self { size, peaks })
     }
 
+    /// The frontier of a log of `size` leaves whose perfect subtrees have roots `peaks`
+    /// (largest first), as [`Frontier::peaks`] gave them; `None` if their number does not fit
+    /// `size` (one per set bit).
+    pub fn from_peaks(size: u64, peaks: Vec<Hash>) -> Option<Self> {
+        (peaks.len() == size.count_ones() as usize).then_some(Self { size, peaks })
+    }
+
+    /// The roots of the perfect subtrees, largest first: with the size, all a writer needs to
+    /// extend the tree, so a database can keep it in one row.
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
+    }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.size
@@ -208,6 +221,12 @@ pub(crate) mod tests {
             );
             assert_eq!(range_root(&nodes, 0, n).expect("nodes"), expected);
             assert_eq!(Frontier::load(&nodes, n).expect("load"), f, "reload at {n}");
+            let kept = Frontier::from_peaks(n, f.peaks().to_vec());
+            assert_eq!(kept.as_ref(), Some(&f), "from its peaks at {n}");
+            assert_eq!(
+                Frontier::from_peaks(n + 1, f.peaks().to_vec()).is_some(),
+                (n + 1).count_ones() == n.count_ones()
+            );
         }
         // Every stored node is the root of the leaves it covers.
         for (&(level, index), hash) in &nodes.0 {

@@ -20,9 +20,15 @@ pub use model::{
 };
 pub use sqlite::SqliteStore;
 
+use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, TreeHead, TwinId};
 
+/// Records in index order, batch by batch, as [`LogStore::scan`] reads them.
+pub type RecordBatches = BoxStream<'static, Result<Vec<StoredRecord>>>;
+
 /// The log: records by log index, the Merkle tree over them, and its proofs.
+#[async_trait]
 pub trait LogStore: Send + Sync + 'static {
     /// Appends `batch` after the last record in one durable transaction, assigning each
     /// record the next log index and its twin's next version (chained to the twin's previous
@@ -30,29 +36,30 @@ pub trait LogStore: Send + Sync + 'static {
     /// with its twin's desired state; when its band differs from the twin's last one, a shift
     /// event follows it in the log. The store knows the tree the batch extends: the caller
     /// passes none, so that several writers on one database can each append.
-    fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome>;
+    async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome>;
 
     /// The tree's frontier, rebuilt from stored nodes (at start-up).
-    fn frontier(&self) -> Result<Frontier>;
+    async fn frontier(&self) -> Result<Frontier>;
 
     /// Inclusion proof of leaf `index` in the tree of `size` leaves.
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof>;
+    async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof>;
 
     /// Consistency proof from the tree of `first` leaves to the tree of `second`.
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof>;
+    async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof>;
 
     /// The head of the tree of `size` leaves, from stored nodes.
-    fn tree_head(&self, size: u64) -> Result<TreeHead>;
+    async fn tree_head(&self, size: u64) -> Result<TreeHead>;
 
     /// The record at log index `index`, exactly as stored.
-    fn record_at(&self, index: u64) -> Result<Option<StoredRecord>>;
+    async fn record_at(&self, index: u64) -> Result<Option<StoredRecord>>;
 
-    /// Calls `f` with every record from log index `from` on, in index order, on one read
-    /// transaction (a consistent snapshot); stops early when `f` returns false.
-    fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()>;
+    /// Every record from log index `from` on, in index order, in batches, read while the
+    /// caller consumes them (memory stays flat however long the log). Records are never
+    /// rewritten, so batches read one after another form one consistent log.
+    fn scan(&self, from: u64) -> RecordBatches;
 
     /// Records from log index `from` in index order (only `twin`'s, if given), at most `limit`.
-    fn records_from(
+    async fn records_from(
         &self,
         from: u64,
         twin: Option<&TwinId>,
@@ -61,22 +68,28 @@ pub trait LogStore: Send + Sync + 'static {
 }
 
 /// Each twin's view of the log: its summary, its versions, its congruence.
+#[async_trait]
 pub trait TwinStore: Send + Sync + 'static {
     /// The twin's summary, if the twin exists.
-    fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>>;
+    async fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>>;
 
     /// Twins in id order after `after` (exclusive), at most `limit`.
-    fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>>;
+    async fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>>;
 
     /// One version of a twin, exactly as stored.
-    fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>>;
+    async fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>>;
 
     /// Versions `from_version..` of a twin in version order, at most `limit`.
-    fn history(&self, id: &TwinId, from_version: u64, limit: usize) -> Result<Vec<StoredRecord>>;
+    async fn history(
+        &self,
+        id: &TwinId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>>;
 
     /// A twin's reported records that carry a congruence, in version order: versions above
     /// `after_version`, accepted in `[from_ms, to_ms]`, at most `limit`.
-    fn congruence_history(
+    async fn congruence_history(
         &self,
         id: &TwinId,
         after_version: u64,
@@ -86,34 +99,42 @@ pub trait TwinStore: Send + Sync + 'static {
     ) -> Result<Vec<StoredRecord>>;
 
     /// A twin's latest reported record that carries a congruence.
-    fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>>;
+    async fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>>;
 }
 
 /// What has been anchored on the chain, and what still waits for it.
+#[async_trait]
 pub trait AnchorStore: Send + Sync + 'static {
     /// Records still waiting for their anchor, in log order, at most `limit`.
-    fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>>;
+    async fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>>;
 
     /// Notes that record `index`'s legacy `updateTwin` transaction was sent, before its receipt
     /// is known, so that a restart checks that transaction instead of sending another.
-    fn set_legacy_sent(&self, index: u64, tx_hash: &str, chain_timestamp: &str) -> Result<()>;
+    async fn set_legacy_sent(&self, index: u64, tx_hash: &str, chain_timestamp: &str)
+    -> Result<()>;
 
     /// Marks record `index` anchored by a legacy (seed contract) transaction.
-    fn set_legacy_anchor(&self, index: u64, anchor: &LegacyAnchor) -> Result<()>;
+    async fn set_legacy_anchor(&self, index: u64, anchor: &LegacyAnchor) -> Result<()>;
 
     /// The highest block number any record was anchored in, if any: a chain whose head is below
     /// it has lost blocks we depend on.
-    fn latest_anchor_block(&self) -> Result<Option<u64>>;
+    async fn latest_anchor_block(&self) -> Result<Option<u64>>;
 
     /// Notes an anchoring transaction sent for the tree head `(size, root)`.
-    fn put_anchor_sent(&self, size: u64, root: &Hash, prev_size: u64, tx_hash: &str) -> Result<()>;
+    async fn put_anchor_sent(
+        &self,
+        size: u64,
+        root: &Hash,
+        prev_size: u64,
+        tx_hash: &str,
+    ) -> Result<()>;
 
     /// Notes that the anchor of `size` was sent again under another transaction (a replacement
     /// with higher fees).
-    fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()>;
+    async fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()>;
 
     /// Marks the anchor of `size` mined in `block_number`.
-    fn set_anchor_mined(
+    async fn set_anchor_mined(
         &self,
         size: u64,
         block_number: u64,
@@ -123,58 +144,60 @@ pub trait AnchorStore: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Marks every mined anchor up to `size` confirmed.
-    fn set_anchors_confirmed(&self, up_to_size: u64) -> Result<()>;
+    async fn set_anchors_confirmed(&self, up_to_size: u64) -> Result<()>;
 
     /// Forgets an anchor whose transaction never landed.
-    fn delete_anchor(&self, size: u64) -> Result<()>;
+    async fn delete_anchor(&self, size: u64) -> Result<()>;
 
     /// Anchors in size order, from `from_size`, at most `limit`.
-    fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>>;
+    async fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>>;
 
     /// The smallest mined (or confirmed) anchor whose tree holds leaf `index`.
-    fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>>;
+    async fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>>;
 
     /// The latest mined (or confirmed) anchor.
-    fn latest_mined_anchor(&self) -> Result<Option<Anchor>>;
+    async fn latest_mined_anchor(&self) -> Result<Option<Anchor>>;
 }
 
 /// Keys: API keys, idempotency keys, device keys.
+#[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     /// Stores a new API key.
-    fn put_api_key(&self, key: &ApiKey) -> Result<()>;
+    async fn put_api_key(&self, key: &ApiKey) -> Result<()>;
 
     /// An API key by id.
-    fn api_key(&self, id: &str) -> Result<Option<ApiKey>>;
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKey>>;
 
     /// Every API key, revoked ones included.
-    fn api_keys(&self) -> Result<Vec<ApiKey>>;
+    async fn api_keys(&self) -> Result<Vec<ApiKey>>;
 
     /// Revokes a key; false if there is no such key.
-    fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool>;
+    async fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool>;
 
     /// Deletes up to `limit` idempotency keys created before `created_before_ms` (Unix ms);
     /// returns how many it deleted, so a caller can repeat until fewer than `limit` go.
-    fn prune_idempotency_keys(&self, created_before_ms: i64, limit: usize) -> Result<usize>;
+    async fn prune_idempotency_keys(&self, created_before_ms: i64, limit: usize) -> Result<usize>;
 
     /// Registers (or replaces) the device key of a twin.
-    fn put_device_key(&self, key: &DeviceKeyRow) -> Result<()>;
+    async fn put_device_key(&self, key: &DeviceKeyRow) -> Result<()>;
 
     /// The device key registered for a twin.
-    fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>>;
+    async fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>>;
 
     /// Removes a twin's device key; false if it had none.
-    fn delete_device_key(&self, twin_id: &str) -> Result<bool>;
+    async fn delete_device_key(&self, twin_id: &str) -> Result<bool>;
 }
 
 /// What the ledger needs from a database: each concern's part, and the facts about the ledger
 /// itself. Every backend implements all of it.
+#[async_trait]
 pub trait Store: LogStore + TwinStore + AnchorStore + KeyStore {
     /// A stored fact about this ledger.
-    fn meta(&self, key: &str) -> Result<Option<String>>;
+    async fn meta(&self, key: &str) -> Result<Option<String>>;
 
     /// Stores a fact about this ledger.
-    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
 
     /// Counts for health reports.
-    fn stats(&self) -> Result<StoreStats>;
+    async fn stats(&self) -> Result<StoreStats>;
 }

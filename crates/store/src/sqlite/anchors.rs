@@ -3,12 +3,12 @@
 use rusqlite::{OptionalExtension, params};
 use twinledger_core::Hash;
 
-use super::{ANCHOR_COLUMNS, RECORD_COLUMNS, SqliteStore, anchor_row, stored_record};
+use super::{ANCHOR_COLUMNS, Database, RECORD_COLUMNS, anchor_row, stored_record};
 use crate::Result;
 use crate::model::{Anchor, LegacyAnchor, StoredRecord};
 
-impl crate::AnchorStore for SqliteStore {
-    fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>> {
+impl Database {
+    pub(super) fn pending(&self, limit: usize) -> Result<Vec<StoredRecord>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY idx LIMIT ?1"
@@ -18,7 +18,12 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn set_legacy_sent(&self, index: u64, tx_hash: &str, chain_timestamp: &str) -> Result<()> {
+    pub(super) fn set_legacy_sent(
+        &self,
+        index: u64,
+        tx_hash: &str,
+        chain_timestamp: &str,
+    ) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "UPDATE records SET anchor_tx = ?2, anchor_timestamp = ?3 \
@@ -29,7 +34,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn set_legacy_anchor(&self, index: u64, anchor: &LegacyAnchor) -> Result<()> {
+    pub(super) fn set_legacy_anchor(&self, index: u64, anchor: &LegacyAnchor) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "UPDATE records SET status = 'anchored', anchor_tx = ?2, anchor_block = ?3, \
@@ -46,7 +51,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn latest_anchor_block(&self) -> Result<Option<u64>> {
+    pub(super) fn latest_anchor_block(&self) -> Result<Option<u64>> {
         self.read(|c| {
             let b: Option<i64> = c.query_row(
                 "SELECT MAX(b) FROM (SELECT MAX(anchor_block) AS b FROM records \
@@ -58,7 +63,13 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn put_anchor_sent(&self, size: u64, root: &Hash, prev_size: u64, tx_hash: &str) -> Result<()> {
+    pub(super) fn put_anchor_sent(
+        &self,
+        size: u64,
+        root: &Hash,
+        prev_size: u64,
+        tx_hash: &str,
+    ) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "INSERT INTO anchors (size, root, prev_size, tx_hash, status) \
@@ -77,7 +88,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()> {
+    pub(super) fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "UPDATE anchors SET tx_hash = ?2 WHERE size = ?1 AND status = 'sent'",
@@ -87,7 +98,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn set_anchor_mined(
+    pub(super) fn set_anchor_mined(
         &self,
         size: u64,
         block_number: u64,
@@ -111,7 +122,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn set_anchors_confirmed(&self, up_to_size: u64) -> Result<()> {
+    pub(super) fn set_anchors_confirmed(&self, up_to_size: u64) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "UPDATE anchors SET status = 'confirmed' WHERE size <= ?1 AND status = 'mined'",
@@ -121,7 +132,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn delete_anchor(&self, size: u64) -> Result<()> {
+    pub(super) fn delete_anchor(&self, size: u64) -> Result<()> {
         self.write(|c| {
             c.prepare_cached("DELETE FROM anchors WHERE size = ?1")?
                 .execute([size as i64])?;
@@ -129,7 +140,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>> {
+    pub(super) fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE size >= ?1 ORDER BY size LIMIT ?2"
@@ -139,7 +150,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
+    pub(super) fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE size > ?1 AND status != 'sent' \
@@ -150,7 +161,7 @@ impl crate::AnchorStore for SqliteStore {
         })
     }
 
-    fn latest_mined_anchor(&self) -> Result<Option<Anchor>> {
+    pub(super) fn latest_mined_anchor(&self) -> Result<Option<Anchor>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE status != 'sent' \

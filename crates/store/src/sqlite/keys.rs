@@ -2,12 +2,12 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{API_KEY_COLUMNS, SqliteStore, api_key_row};
+use super::{API_KEY_COLUMNS, Database, api_key_row};
 use crate::Result;
 use crate::model::{ApiKey, DeviceKeyRow};
 
-impl crate::KeyStore for SqliteStore {
-    fn put_api_key(&self, key: &ApiKey) -> Result<()> {
+impl Database {
+    pub(super) fn put_api_key(&self, key: &ApiKey) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(&format!(
                 "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -25,7 +25,7 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
+    pub(super) fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
@@ -35,7 +35,7 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn api_keys(&self) -> Result<Vec<ApiKey>> {
+    pub(super) fn api_keys(&self) -> Result<Vec<ApiKey>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at_ms, id"
@@ -45,7 +45,7 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool> {
+    pub(super) fn revoke_api_key(&self, id: &str, at_ms: i64) -> Result<bool> {
         self.write(|c| {
             let n = c
                 .prepare_cached(
@@ -56,7 +56,11 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn prune_idempotency_keys(&self, created_before_ms: i64, limit: usize) -> Result<usize> {
+    pub(super) fn prune_idempotency_keys(
+        &self,
+        created_before_ms: i64,
+        limit: usize,
+    ) -> Result<usize> {
         self.write(|c| {
             // Through rowids, so that one batch holds the write lock only for `limit` rows; the
             // index on created_at_ms finds them without a table scan.
@@ -68,7 +72,7 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn put_device_key(&self, key: &DeviceKeyRow) -> Result<()> {
+    pub(super) fn put_device_key(&self, key: &DeviceKeyRow) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "INSERT INTO device_keys (twin_id, public_key, require_signature, \
@@ -86,7 +90,7 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>> {
+    pub(super) fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>> {
         self.read(|c| {
             Ok(c.prepare_cached(
                 "SELECT twin_id, public_key, require_signature, registered_at_ms \
@@ -104,7 +108,7 @@ impl crate::KeyStore for SqliteStore {
         })
     }
 
-    fn delete_device_key(&self, twin_id: &str) -> Result<bool> {
+    pub(super) fn delete_device_key(&self, twin_id: &str) -> Result<bool> {
         self.write(|c| {
             let n = c
                 .prepare_cached("DELETE FROM device_keys WHERE twin_id = ?1")?

@@ -3,12 +3,12 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use twinledger_core::{ConsistencyProof, Frontier, InclusionProof, TreeHead, TwinId};
 
-use super::{Nodes, RECORD_COLUMNS, SqliteStore, append, stored_record};
+use super::{Database, Nodes, RECORD_COLUMNS, append, stored_record};
 use crate::Result;
 use crate::model::{AppendOutcome, NewRecord, StoredRecord};
 
-impl crate::LogStore for SqliteStore {
-    fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
+impl Database {
+    pub(super) fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
         let mut cache = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         let mut tree = self.tree.lock().unwrap_or_else(|p| p.into_inner());
         self.write(|conn| {
@@ -26,19 +26,19 @@ impl crate::LogStore for SqliteStore {
         })
     }
 
-    fn frontier(&self) -> Result<Frontier> {
+    pub(super) fn frontier(&self) -> Result<Frontier> {
         self.read(load_frontier)
     }
 
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
+    pub(super) fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
         self.read(|c| InclusionProof::generate(&Nodes(c), index, size))
     }
 
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
+    pub(super) fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
         self.read(|c| ConsistencyProof::generate(&Nodes(c), first, second))
     }
 
-    fn tree_head(&self, size: u64) -> Result<TreeHead> {
+    pub(super) fn tree_head(&self, size: u64) -> Result<TreeHead> {
         self.read(|c| {
             Ok(TreeHead {
                 size,
@@ -47,7 +47,7 @@ impl crate::LogStore for SqliteStore {
         })
     }
 
-    fn record_at(&self, index: u64) -> Result<Option<StoredRecord>> {
+    pub(super) fn record_at(&self, index: u64) -> Result<Option<StoredRecord>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records WHERE idx = ?1"
@@ -56,7 +56,7 @@ impl crate::LogStore for SqliteStore {
         })
     }
 
-    fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()> {
+    pub(super) fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()> {
         self.read(|c| {
             let tx = c.unchecked_transaction()?;
             {
@@ -75,7 +75,7 @@ impl crate::LogStore for SqliteStore {
         })
     }
 
-    fn records_from(
+    pub(super) fn records_from(
         &self,
         from: u64,
         twin: Option<&TwinId>,

@@ -4,16 +4,17 @@ mod anchors;
 mod append;
 mod keys;
 mod log;
+mod store;
 mod twins;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use twinledger_core::{Bands, Frontier, Hash, NodeSource};
 
 use crate::model::{Anchor, ApiKey, StoreStats, StoredRecord};
-use crate::{Result, Store, StoreError};
+use crate::{Result, StoreError};
 
 /// Migrations in order; `PRAGMA user_version` counts how many have run.
 const MIGRATIONS: &[&str] = &[
@@ -39,8 +40,14 @@ const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, s
 /// Readers kept open between calls; more are opened on demand and closed after use.
 const READER_POOL: usize = 8;
 
-/// The SQLite store.
+/// The SQLite store. Its calls run on tokio's blocking threads, since SQLite blocks.
+#[derive(Clone)]
 pub struct SqliteStore {
+    db: Arc<Database>,
+}
+
+/// The database's connections and the writer's caches, used synchronously.
+pub(crate) struct Database {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
@@ -53,6 +60,14 @@ pub struct SqliteStore {
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
+            .field("path", &self.db.path)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
             .field("path", &self.path)
             .finish()
     }
@@ -61,7 +76,36 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_with(path, Bands::default())
+    }
+
+    /// Opens the database at `path`, placing congruence scores with `bands`.
+    pub fn open_with(path: impl AsRef<Path>, bands: Bands) -> Result<Self> {
+        Ok(Self {
+            db: Arc::new(Database::open(path.as_ref(), bands)?),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.db.path
+    }
+
+    /// Runs `f` on a blocking thread.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Inconsistent(format!("store task failed: {e}")))?
+    }
+}
+
+impl Database {
+    fn open(path: &Path, bands: Bands) -> Result<Self> {
+        let path = path.to_path_buf();
         let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,
@@ -73,21 +117,10 @@ impl SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
-            bands: Bands::default(),
+            bands,
             desired: Mutex::default(),
             tree: Mutex::default(),
         })
-    }
-
-    /// Uses `bands` to place congruence scores (the default ladder otherwise).
-    pub fn with_bands(mut self, bands: Bands) -> Self {
-        self.bands = bands;
-        self
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -258,8 +291,8 @@ fn stored_record(row: &Row<'_>) -> rusqlite::Result<StoredRecord> {
     })
 }
 
-impl Store for SqliteStore {
-    fn meta(&self, key: &str) -> Result<Option<String>> {
+impl Database {
+    pub(super) fn meta(&self, key: &str) -> Result<Option<String>> {
         self.read(|c| {
             Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
                 .query_row([key], |r| r.get(0))
@@ -267,7 +300,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    pub(super) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) \
@@ -278,7 +311,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn stats(&self) -> Result<StoreStats> {
+    pub(super) fn stats(&self) -> Result<StoreStats> {
         self.read(|c| {
             let records: i64 =
                 c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM records", [], |r| {

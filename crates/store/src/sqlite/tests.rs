@@ -1,8 +1,8 @@
 //! Tests of the parent module.
 
 use super::*;
+use crate::Appended;
 use crate::model::{AppendOutcome, DeviceKeyRow, LegacyAnchor, NewRecord};
-use crate::{AnchorStore, Appended, KeyStore, LogStore, TwinStore};
 use twinledger_core::json::{Limits, parse};
 use twinledger_core::json::{Object, Value};
 use twinledger_core::{HashScheme, Record, RecordKind, Salt};
@@ -23,7 +23,7 @@ fn new(twin: &str, state: &str) -> NewRecord {
     }
 }
 
-fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
+fn append(store: &Database, batch: Vec<NewRecord>) -> Vec<Record> {
     store
         .append(batch)
         .expect("append")
@@ -36,9 +36,9 @@ fn append(store: &SqliteStore, batch: Vec<NewRecord>) -> Vec<Record> {
         .collect()
 }
 
-fn open() -> (tempfile::TempDir, SqliteStore) {
+fn open() -> (tempfile::TempDir, Database) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path().join("t.db")).expect("open");
+    let store = Database::open(dir.path().join("t.db").as_ref(), Bands::default()).expect("open");
     (dir, store)
 }
 
@@ -128,7 +128,7 @@ fn data_survives_reopening_and_meta_round_trips() {
     append(&store, vec![new("a", r#"{"k":"v"}"#)]);
     store.set_meta("legacy_contract.1", "0xabc").expect("meta");
     drop(store);
-    let store = SqliteStore::open(dir.path().join("t.db")).expect("reopen");
+    let store = Database::open(dir.path().join("t.db").as_ref(), Bands::default()).expect("reopen");
     assert_eq!(
         store.meta("legacy_contract.1").expect("meta").as_deref(),
         Some("0xabc")
@@ -145,7 +145,8 @@ fn a_database_from_a_newer_program_is_refused() {
     let conn = Connection::open(dir.path().join("t.db")).expect("open");
     conn.pragma_update(None, "user_version", 99).expect("bump");
     drop(conn);
-    let err = SqliteStore::open(dir.path().join("t.db")).expect_err("refused");
+    let err =
+        Database::open(dir.path().join("t.db").as_ref(), Bands::default()).expect_err("refused");
     assert!(
         matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
         "{err}"
@@ -266,7 +267,7 @@ fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_re
         .collect();
     batch.push(at(keyed("young", "young", 2), 5_000));
     store.append(batch).expect("append");
-    let keys = |store: &SqliteStore| -> Vec<String> {
+    let keys = |store: &Database| -> Vec<String> {
         store
             .read(|c| {
                 let mut stmt = c.prepare("SELECT key FROM idempotency_keys ORDER BY key")?;
@@ -589,11 +590,11 @@ fn a_schema_7_database_keeps_its_tree_twins_and_records_through_the_migrations()
             .map(|i| new(&format!("t{}", i % 5), &format!(r#"{{"i":{i}}}"#)))
             .collect()
     };
-    let heads = |store: &SqliteStore, n: u64| -> Vec<TreeHead> {
+    let heads = |store: &Database, n: u64| -> Vec<TreeHead> {
         (1..=n).map(|s| store.tree_head(s).expect("head")).collect()
     };
     let (before, twin, record) = {
-        let store = SqliteStore::open(&path).expect("open");
+        let store = Database::open(&path.as_ref(), Bands::default()).expect("open");
         store.set_meta("mode", "log").expect("mode");
         append(&store, batch(0, 37));
         let t3 = TwinId::new("t3").expect("id");
@@ -624,7 +625,7 @@ fn a_schema_7_database_keeps_its_tree_twins_and_records_through_the_migrations()
     .expect("back to schema 7");
     drop(conn);
 
-    let store = SqliteStore::open(&path).expect("migrate");
+    let store = Database::open(&path.as_ref(), Bands::default()).expect("migrate");
     assert_eq!(heads(&store, 37), before);
     let t3 = TwinId::new("t3").expect("id");
     assert_eq!(store.twin(&t3).expect("twin"), twin);
@@ -641,7 +642,8 @@ fn a_schema_7_database_keeps_its_tree_twins_and_records_through_the_migrations()
     let grown = heads(&store, 50);
     assert_eq!(&grown[..37], &before[..]);
     let fresh_dir = tempfile::tempdir().expect("tempdir");
-    let fresh = SqliteStore::open(fresh_dir.path().join("l.db")).expect("open");
+    let fresh =
+        Database::open(fresh_dir.path().join("l.db").as_ref(), Bands::default()).expect("open");
     fresh.set_meta("mode", "log").expect("mode");
     append(&fresh, batch(0, 37));
     append(&fresh, batch(37, 50));

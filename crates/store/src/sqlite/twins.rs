@@ -3,12 +3,12 @@
 use rusqlite::{OptionalExtension, Row, params};
 use twinledger_core::TwinId;
 
-use super::{RECORD_COLUMNS, SqliteStore, stored_record};
+use super::{Database, RECORD_COLUMNS, stored_record};
 use crate::Result;
 use crate::model::{StoredRecord, TwinSummary};
 
-impl crate::TwinStore for SqliteStore {
-    fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
+impl Database {
+    pub(super) fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {TWIN_COLUMNS} FROM twins WHERE twin_id = ?1"
@@ -17,7 +17,7 @@ impl crate::TwinStore for SqliteStore {
         })
     }
 
-    fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
+    pub(super) fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {TWIN_COLUMNS} FROM twins WHERE ?1 IS NULL OR twin_id > ?1 \
@@ -28,7 +28,7 @@ impl crate::TwinStore for SqliteStore {
         })
     }
 
-    fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>> {
+    pub(super) fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND version = ?2"
@@ -39,7 +39,12 @@ impl crate::TwinStore for SqliteStore {
         })
     }
 
-    fn history(&self, id: &TwinId, from_version: u64, limit: usize) -> Result<Vec<StoredRecord>> {
+    pub(super) fn history(
+        &self,
+        id: &TwinId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND version >= ?2 \
@@ -53,7 +58,7 @@ impl crate::TwinStore for SqliteStore {
         })
     }
 
-    fn congruence_history(
+    pub(super) fn congruence_history(
         &self,
         id: &TwinId,
         after_version: u64,
@@ -82,7 +87,7 @@ impl crate::TwinStore for SqliteStore {
         })
     }
 
-    fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>> {
+    pub(super) fn latest_assessed(&self, id: &TwinId) -> Result<Option<StoredRecord>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(
                 "SELECT {RECORD_COLUMNS} FROM records WHERE twin_id = ?1 AND kind = 'reported' \
