@@ -461,7 +461,7 @@ async fn deploy_and_record(
     let a = deploy(mode, client)
         .await
         .context("cannot deploy the contract")?;
-    store.set_meta(key, &a.to_string())?;
+    store.set_meta(key, &a.to_string()).await?;
     tracing::info!(target: "twinledger::chain", contract = %a, chain_id = client.chain_id(), mode = mode.as_str(), "deployed the contract");
     Ok(a)
 }
@@ -482,7 +482,7 @@ pub async fn contract(
     store: &dyn Store,
     embedded: bool,
 ) -> Result<Anchoring> {
-    let stored = store.meta("mode")?;
+    let stored = store.meta("mode").await?;
     let mode = resolve_mode(settings, stored.as_deref());
     match stored {
         Some(m) if m != mode.as_str() => bail!(
@@ -492,7 +492,7 @@ pub async fn contract(
             mode.as_str()
         ),
         Some(_) => {}
-        None => store.set_meta("mode", mode.as_str())?,
+        None => store.set_meta("mode", mode.as_str()).await?,
     }
     let key = contract_key(mode, client.chain_id());
     let configured = settings
@@ -505,7 +505,8 @@ pub async fn contract(
         })
         .transpose()?;
     let recorded = store
-        .meta(&key)?
+        .meta(&key)
+        .await?
         .map(|a| {
             a.parse::<Address>()
                 .with_context(|| format!("corrupt recorded contract address {a:?}"))
@@ -537,7 +538,7 @@ pub async fn contract(
     }
     // A chain behind the blocks our records were anchored in has lost them (a dev node whose
     // state was not saved): its answers would read those records as Tampered, or worse.
-    if let Some(anchored) = store.latest_anchor_block()? {
+    if let Some(anchored) = store.latest_anchor_block().await? {
         let mut head = status?.block_number;
         // A provider a block or two behind (load-balanced ones are, now and then) has not lost
         // the chain: the head is read again for a few seconds before the chain is refused.
@@ -572,7 +573,7 @@ pub async fn contract(
     match bound {
         Ok(c) => {
             if configured.is_some() && recorded != Some(address) {
-                store.set_meta(&key, &address.to_string())?;
+                store.set_meta(&key, &address.to_string()).await?;
             }
             Ok(c)
         }

@@ -19,6 +19,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// A PostgreSQL database for the ledger (`postgres://user:password@host:port/db`, several
+    /// hosts separated by commas) instead of SQLite in the data directory.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database: Option<String>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     /// Where the database and the embedded chain's state live.
     pub data_dir: PathBuf,
+    /// The database, when it is not SQLite in the data directory.
+    #[serde(default)]
+    pub store: StoreSettings,
     /// How records are anchored; unset: the mode the data directory was created in, else `log`.
     pub mode: Option<Mode>,
     /// Address the HTTP API listens on.
@@ -39,6 +42,14 @@ pub struct Settings {
     /// Logs.
     #[serde(default)]
     pub log: LogSettings,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreSettings {
+    /// A PostgreSQL URL (`postgres://user:password@host:port/db`, several hosts separated by
+    /// commas); unset: SQLite in the data directory.
+    pub url: Option<String>,
 }
 
 /// `[log]`.
@@ -241,6 +252,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             data_dir: default_data_dir(),
+            store: StoreSettings::default(),
             mode: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             chain: ChainSettings {

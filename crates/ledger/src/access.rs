@@ -5,7 +5,7 @@ use rand::RngCore;
 use twinledger_core::{Hash, TwinId};
 use twinledger_store::ApiKey;
 
-use crate::{Ledger, LedgerError};
+use crate::Ledger;
 
 /// What a key may do; writing includes reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,11 +119,10 @@ impl Ledger {
         let (id, secret) = rest.split_once('_').ok_or_else(bad)?;
         let id_owned = id.to_owned();
         let key = self
-            .read(move |s| s.api_key(&id_owned))
+            .store()
+            .api_key(&id_owned)
             .await
-            .map_err(|e: LedgerError| {
-                AccessError::Unauthenticated(format!("cannot check the key: {e}"))
-            })?
+            .map_err(|e| AccessError::Unauthenticated(format!("cannot check the key: {e}")))?
             .ok_or_else(bad)?;
         if key.revoked_at_ms.is_some() {
             return Err(AccessError::Unauthenticated(format!(

@@ -10,7 +10,9 @@ use twinledger_store::{Store, StoredRecord};
 
 use twinledger_chain::LogContract;
 
-use crate::{Anchoring, LedgerError, Result, on_store};
+use futures_util::StreamExt;
+
+use crate::{Anchoring, LedgerError, Result};
 
 /// One thing the audit found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,9 +83,7 @@ pub async fn audit(
         Anchoring::Log(c) => Some(c.latest_head().await?),
         Anchoring::Legacy(_) => None,
     };
-    let mut report = tokio::task::spawn_blocking(move || scan(store.as_ref(), &heads, progress))
-        .await
-        .map_err(|e| LedgerError::Store(format!("audit task failed: {e}")))??;
+    let mut report = scan(store.as_ref(), &heads, progress).await?;
     if let Some(head) = chain_head
         && head.size > report.records
         && report.divergence.is_none()
@@ -107,7 +107,7 @@ pub async fn audit(
 async fn chain_heads(store: &Arc<dyn Store>, contract: &LogContract) -> Result<Vec<TreeHead>> {
     let mut heads = contract.anchored_heads().await?;
     let known: std::collections::HashSet<u64> = heads.iter().map(|h| h.size).collect();
-    let noted = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
+    let noted = store.anchors(0, usize::MAX).await?;
     let mut missing = noted
         .into_iter()
         .filter(|a| a.status != "sent" && !known.contains(&a.size))
@@ -141,12 +141,12 @@ fn problem(row: &StoredRecord, reason: impl Into<String>) -> AuditProblem {
     }
 }
 
-fn scan(
+async fn scan(
     store: &dyn Store,
     heads: &[TreeHead],
     mut progress: impl FnMut(u64, u64),
 ) -> Result<AuditReport> {
-    let total = store.stats()?.records;
+    let total = store.stats().await?.records;
     let mut problems = Vec::new();
     let mut twins: HashMap<String, TwinState> = HashMap::new();
     let mut frontier = Frontier::new();
@@ -156,110 +156,118 @@ fn scan(
     let mut checked = 0u64;
     let mut expected_index = 0u64;
     let mut seen = 0u64;
-    store.scan(0, &mut |row| {
-        seen += 1;
-        if seen.is_multiple_of(10_000) {
-            progress(seen, total);
+    let mut batches = store.scan(0);
+    while let Some(batch) = batches.next().await {
+        for row in batch? {
+            seen += 1;
+            if seen.is_multiple_of(10_000) {
+                progress(seen, total);
+            }
+            if row.index != expected_index {
+                problems.push(AuditProblem {
+                    index: Some(expected_index),
+                    twin_id: None,
+                    version: None,
+                    reason: format!(
+                        "log indexes {expected_index} to {} are missing (records deleted)",
+                        row.index.saturating_sub(1)
+                    ),
+                });
+            }
+            expected_index = row.index + 1;
+            // The tree is rebuilt from the records as they are now, whatever their stored hashes
+            // claim, so any change to a record changes the roots compared below.
+            let leaf = match row.decode() {
+                Ok(record) => {
+                    match record.scheme.hash(&record.state) {
+                        Ok(h) if Hash(h) == record.state_hash => {}
+                        Ok(h) => problems.push(problem(
+                            &row,
+                            format!(
+                                "state does not match its stored hash (expected {}, got {})",
+                                record.state_hash,
+                                Hash(h)
+                            ),
+                        )),
+                        Err(e) => {
+                            problems.push(problem(&row, format!("state cannot be hashed: {e}")))
+                        }
+                    }
+                    if let Some(reason) = crate::verify::signature_problem(&record) {
+                        problems.push(problem(&row, reason));
+                    }
+                    let mut rehashed = record.clone();
+                    if let Ok(h) = record.scheme.hash(&record.state) {
+                        rehashed.state_hash = Hash(h);
+                    }
+                    let leaf = rehashed.leaf_hash();
+                    if row.leaf_hash != leaf.0 {
+                        problems.push(problem(&row, "record does not match its stored leaf hash"));
+                    }
+                    leaf
+                }
+                Err(e) => {
+                    problems.push(problem(&row, format!("stored record is unreadable: {e}")));
+                    Hash::digest(&row.leaf_hash)
+                }
+            };
+            let version = u64::try_from(row.version).unwrap_or(0);
+            let stored_prev = row
+                .prev_leaf_hash
+                .as_deref()
+                .and_then(|p| Hash::from_slice(p).ok());
+            match twins.get(&row.twin_id) {
+                None if version != 1 => problems.push(problem(
+                    &row,
+                    format!("the twin's first record has version {version}, not 1"),
+                )),
+                Some(t) if version != t.version + 1 => problems.push(problem(
+                    &row,
+                    format!("follows version {} of its twin in the log", t.version),
+                )),
+                Some(t) if stored_prev != t.leaf => problems.push(problem(
+                    &row,
+                    "does not link to the previous version's leaf hash",
+                )),
+                _ => {}
+            }
+            twins.insert(
+                row.twin_id.clone(),
+                TwinState {
+                    version,
+                    leaf: Hash::from_slice(&row.leaf_hash).ok(),
+                },
+            );
+            frontier.push(leaf);
+            while let Some(head) = next_head.peek() {
+                if head.size > frontier.size() {
+                    break;
+                }
+                if head.size == frontier.size() && divergence.is_none() {
+                    checked += 1;
+                    if frontier.head().root == head.root {
+                        last_matching = head.size;
+                    } else {
+                        divergence = Some(Divergence {
+                            last_matching_size: last_matching,
+                            first_mismatching_size: head.size,
+                            reason: format!(
+                                "the records at log indexes {last_matching} to {} no longer hash to the root anchored for size {}",
+                                head.size - 1,
+                                head.size
+                            ),
+                        });
+                    }
+                }
+                next_head.next();
+            }
         }
-        if row.index != expected_index {
-            problems.push(AuditProblem {
-                index: Some(expected_index),
-                twin_id: None,
-                version: None,
-                reason: format!(
-                    "log indexes {expected_index} to {} are missing (records deleted)",
-                    row.index.saturating_sub(1)
-                ),
-            });
-        }
-        expected_index = row.index + 1;
-        // The tree is rebuilt from the records as they are now, whatever their stored hashes
-        // claim, so any change to a record changes the roots compared below.
-        let leaf = match row.decode() {
-            Ok(record) => {
-                match record.scheme.hash(&record.state) {
-                    Ok(h) if Hash(h) == record.state_hash => {}
-                    Ok(h) => problems.push(problem(
-                        &row,
-                        format!(
-                            "state does not match its stored hash (expected {}, got {})",
-                            record.state_hash,
-                            Hash(h)
-                        ),
-                    )),
-                    Err(e) => problems.push(problem(&row, format!("state cannot be hashed: {e}"))),
-                }
-                if let Some(reason) = crate::verify::signature_problem(&record) {
-                    problems.push(problem(&row, reason));
-                }
-                let mut rehashed = record.clone();
-                if let Ok(h) = record.scheme.hash(&record.state) {
-                    rehashed.state_hash = Hash(h);
-                }
-                let leaf = rehashed.leaf_hash();
-                if row.leaf_hash != leaf.0 {
-                    problems.push(problem(&row, "record does not match its stored leaf hash"));
-                }
-                leaf
-            }
-            Err(e) => {
-                problems.push(problem(&row, format!("stored record is unreadable: {e}")));
-                Hash::digest(&row.leaf_hash)
-            }
-        };
-        let version = u64::try_from(row.version).unwrap_or(0);
-        let stored_prev = row.prev_leaf_hash.as_deref().and_then(|p| Hash::from_slice(p).ok());
-        match twins.get(&row.twin_id) {
-            None if version != 1 => problems.push(problem(
-                &row,
-                format!("the twin's first record has version {version}, not 1"),
-            )),
-            Some(t) if version != t.version + 1 => problems.push(problem(
-                &row,
-                format!("follows version {} of its twin in the log", t.version),
-            )),
-            Some(t) if stored_prev != t.leaf => {
-                problems.push(problem(&row, "does not link to the previous version's leaf hash"))
-            }
-            _ => {}
-        }
-        twins.insert(
-            row.twin_id.clone(),
-            TwinState {
-                version,
-                leaf: Hash::from_slice(&row.leaf_hash).ok(),
-            },
-        );
-        frontier.push(leaf);
-        while let Some(head) = next_head.peek() {
-            if head.size > frontier.size() {
-                break;
-            }
-            if head.size == frontier.size() && divergence.is_none() {
-                checked += 1;
-                if frontier.head().root == head.root {
-                    last_matching = head.size;
-                } else {
-                    divergence = Some(Divergence {
-                        last_matching_size: last_matching,
-                        first_mismatching_size: head.size,
-                        reason: format!(
-                            "the records at log indexes {last_matching} to {} no longer hash to the root anchored for size {}",
-                            head.size - 1,
-                            head.size
-                        ),
-                    });
-                }
-            }
-            next_head.next();
-        }
-        true
-    })?;
+    }
     progress(seen, total);
     // Every twin's summary must agree with its history.
     let mut after: Option<String> = None;
     loop {
-        let page = store.twins(after.as_deref(), 1000)?;
+        let page = store.twins(after.as_deref(), 1000).await?;
         for t in &page {
             let scanned = twins.get(&t.twin_id).map_or(0, |s| s.version);
             if scanned != t.latest_version {

@@ -26,7 +26,7 @@ use crate::metrics::{LedgerMetrics, StateView};
 use crate::retention;
 use crate::verify::{SeedCheck, TwinVerdict, Verifier};
 use crate::writer::{self, WriteRequest};
-use crate::{LedgerError, Result, on_store};
+use crate::{LedgerError, Result};
 
 /// Which contract records are anchored with.
 #[derive(Debug, Clone)]
@@ -210,7 +210,7 @@ impl Ledger {
         anchoring: Anchoring,
         config: LedgerConfig,
     ) -> Result<Self> {
-        let frontier = on_store(&store, |s| s.frontier()).await?;
+        let frontier = store.frontier().await?;
         let (wtx, wrx) = mpsc::channel(config.batch_max.max(1) * 4);
         let waiters = Arc::new(AnchorWaiters::default());
         let (tree_tx, tree_rx) = watch::channel(frontier.size());
@@ -235,7 +235,7 @@ impl Ledger {
                 metrics: config.metrics.clone(),
             };
             std::thread::Builder::new()
-                .name("twinledger-writer".into())
+                .name("twinledger-batcher".into())
                 .spawn({
                     let runtime = tokio::runtime::Handle::current();
                     move || writer::run(store, wrx, batch_max, outlets, runtime)
@@ -573,7 +573,8 @@ impl Ledger {
     ) -> Result<DeviceSignature> {
         let id = twin.as_str().to_owned();
         let row = self
-            .read(move |s| s.device_key(&id))
+            .store()
+            .device_key(&id)
             .await?
             .ok_or_else(|| LedgerError::Signature(format!("twin {twin} has no device key")))?;
         let key = DeviceKey::from_hex(&row.public_key)
@@ -596,26 +597,27 @@ impl Ledger {
             registered_at_ms: now_ms(),
         };
         let stored = row.clone();
-        self.read(move |s| s.put_device_key(&stored)).await?;
+        self.store().put_device_key(&stored).await?;
         Ok(row)
     }
 
     /// A twin's device key, if registered.
     pub async fn device_key(&self, twin: &TwinId) -> Result<Option<DeviceKeyRow>> {
         let id = twin.as_str().to_owned();
-        self.read(move |s| s.device_key(&id)).await
+        Ok(self.store().device_key(&id).await?)
     }
 
     /// Removes a twin's device key; false if it had none.
     pub async fn delete_device_key(&self, twin: &TwinId) -> Result<bool> {
         let id = twin.as_str().to_owned();
-        self.read(move |s| s.delete_device_key(&id)).await
+        Ok(self.store().delete_device_key(&id).await?)
     }
 
     /// A twin's summary: versions, current desired state, congruence band.
     pub async fn twin(&self, twin: &TwinId) -> Result<TwinSummary> {
         let id = twin.clone();
-        self.read(move |s| s.twin(&id))
+        self.store()
+            .twin(&id)
             .await?
             .ok_or_else(|| LedgerError::TwinNotFound(twin.to_string()))
     }
@@ -639,7 +641,8 @@ impl Ledger {
     async fn replay(&self, index: u64, wait: Wait) -> Result<(Record, Option<AnchorInfo>)> {
         loop {
             let row = self
-                .read(move |s| s.record_at(index))
+                .store()
+                .record_at(index)
                 .await?
                 .ok_or_else(|| LedgerError::Store(format!("record {index} vanished")))?;
             let record = row
@@ -682,19 +685,11 @@ impl Ledger {
                     return Ok((Status::Pending, None));
                 }
                 let index = row.index;
-                let anchor = on_store(&self.inner.store, move |s| s.anchor_covering(index)).await?;
+                let anchor = self.inner.store.anchor_covering(index).await?;
                 let status = sizes.status_of(row.index);
                 Ok((status, anchor.as_ref().and_then(covering_info)))
             }
         }
-    }
-
-    /// Reads from the store on a blocking thread.
-    pub async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        on_store(&self.inner.store, f).await
     }
 
     /// The proof bundle of one version of a twin (log mode, once anchored): the record, its
@@ -708,7 +703,7 @@ impl Ledger {
         };
         let row = {
             let id = id.clone();
-            self.read(move |s| s.record(&id, version)).await?
+            self.store().record(&id, version).await?
         }
         .ok_or_else(|| LedgerError::VersionNotFound(id.to_string(), version))?;
         let record = row.decode().map_err(|e| {
@@ -717,14 +712,14 @@ impl Ledger {
             ))
         })?;
         let index = record.index;
-        let anchor = self.read(move |s| s.anchor_covering(index)).await?;
+        let anchor = self.store().anchor_covering(index).await?;
         let (Some(anchor), true) = (anchor, index < self.anchored_sizes().anchored) else {
             return Err(LedgerError::Conflict(format!(
                 "twin {id} version {version} is not anchored yet; retry once it is"
             )));
         };
         let size = anchor.size;
-        let proof = self.read(move |s| s.inclusion_proof(index, size)).await?;
+        let proof = self.store().inclusion_proof(index, size).await?;
         let bundle = ProofBundle {
             leaf: record.leaf(),
             leaf_hash: record.leaf_hash(),
@@ -754,7 +749,10 @@ impl Ledger {
 
     /// Database and chain health.
     pub async fn health(&self) -> Health {
-        let database = on_store(&self.inner.store, |s| s.stats())
+        let database = self
+            .inner
+            .store
+            .stats()
             .await
             .map(|mut stats| {
                 if let Anchoring::Log(_) = self.inner.anchoring {

@@ -26,15 +26,3 @@ pub use ingestion::{IngestionReport, IngestionStats, Rejected, Rejection};
 pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};
 pub use metrics::LedgerMetrics;
 pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};
-
-/// Runs `f` on the store on a blocking thread: SQLite calls block, the async runtime must not.
-pub(crate) async fn on_store<T: Send + 'static>(
-    store: &std::sync::Arc<dyn twinledger_store::Store>,
-    f: impl FnOnce(&dyn twinledger_store::Store) -> twinledger_store::Result<T> + Send + 'static,
-) -> Result<T> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| LedgerError::Store(format!("store task failed: {e}")))?
-        .map_err(Into::into)
-}

@@ -385,7 +385,12 @@ impl Collector for StateCollector {
             }
             // The legacy anchorer keeps no anchored size: its pending rows are counted (the
             // `/health` query), and a failing database leaves the gauge out of this scrape.
-            None => view.store.stats().ok().map(|s| s.pending),
+            // Encoding runs on a blocking thread (the page is built off the async workers),
+            // where waiting for the store is allowed.
+            None => tokio::runtime::Handle::try_current()
+                .ok()
+                .and_then(|rt| rt.block_on(view.store.stats()).ok())
+                .map(|s| s.pending),
         };
         if let Some(pending) = pending {
             gauge(

@@ -8,7 +8,6 @@ use tokio::sync::watch;
 use twinledger_store::Store;
 
 use crate::ledger::now_ms;
-use crate::on_store;
 
 /// Keys deleted per transaction: small, so that a prune holds the write lock only briefly and
 /// group commits are not held up behind it.
@@ -31,11 +30,7 @@ pub(crate) async fn prune_idempotency_keys(
         let cutoff = now_ms().saturating_sub(retention_ms);
         let mut pruned = 0;
         loop {
-            match on_store(&store, move |s| {
-                s.prune_idempotency_keys(cutoff, PRUNE_BATCH)
-            })
-            .await
-            {
+            match store.prune_idempotency_keys(cutoff, PRUNE_BATCH).await {
                 Ok(n) => {
                     pruned += n;
                     if n < PRUNE_BATCH {

@@ -158,10 +158,7 @@ impl Verifier {
         leaf_hash: Hash,
         head: TreeHead,
     ) -> Result<Option<String>> {
-        let proof = match self
-            .read(move |s| s.inclusion_proof(index, head.size))
-            .await
-        {
+        let proof = match self.store.inclusion_proof(index, head.size).await {
             Ok(p) => p,
             Err(e) => {
                 return Ok(Some(format!(
@@ -179,48 +176,30 @@ impl Verifier {
         }))
     }
 
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> twinledger_store::Result<T> + Send + 'static,
-    ) -> Result<T> {
-        crate::on_store(&self.store, f).await
-    }
-
     /// Every stored version of a twin, in version order.
     pub async fn history(&self, id: &TwinId) -> Result<Vec<StoredRecord>> {
-        let id = id.clone();
-        self.read(move |s| {
-            let mut out = Vec::new();
-            let mut from = 1;
-            loop {
-                let page = s.history(&id, from, 1000)?;
-                let done = page.len() < 1000;
-                if let Some(last) = page.last() {
-                    from = last.version.max(0) as u64 + 1;
-                }
-                out.extend(page);
-                if done {
-                    return Ok(out);
-                }
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = self.store.history(id, from, 1000).await?;
+            let done = page.len() < 1000;
+            if let Some(last) = page.last() {
+                from = last.version.max(0) as u64 + 1;
             }
-        })
-        .await
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
     }
 
     /// The seed endpoint's check: the latest version's recomputed hash and its timestamp must
     /// equal what `getTwin` returns, and its transaction must be on chain as stored.
     pub async fn seed_check(&self, id: &TwinId) -> Result<SeedCheck> {
-        let (twin, latest) = {
-            let id = id.clone();
-            self.read(move |s| {
-                let twin = s.twin(&id)?;
-                let latest = match &twin {
-                    Some(t) => s.record(&id, t.latest_version)?,
-                    None => None,
-                };
-                Ok((twin, latest))
-            })
-            .await?
+        let twin = self.store.twin(id).await?;
+        let latest = match &twin {
+            Some(t) => self.store.record(id, t.latest_version).await?,
+            None => None,
         };
         if twin.is_none() {
             return Err(LedgerError::TwinNotFound(id.to_string()));
@@ -284,7 +263,7 @@ impl Verifier {
         problems: Vec<Problem>,
     ) -> Result<(String, Integrity)> {
         let index = row.index;
-        let covering = self.read(move |s| s.anchor_covering(index)).await?;
+        let covering = self.store.anchor_covering(index).await?;
         let Some(covering) = covering else {
             let integrity = if problems.is_empty() {
                 Integrity::Pending
@@ -366,7 +345,7 @@ impl Verifier {
     pub async fn verify_twin(&self, id: &TwinId) -> Result<TwinVerdict> {
         let twin = {
             let id = id.clone();
-            self.read(move |s| s.twin(&id)).await?
+            self.store.twin(&id).await?
         };
         let rows = self.history(id).await?;
         if twin.is_none() && rows.is_empty() {

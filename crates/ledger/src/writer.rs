@@ -1,4 +1,5 @@
-//! Group commit: one thread appends every batch of concurrent submissions in one transaction.
+//! Group commit: one thread gathers concurrent submissions into batches and appends each in one
+//! transaction.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ pub(crate) fn run(
             continue;
         }
         let started = Instant::now();
-        let committed = match store.append(std::mem::take(&mut news)) {
+        let committed = match runtime.block_on(store.append(std::mem::take(&mut news))) {
             Ok(AppendOutcome {
                 results,
                 derived,

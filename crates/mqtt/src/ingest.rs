@@ -359,7 +359,8 @@ async fn desired_state(ledger: &Ledger, twin: &TwinId) -> Result<(u64, String), 
         .desired_index
         .ok_or_else(|| LedgerError::Conflict(format!("twin {twin} has no desired state")))?;
     let row = ledger
-        .read(move |s| s.record_at(index))
+        .store()
+        .record_at(index)
         .await?
         .ok_or_else(|| LedgerError::Store(format!("record {index} vanished")))?;
     Ok((row.version.max(0) as u64, row.state))

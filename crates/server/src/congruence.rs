@@ -149,11 +149,10 @@ async fn get_desired(
             format!("twin {id} has no desired state"),
         )
     })?;
-    let row = app
-        .ledger
-        .read(move |s| s.record_at(index))
-        .await?
-        .ok_or_else(|| ApiError::from(LedgerError::Store(format!("record {index} vanished"))))?;
+    let row =
+        app.ledger.store().record_at(index).await?.ok_or_else(|| {
+            ApiError::from(LedgerError::Store(format!("record {index} vanished")))
+        })?;
     let (status, anchor) = app.ledger.status(&row).await?;
     Ok(Json(record_json(&row, status, anchor)).into_response())
 }
@@ -252,17 +251,12 @@ async fn congruence(
         })?,
     };
     let twin = app.ledger.twin(&id).await?;
-    let (history, latest) = {
-        let id = id.clone();
-        app.ledger
-            .read(move |s| {
-                let history = s.congruence_history(&id, after, from_ms, to_ms, limit)?;
-                // The current score: the latest assessed report whatever the range.
-                let latest = s.latest_assessed(&id)?;
-                Ok((history, latest))
-            })
-            .await?
-    };
+    let store = app.ledger.store();
+    // The current score is the latest assessed report whatever the range.
+    let (history, latest) = tokio::try_join!(
+        store.congruence_history(&id, after, from_ms, to_ms, limit),
+        store.latest_assessed(&id),
+    )?;
     let next = (history.len() == limit)
         .then(|| history.last().map(|r| r.version))
         .flatten();

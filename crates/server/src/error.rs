@@ -70,6 +70,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<twinledger_store::StoreError> for ApiError {
+    fn from(e: twinledger_store::StoreError) -> Self {
+        LedgerError::from(e).into()
+    }
+}
+
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         let status = match &e {

@@ -247,7 +247,8 @@ impl Tail {
         let rows = self
             .app
             .ledger
-            .read(move |s| s.records_from(from, twin.as_ref(), PAGE))
+            .store()
+            .records_from(from, twin.as_ref(), PAGE)
             .await
             .ok()?;
         let sizes = *self.sizes.borrow();
@@ -266,12 +267,7 @@ impl Tail {
     /// One event per anchor mined above `self.at.anchored`, up to `anchored`.
     async fn anchors(&mut self, anchored: u64, out: &mut Vec<Event>) -> Option<()> {
         let from = self.at.anchored + 1;
-        let anchors = self
-            .app
-            .ledger
-            .read(move |s| s.anchors(from, PAGE))
-            .await
-            .ok()?;
+        let anchors = self.app.ledger.store().anchors(from, PAGE).await.ok()?;
         for a in anchors
             .iter()
             .filter(|a| a.status != "sent" && a.size <= anchored)

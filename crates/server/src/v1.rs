@@ -352,7 +352,8 @@ async fn post_state(
         let index = record.index;
         let row = app
             .ledger
-            .read(move |s| s.record_at(index))
+            .store()
+            .record_at(index)
             .await?
             .ok_or_else(|| LedgerError::Store(format!("record {index} vanished")))?;
         return Ok((StatusCode::ACCEPTED, Json(shown(&app, &row).await?)).into_response());
@@ -394,10 +395,7 @@ async fn list_twins(
     let p = params(q, &["after", "limit"])?;
     let limit = limit(&p)?;
     let after = p.get("after").cloned();
-    let twins = app
-        .ledger
-        .read(move |s| s.twins(after.as_deref(), limit))
-        .await?;
+    let twins = app.ledger.store().twins(after.as_deref(), limit).await?;
     let next = (twins.len() == limit)
         .then(|| twins.last().map(|t| t.twin_id.clone()))
         .flatten();
@@ -427,18 +425,10 @@ async fn get_twin(
 ) -> Result<Response, ApiError> {
     let id = twin_id(id)?;
     check(&caller, Scope::Read, Some(&id))?;
-    let (twin, latest) = {
-        let id = id.clone();
-        app.ledger
-            .read(move |s| {
-                let twin = s.twin(&id)?;
-                let latest = match &twin {
-                    Some(t) => s.record(&id, t.latest_version)?,
-                    None => None,
-                };
-                Ok((twin, latest))
-            })
-            .await?
+    let twin = app.ledger.store().twin(&id).await?;
+    let latest = match &twin {
+        Some(t) => app.ledger.store().record(&id, t.latest_version).await?,
+        None => None,
     };
     let twin = twin.ok_or_else(|| ApiError::from(LedgerError::TwinNotFound(id.to_string())))?;
     let latest = match &latest {
@@ -509,13 +499,9 @@ async fn history(
         None => 1,
         Some(c) => open_cursor(&app, &id, c)?,
     };
-    let (exists, rows) = {
-        let id = id.clone();
-        app.ledger
-            .read(move |s| Ok((s.twin(&id)?.is_some(), s.history(&id, from, limit)?)))
-            .await?
-    };
-    if !exists {
+    let store = app.ledger.store();
+    let (twin, rows) = tokio::try_join!(store.twin(&id), store.history(&id, from, limit))?;
+    if twin.is_none() {
         return Err(LedgerError::TwinNotFound(id.to_string()).into());
     }
     let mut records = Vec::with_capacity(rows.len());
@@ -538,7 +524,8 @@ async fn history(
 async fn stored(app: &AppState, id: &TwinId, v: u64) -> Result<StoredRecord, ApiError> {
     let id2 = id.clone();
     app.ledger
-        .read(move |s| s.record(&id2, v))
+        .store()
+        .record(&id2, v)
         .await?
         .ok_or_else(|| LedgerError::VersionNotFound(id.to_string(), v).into())
 }
@@ -647,10 +634,8 @@ async fn tree_heads(
             .map_err(|_| ApiError::bad_request(format!("from must be a tree size, not {s:?}")))?,
     };
     let size = app.ledger.tree_size();
-    let (head, anchors) = app
-        .ledger
-        .read(move |s| Ok((s.tree_head(size)?, s.anchors(from, limit)?)))
-        .await?;
+    let store = app.ledger.store();
+    let (head, anchors) = tokio::try_join!(store.tree_head(size), store.anchors(from, limit))?;
     let anchors = anchors
         .into_iter()
         .map(|a| AnchorView {

@@ -21,9 +21,9 @@ impl DeployArgs {
     /// Deploys, prints the address on stdout and records it for this chain in the data
     /// directory, where `serve` finds it.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
-        let store = super::open_store(&settings)?;
+        let store = super::open_store(&settings).await?;
         let chain = Chain::connect(&settings, true).await?;
-        let stored = twinledger_store::Store::meta(store.as_ref(), "mode")?;
+        let stored = store.meta("mode").await?;
         let mode = crate::chain::resolve_mode(&settings, stored.as_deref());
         if let Some(m) = stored.as_deref().filter(|m| *m != mode.as_str()) {
             chain.stop().await;
@@ -37,12 +37,13 @@ impl DeployArgs {
         let chain_id = chain.client.chain_id();
         chain.stop().await;
         let address = deployed.context("deployment failed")?;
-        twinledger_store::Store::set_meta(store.as_ref(), "mode", mode.as_str())?;
-        twinledger_store::Store::set_meta(
-            store.as_ref(),
-            &crate::chain::contract_key(mode, chain_id),
-            &address.to_string(),
-        )?;
+        store.set_meta("mode", mode.as_str()).await?;
+        store
+            .set_meta(
+                &crate::chain::contract_key(mode, chain_id),
+                &address.to_string(),
+            )
+            .await?;
         let name = match mode {
             crate::settings::Mode::Log => "TwinLedger",
             crate::settings::Mode::Legacy => "DigitalTwinStorage",

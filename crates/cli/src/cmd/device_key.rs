@@ -49,7 +49,7 @@ pub enum DeviceKeyAction {
 impl DeviceKeyArgs {
     /// Runs the action.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
-        let store = super::open_store(&settings)?;
+        let store = super::open_store(&settings).await?;
         let twin = |id: &str| TwinId::new(id).context("invalid twin id");
         match self.action {
             DeviceKeyAction::Set {
@@ -63,12 +63,14 @@ impl DeviceKeyArgs {
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_millis() as i64)
                     .unwrap_or(0);
-                store.put_device_key(&DeviceKeyRow {
-                    twin_id: id.to_string(),
-                    public_key: key.to_hex(),
-                    require_signature: require,
-                    registered_at_ms,
-                })?;
+                store
+                    .put_device_key(&DeviceKeyRow {
+                        twin_id: id.to_string(),
+                        public_key: key.to_hex(),
+                        require_signature: require,
+                        registered_at_ms,
+                    })
+                    .await?;
                 println!(
                     "device key of {id} registered{}",
                     if require {
@@ -78,15 +80,17 @@ impl DeviceKeyArgs {
                     }
                 );
             }
-            DeviceKeyAction::Show { twin: id } => match store.device_key(twin(&id)?.as_str())? {
-                Some(row) => println!("{}", serde_json::to_string(&row)?),
-                None => {
-                    eprintln!("twin {id} has no device key");
-                    return Ok(ExitCode::FAILURE);
+            DeviceKeyAction::Show { twin: id } => {
+                match store.device_key(twin(&id)?.as_str()).await? {
+                    Some(row) => println!("{}", serde_json::to_string(&row)?),
+                    None => {
+                        eprintln!("twin {id} has no device key");
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
-            },
+            }
             DeviceKeyAction::Remove { twin: id } => {
-                if !store.delete_device_key(twin(&id)?.as_str())? {
+                if !store.delete_device_key(twin(&id)?.as_str()).await? {
                     eprintln!("twin {id} has no device key");
                     return Ok(ExitCode::FAILURE);
                 }

@@ -65,7 +65,7 @@ fn now_ms() -> i64 {
 impl KeysArgs {
     /// Runs the action on the database of the data directory.
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
-        let store = super::open_store(&settings)?;
+        let store = super::open_store(&settings).await?;
         match self.action {
             KeysAction::Create {
                 scope,
@@ -77,7 +77,7 @@ impl KeysArgs {
                     KeyScope::Write => Scope::Write,
                 };
                 let issued = issue_key(scope, prefix.filter(|p| !p.is_empty()), label, now_ms());
-                store.put_api_key(&issued.key)?;
+                store.put_api_key(&issued.key).await?;
                 eprintln!(
                     "created key {} ({}); it is shown only now: keep it",
                     issued.key.id,
@@ -86,7 +86,7 @@ impl KeysArgs {
                 println!("{}", issued.token);
             }
             KeysAction::List { json } => {
-                let keys = store.api_keys()?;
+                let keys = store.api_keys().await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&keys)?);
                 } else {
@@ -107,7 +107,7 @@ impl KeysArgs {
                 }
             }
             KeysAction::Revoke { id } => {
-                if !store.revoke_api_key(&id, now_ms())? {
+                if !store.revoke_api_key(&id, now_ms()).await? {
                     bail!("no active key with id {id:?}");
                 }
                 eprintln!("revoked key {id}");

@@ -13,9 +13,11 @@ pub mod verify;
 pub mod verify_proof;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
+use twinledger_store::Store;
 
 use crate::cli::{Cli, Command, merge};
 use crate::settings::Settings;
@@ -25,6 +27,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     let mut flags = json!({});
     if let Some(d) = &cli.data_dir {
         flags = merge(flags, json!({ "data_dir": d }));
+    }
+    if let Some(url) = &cli.database {
+        flags = merge(flags, json!({ "store": { "url": url } }));
     }
     let layer = match &cli.command {
         Command::Serve(a) => a.layer(),
@@ -53,8 +58,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Creates the data directory and opens the database in it.
-pub fn open_store(settings: &Settings) -> Result<std::sync::Arc<twinledger_store::SqliteStore>> {
+/// Creates the data directory and opens the database: the configured PostgreSQL, else SQLite
+/// in the data directory.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
     use anyhow::Context;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
@@ -62,26 +68,27 @@ pub fn open_store(settings: &Settings) -> Result<std::sync::Arc<twinledger_store
             settings.data_dir.display()
         )
     })?;
-    Ok(std::sync::Arc::new(
-        twinledger_store::SqliteStore::open(settings.database_path())?
-            .with_bands(settings.congruence.bands()?),
-    ))
+    let bands = settings.congruence.bands()?;
+    Ok(match &settings.store.url {
+        Some(url) => Arc::new(twinledger_store::PostgresStore::connect(url, bands).await?),
+        None => Arc::new(twinledger_store::SqliteStore::open_with(
+            settings.database_path(),
+            bands,
+        )?),
+    })
 }
 
 /// An existing ledger opened for checking, not serving: its database (which must exist) and
 /// the contract it anchors with, on the configured chain or the running embedded node.
 pub async fn open_existing(
     settings: &Settings,
-) -> Result<(
-    std::sync::Arc<dyn twinledger_store::Store>,
-    twinledger_ledger::Anchoring,
-)> {
+) -> Result<(Arc<dyn Store>, twinledger_ledger::Anchoring)> {
     anyhow::ensure!(
-        settings.database_path().is_file(),
+        settings.store.url.is_some() || settings.database_path().is_file(),
         "no database at {}",
         settings.database_path().display()
     );
-    let store = open_store(settings)?;
+    let store = open_store(settings).await?;
     let chain = crate::chain::Chain::connect(settings, false).await?;
     let anchoring = crate::chain::contract(settings, &chain.client, store.as_ref(), false).await?;
     Ok((store, anchoring))

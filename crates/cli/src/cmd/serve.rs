@@ -45,13 +45,17 @@ impl ServeArgs {
     pub async fn run(self, settings: Settings) -> Result<ExitCode> {
         // Settings the service needs later are checked before anything starts.
         let broker_addr = settings.mqtt.broker_addr()?;
-        let store = super::open_store(&settings)?;
+        let store = super::open_store(&settings).await?;
         let _lock = lock_data_dir(&settings.data_dir)?;
-        let known = known_chain(store.as_ref())?;
+        let known = known_chain(store.as_ref()).await?;
         let mut chain = Chain::connect_or_assume(&settings, true, known).await?;
         // What a later start needs if the node is down then.
-        store.set_meta("chain_id", &chain.client.chain_id().to_string())?;
-        store.set_meta("chain_from", &chain.client.from().to_string())?;
+        store
+            .set_meta("chain_id", &chain.client.chain_id().to_string())
+            .await?;
+        store
+            .set_meta("chain_from", &chain.client.from().to_string())
+            .await?;
         // Only the embedded chain gets a contract deployed automatically; on any other chain that
         // costs real gas and is an explicit `twinledger deploy`.
         let embedded = chain.node.is_some();
@@ -90,7 +94,7 @@ impl ServeArgs {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         let ledger_metrics = LedgerMetrics::register(&mut registry);
-        let cursor_key = cursor_key(store.as_ref())?;
+        let cursor_key = cursor_key(store.as_ref()).await?;
         let a = &settings.anchor;
         let (address, mode) = (contract.address(), contract.mode());
         let ledger = match Ledger::start(
@@ -301,18 +305,18 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::Fil
 }
 
 /// The chain id and sending account recorded by an earlier run, if any.
-fn known_chain(
+async fn known_chain(
     store: &dyn twinledger_store::Store,
 ) -> Result<Option<(u64, twinledger_chain::Address)>> {
-    let id = store.meta("chain_id")?.and_then(|v| v.parse().ok());
-    let from = store.meta("chain_from")?.and_then(|v| v.parse().ok());
+    let id = store.meta("chain_id").await?.and_then(|v| v.parse().ok());
+    let from = store.meta("chain_from").await?.and_then(|v| v.parse().ok());
     Ok(id.zip(from))
 }
 
 /// The data directory's key for pagination cursors, made on first use.
-fn cursor_key(store: &dyn twinledger_store::Store) -> Result<[u8; 32]> {
+async fn cursor_key(store: &dyn twinledger_store::Store) -> Result<[u8; 32]> {
     let mut key = [0u8; 32];
-    match store.meta("cursor_key")? {
+    match store.meta("cursor_key").await? {
         Some(hex) => {
             twinledger_core::Hash::from_hex(&hex)
                 .map(|h| key = h.0)
@@ -321,7 +325,9 @@ fn cursor_key(store: &dyn twinledger_store::Store) -> Result<[u8; 32]> {
         None => {
             use rand::RngCore;
             rand::thread_rng().fill_bytes(&mut key);
-            store.set_meta("cursor_key", &twinledger_core::Hash(key).to_hex())?;
+            store
+                .set_meta("cursor_key", &twinledger_core::Hash(key).to_hex())
+                .await?;
         }
     }
     Ok(key)

@@ -73,12 +73,10 @@ async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
         .expect("rewrite hash");
     let store =
         twinledger_store::SqliteStore::open(dir.path().join("twinledger.db")).expect("open");
-    let mut leaf = None;
-    twinledger_store::LogStore::scan(&store, 14, &mut |row| {
-        leaf = Some(row.decode().expect("decodes").leaf_hash());
-        false
-    })
-    .expect("scan");
+    let leaf = twinledger_store::LogStore::record_at(&store, 14)
+        .await
+        .expect("read")
+        .map(|row| row.decode().expect("decodes").leaf_hash());
     db(dir.path())
         .execute(
             "UPDATE records SET leaf_hash = ?1 WHERE idx = 14",

@@ -345,6 +345,7 @@ async fn verify_pinpoints_edits_deletions_insertions_swaps_and_rewrites() {
             twinledger_store::SqliteStore::open(dir.path().join("twinledger.db")).expect("open");
         let id = twinledger_core::TwinId::new("t-rewrite").expect("id");
         twinledger_store::TwinStore::record(&store, &id, 4)
+            .await
             .expect("read")
             .expect("row")
             .decode()

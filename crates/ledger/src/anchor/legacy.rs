@@ -212,10 +212,9 @@ impl LegacyAnchorer {
             block_timestamp,
             chain_timestamp: flight.chain_timestamp.clone(),
         };
-        let (s, a, index) = (self.store.clone(), anchor.clone(), flight.index);
-        let stored = tokio::task::spawn_blocking(move || s.set_legacy_anchor(index, &a)).await;
-        match stored {
-            Ok(Ok(())) => {
+        let index = flight.index;
+        match self.store.set_legacy_anchor(index, &anchor).await {
+            Ok(()) => {
                 p.unnoted.remove(&index);
                 self.metrics.anchor_mined(None);
                 // Records are mined in log order: every one before this is anchored too.
@@ -231,7 +230,7 @@ impl LegacyAnchorer {
                 );
                 Ok(())
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 p.unnoted.insert(index, flight.tx);
                 self.waiters.resolve_one(
                     index,
@@ -240,7 +239,6 @@ impl LegacyAnchorer {
                 self.restart_from_node(p);
                 Err(ChainError::Node(format!("store: {e}")))
             }
-            Err(_) => Err(ChainError::Node("store task failed".into())),
         }
     }
 
@@ -250,10 +248,10 @@ impl LegacyAnchorer {
             return Ok(());
         }
         let after = p.in_flight.back().map(|f| f.index);
-        let s = self.store.clone();
-        let pending = tokio::task::spawn_blocking(move || s.pending(IN_FLIGHT))
+        let pending = self
+            .store
+            .pending(IN_FLIGHT)
             .await
-            .map_err(|_| ChainError::Node("store task failed".into()))?
             .map_err(|e| ChainError::Node(format!("cannot read pending records: {e}")))?;
         for row in pending {
             if p.in_flight.len() >= IN_FLIGHT {
@@ -333,14 +331,11 @@ impl LegacyAnchorer {
             .contract
             .prepare_update(&twin_id, &ts, &hash, nonce)
             .await?;
-        let (s, idx, txs, tss) = (
-            self.store.clone(),
-            row.index,
-            signed.hash.to_string(),
-            ts.clone(),
-        );
-        let noted = tokio::task::spawn_blocking(move || s.set_legacy_sent(idx, &txs, &tss)).await;
-        if !matches!(noted, Ok(Ok(()))) {
+        let noted = self
+            .store
+            .set_legacy_sent(row.index, &signed.hash.to_string(), &ts)
+            .await;
+        if noted.is_err() {
             tracing::warn!(target: "twinledger::anchor", index = row.index, tx = %signed.hash, "cannot note a transaction before sending it; it is remembered until it can be recorded");
             p.unnoted.insert(row.index, signed.hash);
         }

@@ -16,7 +16,7 @@ use twinledger_core::{Hash, HashScheme, RecordKind, Salt, TreeHead, TwinId};
 use twinledger_store::{Anchor, Appended, NewRecord, Store};
 
 use crate::writer::WriteRequest;
-use crate::{LedgerError, Result, on_store};
+use crate::{LedgerError, Result};
 
 /// The twin whose records are the ledger's own notes about its chain. Clients cannot write
 /// to it (nor to any twin id starting with [`RESERVED_PREFIX`]).
@@ -153,21 +153,18 @@ pub(crate) async fn unfinished(store: &Arc<dyn Store>) -> Result<Option<Reanchor
     let Ok(twin) = TwinId::new(CHAIN_TWIN) else {
         return Ok(None);
     };
-    on_store(store, move |s| {
-        let Some(summary) = s.twin(&twin)? else {
-            return Ok(None);
-        };
-        let Some(row) = s.record(&twin, summary.latest_version)? else {
-            return Ok(None);
-        };
-        let state: serde_json::Value = serde_json::from_str(&row.state).unwrap_or_default();
-        Ok((state["type"] == CHAIN_STATE_LOST)
-            .then(|| state["lost_sizes"]["to"].as_u64())
-            .flatten()
-            .map(|covers| Reanchoring {
-                covers,
-                lost_event: row.index,
-            }))
-    })
-    .await
+    let Some(summary) = store.twin(&twin).await? else {
+        return Ok(None);
+    };
+    let Some(row) = store.record(&twin, summary.latest_version).await? else {
+        return Ok(None);
+    };
+    let state: serde_json::Value = serde_json::from_str(&row.state).unwrap_or_default();
+    Ok((state["type"] == CHAIN_STATE_LOST)
+        .then(|| state["lost_sizes"]["to"].as_u64())
+        .flatten()
+        .map(|covers| Reanchoring {
+            covers,
+            lost_event: row.index,
+        }))
 }

@@ -10,7 +10,7 @@ use twinledger_store::{Anchor, Store};
 
 use super::log::record_mined;
 use super::loss::{ChainNotes, Reanchoring};
-use crate::{LedgerError, Result, on_store};
+use crate::{LedgerError, Result};
 
 /// The chain's view at reconciliation: its latest head, and anchors of ours still waiting in
 /// the node's pool on top of it, in size order.
@@ -35,7 +35,7 @@ pub(crate) async fn reconcile(
     notes: Option<&ChainNotes>,
 ) -> Result<Reconciled> {
     let on_chain = contract.latest_head().await?;
-    let local_size = on_store(store, |s| s.frontier()).await?.size();
+    let local_size = store.frontier().await?.size();
     if on_chain.size > local_size {
         return Err(LedgerError::Diverged(format!(
             "the chain has anchored {} records but the database holds only {local_size}; \
@@ -45,7 +45,7 @@ pub(crate) async fn reconcile(
     }
     if on_chain.size > 0 {
         let size = on_chain.size;
-        let local = on_store(store, move |s| s.tree_head(size)).await?;
+        let local = store.tree_head(size).await?;
         if local.root != on_chain.root {
             return Err(LedgerError::Diverged(format!(
                 "the database's log differs from the head anchored on chain at size {size} \
@@ -57,7 +57,8 @@ pub(crate) async fn reconcile(
     // Anchors recorded as mined beyond the chain's head were dropped by a reorganisation;
     // forgetting them makes their records pending, to be anchored again.
     let beyond = on_chain.size + 1;
-    let lost: Vec<Anchor> = on_store(store, move |s| s.anchors(beyond, usize::MAX))
+    let lost: Vec<Anchor> = store
+        .anchors(beyond, usize::MAX)
         .await?
         .into_iter()
         .filter(|a| a.status != "sent")
@@ -75,11 +76,11 @@ pub(crate) async fn reconcile(
             tracing::warn!(target: "twinledger::anchor", size = a.size, tx = %a.tx_hash, chain_size = on_chain.size, "anchor dropped by a chain reorganisation; anchoring again");
         }
         let size = a.size;
-        on_store(store, move |s| s.delete_anchor(size)).await?;
+        store.delete_anchor(size).await?;
     }
     // Anchors mined but never recorded (the process died between sending and noting, or
     // before the receipt): recovered from the contract's events since the last recorded one.
-    let known = on_store(store, |s| s.latest_mined_anchor()).await?;
+    let known = store.latest_mined_anchor().await?;
     // A node asked for logs from beyond its head refuses; a restored chain can be behind the
     // block the last noted anchor was mined in.
     let head_block = contract.client().status().await?.block_number;
@@ -89,7 +90,7 @@ pub(crate) async fn reconcile(
         .min(head_block);
     for event in contract.anchored_events(from_block).await? {
         let size = event.head.size;
-        let local = on_store(store, move |s| s.anchors(size, 1)).await?;
+        let local = store.anchors(size, 1).await?;
         if local
             .first()
             .is_some_and(|a| a.size == size && a.status != "sent")
@@ -101,7 +102,7 @@ pub(crate) async fn reconcile(
             event.previous_size,
             event.tx_hash.to_string(),
         );
-        on_store(store, move |s| s.put_anchor_sent(size, &root, prev, &tx)).await?;
+        store.put_anchor_sent(size, &root, prev, &tx).await?;
         if let Some(receipt) = contract.receipt(event.tx_hash).await? {
             record_mined(store, size, &receipt).await?;
         }
@@ -109,7 +110,7 @@ pub(crate) async fn reconcile(
     // Anchors noted as sent but not mined: those still waiting in the node's pool on top of
     // the chain's head are picked up again (left alone, their nonces would hold back every
     // later transaction); the rest are forgotten and sent again from the chain's head.
-    let sent = on_store(store, |s| s.anchors(0, usize::MAX)).await?;
+    let sent = store.anchors(0, usize::MAX).await?;
     let mut waiting = Vec::new();
     let mut base = on_chain.size;
     for a in sent.into_iter().filter(|a| a.status == "sent") {
@@ -138,7 +139,7 @@ pub(crate) async fn reconcile(
             }
         }
         let size = a.size;
-        on_store(store, move |s| s.delete_anchor(size)).await?;
+        store.delete_anchor(size).await?;
     }
     Ok(Reconciled {
         head: on_chain,

@@ -40,11 +40,20 @@ const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, s
 /// Readers kept open between calls; more are opened on demand and closed after use.
 const READER_POOL: usize = 8;
 
-/// The SQLite store. Its calls run on tokio's blocking threads, since SQLite blocks.
+/// The SQLite store. SQLite blocks, so its calls run off the async workers: appends on one
+/// thread of their own (`twinledger-writer`, which owns the write path and is the thread a
+/// fault test traces), everything else on tokio's blocking threads.
 #[derive(Clone)]
 pub struct SqliteStore {
     db: Arc<Database>,
+    appends: std::sync::mpsc::Sender<Append>,
 }
+
+/// A batch for the append thread, and where its outcome goes.
+type Append = (
+    Vec<crate::model::NewRecord>,
+    tokio::sync::oneshot::Sender<Result<crate::model::AppendOutcome>>,
+);
 
 /// The database's connections and the writer's caches, used synchronously.
 pub(crate) struct Database {
@@ -81,9 +90,23 @@ impl SqliteStore {
 
     /// Opens the database at `path`, placing congruence scores with `bands`.
     pub fn open_with(path: impl AsRef<Path>, bands: Bands) -> Result<Self> {
-        Ok(Self {
-            db: Arc::new(Database::open(path.as_ref(), bands)?),
-        })
+        let db = Arc::new(Database::open(path.as_ref(), bands)?);
+        let (appends, batches) = std::sync::mpsc::channel::<Append>();
+        // The thread ends when the last clone of the store is dropped.
+        std::thread::Builder::new()
+            .name("twinledger-writer".into())
+            .spawn({
+                let db = db.clone();
+                move || {
+                    for (batch, reply) in batches {
+                        let _ = reply.send(db.append(batch));
+                    }
+                }
+            })
+            .map_err(|e| {
+                StoreError::Inconsistent(format!("cannot start the append thread: {e}"))
+            })?;
+        Ok(Self { db, appends })
     }
 
     /// The database file.

@@ -8,7 +8,7 @@ use crate::model::{
     Anchor, ApiKey, AppendOutcome, DeviceKeyRow, LegacyAnchor, NewRecord, StoreStats, StoredRecord,
     TwinSummary,
 };
-use crate::{AnchorStore, KeyStore, LogStore, RecordBatches, Result, Store, TwinStore};
+use crate::{AnchorStore, KeyStore, LogStore, RecordBatches, Result, Store, StoreError, TwinStore};
 
 /// Records per batch of a scan, and batches read ahead of the consumer.
 const SCAN_BATCH: usize = 4096;
@@ -17,7 +17,10 @@ const SCAN_AHEAD: usize = 4;
 #[async_trait]
 impl LogStore for SqliteStore {
     async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
-        self.run(move |db| db.append(batch)).await
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Inconsistent("the append thread has stopped".into());
+        self.appends.send((batch, reply)).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 
     async fn frontier(&self) -> Result<Frontier> {

@@ -682,13 +682,11 @@ async fn legacy_gas(data_dir: &Path) -> Result<f64> {
         .context("node.json has no url")?
         .to_owned();
     let store = twinledger_store::SqliteStore::open(data_dir.join("twinledger.db"))?;
-    let mut txs = Vec::new();
-    twinledger_store::LogStore::scan(&store, 0, &mut |r| {
-        if let Some(a) = r.legacy_anchor() {
-            txs.push(a.tx_hash);
-        }
-        txs.len() < 200
-    })?;
+    let txs: Vec<String> = twinledger_store::LogStore::records_from(&store, 0, None, 200)
+        .await?
+        .iter()
+        .filter_map(|r| r.legacy_anchor().map(|a| a.tx_hash))
+        .collect();
     let c = client()?;
     let mut gas = 0u64;
     for tx in &txs {

@@ -9,7 +9,6 @@ use super::{
     record_mined,
 };
 use crate::anchor::Level;
-use crate::on_store;
 
 impl LogAnchorer {
     /// Marks anchors confirmed once `confirmations` blocks hold them, checking first that the
@@ -62,7 +61,7 @@ impl LogAnchorer {
         }
         if let Some(size) = confirmed {
             self.sizes.send_modify(|s| s.confirmed = size);
-            let _ = on_store(&self.store, move |s| s.set_anchors_confirmed(size)).await;
+            let _ = self.store.set_anchors_confirmed(size).await;
         }
         rewind
     }
@@ -70,9 +69,7 @@ impl LogAnchorer {
     /// The latest anchor the database notes as mined, as a receipt: at start its records are
     /// waited on for finality like those of a new anchor.
     pub(super) async fn latest_mined(&self) -> Option<(u64, AnchorReceipt)> {
-        let a = on_store(&self.store, |s| s.latest_mined_anchor())
-            .await
-            .ok()??;
+        let a = self.store.latest_mined_anchor().await.ok()??;
         Some((
             a.size,
             AnchorReceipt {

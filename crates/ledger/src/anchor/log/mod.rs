@@ -23,7 +23,7 @@ use super::pacing::BlockClock;
 use super::reconcile::{Reconciled, reconcile};
 use super::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::metrics::LedgerMetrics;
-use crate::{LedgerError, Result, on_store};
+use crate::{LedgerError, Result};
 
 /// Log-mode anchoring settings.
 #[derive(Debug, Clone)]
@@ -80,6 +80,12 @@ impl From<LedgerError> for SendFailure {
             message: e.to_string(),
             refused: false,
         }
+    }
+}
+
+impl From<twinledger_store::StoreError> for SendFailure {
+    fn from(e: twinledger_store::StoreError) -> Self {
+        LedgerError::from(e).into()
     }
 }
 
@@ -149,10 +155,9 @@ pub(crate) async fn record_mined(
         r.block_timestamp,
         r.gas_used,
     );
-    on_store(store, move |s| {
-        s.set_anchor_mined(size, block, &hash, time, gas)
-    })
-    .await
+    Ok(store
+        .set_anchor_mined(size, block, &hash, time, gas)
+        .await?)
 }
 
 fn anchor_info(size: u64, r: &AnchorReceipt) -> AnchorInfo {
@@ -437,7 +442,7 @@ impl LogAnchorer {
                         self.state.send_modify(|s| s.replacements += 1);
                         // A restart then looks for the replacement, not the one it replaced.
                         let tx = new.to_string();
-                        if let Err(e) = on_store(&self.store, move |s| s.set_anchor_tx(size, &tx)).await {
+                        if let Err(e) = self.store.set_anchor_tx(size, &tx).await {
                             tracing::warn!(target: "twinledger::anchor", error = %e, "cannot note a replaced anchor");
                         }
                     }
@@ -572,16 +577,11 @@ impl LogAnchorer {
         tree_size: u64,
     ) -> Result<(TreeHead, SentAnchor, bool), SendFailure> {
         let size = tree_size.min(base.size + self.config.batch_max.max(1));
-        let (head, proof) = on_store(&self.store, move |s| {
-            let head = s.tree_head(size)?;
-            let proof = match base.size {
-                0 => None,
-                first => Some(s.consistency_proof(first, size)?),
-            };
-            Ok((head, proof))
-        })
-        .await
-        .map_err(SendFailure::from)?;
+        let head = self.store.tree_head(size).await?;
+        let proof = match base.size {
+            0 => None,
+            first => Some(self.store.consistency_proof(first, size).await?),
+        };
         let unavailable = |e: ChainError| SendFailure {
             refused: matches!(e, ChainError::Refused(_)),
             message: format!("chain unavailable: {e}"),
@@ -622,11 +622,10 @@ impl LogAnchorer {
         // Noted before it is sent: a crash after the send finds it (in the pool or mined)
         // instead of sending a second anchor for the same head under the next nonce.
         let (root, prev, txs) = (head.root, base.size, sent.tx_hash().to_string());
-        on_store(&self.store, move |s| {
-            s.put_anchor_sent(size, &root, prev, &txs)
-        })
-        .await
-        .map_err(SendFailure::from)?;
+        self.store
+            .put_anchor_sent(size, &root, prev, &txs)
+            .await
+            .map_err(SendFailure::from)?;
         let held = match self.contract.submit(&sent).await {
             Ok(()) => true,
             // The answer was lost (a dropped connection, a timeout): the node may hold it.
@@ -637,7 +636,7 @@ impl LogAnchorer {
                 false
             }
             Err(e) => {
-                let _ = on_store(&self.store, move |s| s.delete_anchor(size)).await;
+                let _ = self.store.delete_anchor(size).await;
                 return Err(unavailable(e));
             }
         };
