@@ -8,6 +8,7 @@
 //! implements all four. [`SqliteStore`] is the embedded default: one file, WAL, migrations by
 //! `user_version`.
 
+mod batch;
 mod error;
 mod model;
 pub mod postgres;

@@ -189,22 +189,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// The `tree_nodes` key of node (`level`, `index`), level ≥ 1: the index of the last leaf it
-/// covers, which completes it, shifted left 6 bits, plus the level; so nodes are keyed in the
-/// order they are written (migration 0009 computes the same in SQL).
-pub(super) fn node_key(level: u32, index: u64) -> Result<i64> {
-    let last_leaf = index
-        .checked_add(1)
-        .and_then(|n| n.checked_mul(1u64.checked_shl(level)?))
-        .map(|end| end - 1);
-    match last_leaf {
-        // 57 bits of leaf index and 6 of level fit in SQLite's signed 64-bit integers.
-        Some(leaf) if leaf < 1 << 57 => Ok((leaf << 6 | u64::from(level)) as i64),
-        _ => Err(StoreError::Inconsistent(format!(
-            "tree node ({level}, {index}) is beyond any log"
-        ))),
-    }
-}
+pub(super) use crate::batch::node_key;
 
 /// Stored tree nodes, read through one connection.
 struct Nodes<'c>(&'c Connection);

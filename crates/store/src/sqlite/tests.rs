@@ -594,7 +594,7 @@ fn a_schema_7_database_keeps_its_tree_twins_and_records_through_the_migrations()
         (1..=n).map(|s| store.tree_head(s).expect("head")).collect()
     };
     let (before, twin, record) = {
-        let store = Database::open(&path.as_ref(), Bands::default()).expect("open");
+        let store = Database::open(path.as_ref(), Bands::default()).expect("open");
         store.set_meta("mode", "log").expect("mode");
         append(&store, batch(0, 37));
         let t3 = TwinId::new("t3").expect("id");
@@ -625,7 +625,7 @@ fn a_schema_7_database_keeps_its_tree_twins_and_records_through_the_migrations()
     .expect("back to schema 7");
     drop(conn);
 
-    let store = Database::open(&path.as_ref(), Bands::default()).expect("migrate");
+    let store = Database::open(path.as_ref(), Bands::default()).expect("migrate");
     assert_eq!(heads(&store, 37), before);
     let t3 = TwinId::new("t3").expect("id");
     assert_eq!(store.twin(&t3).expect("twin"), twin);
