@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use twinledger_core::{Bands, Frontier, Hash, NodeSource};
 
+pub(super) use crate::columns::{ANCHOR_COLUMNS, API_KEY_COLUMNS, RECORD_COLUMNS};
 use crate::model::{Anchor, ApiKey, StoreStats, StoredRecord};
 use crate::{Result, StoreError};
 
@@ -29,13 +30,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_tree_nodes_in_completion_order.sql"),
     include_str!("../../migrations/sqlite/0010_logged_status.sql"),
 ];
-
-const ANCHOR_COLUMNS: &str =
-    "size, root, prev_size, tx_hash, status, block_number, block_hash, block_time, gas_used";
-
-const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, state_hash, \
-     prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, anchor_tx, anchor_block, \
-     anchor_block_time, anchor_timestamp, annex";
 
 /// Readers kept open between calls; more are opened on demand and closed after use.
 const READER_POOL: usize = 8;
@@ -232,9 +226,6 @@ fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         revoked_at_ms: row.get(6)?,
     })
 }
-
-const API_KEY_COLUMNS: &str =
-    "id, secret_hash, scope, twin_prefix, label, created_at_ms, revoked_at_ms";
 
 fn anchor_row(row: &Row<'_>) -> rusqlite::Result<Anchor> {
     let root: Vec<u8> = row.get(1)?;
