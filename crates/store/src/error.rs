@@ -36,6 +36,31 @@ pub enum StoreError {
         /// Newest version this program knows.
         supported: i64,
     },
+    /// No PostgreSQL server answered at the address given (none listening, or unreachable).
+    #[error("cannot reach PostgreSQL at {target}: {}", detail(source))]
+    Unreachable {
+        /// User, hosts, ports and database, the password left out.
+        target: String,
+        /// What the connection attempt got.
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL server refused the credentials given.
+    #[error("PostgreSQL at {target} refused the credentials: {}", detail(source))]
+    AuthenticationFailed {
+        /// User, hosts, ports and database, the password left out.
+        target: String,
+        /// The server's answer.
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL URL (libpq connection string) does not parse.
+    #[error("invalid PostgreSQL URL: {}", detail(.0))]
+    InvalidUrl(tokio_postgres::Error),
+    /// PostgreSQL refused or failed a statement, or the connection broke.
+    #[error("PostgreSQL error: {}", detail(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection could be had from the pool.
+    #[error("no PostgreSQL connection available: {0}")]
+    Pool(String),
     /// The store's own bookkeeping contradicts itself (for example a twin row whose latest
     /// leaf hash is not 32 bytes); appending on top of it would extend a broken chain.
     #[error("store is inconsistent: {0}")]
@@ -53,5 +78,13 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::SystemIoFailure) => Self::Io(e),
             _ => Self::Database(e),
         }
+    }
+}
+
+/// A PostgreSQL error with its cause: the error's own text is only its kind ("db error").
+fn detail(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }

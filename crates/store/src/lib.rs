@@ -6,8 +6,12 @@
 //! instead of hiding it); [`TwinStore`] is each twin's view of the log; [`AnchorStore`] tracks
 //! what the chain holds; [`KeyStore`] holds API, idempotency and device keys. Every backend
 //! implements all four. [`SqliteStore`] is the embedded default: one file, WAL, migrations by
-//! `user_version`.
+//! `user_version`. [`PostgresStore`] keeps the log in PostgreSQL, where several nodes may append
+//! to one database. Both append through one planner (`batch`), so a batch means the same on
+//! either.
 
+mod batch;
+mod columns;
 mod error;
 mod model;
 pub mod postgres;
@@ -18,6 +22,7 @@ pub use model::{
     Anchor, ApiKey, AppendOutcome, Appended, DeviceKeyRow, LegacyAnchor, NewRecord, RecordStatus,
     StoreStats, StoredRecord, StoredRecordError, TwinSummary,
 };
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
 use twinledger_core::{Bands, Frontier, Hash, NodeSource};
 
+pub(super) use crate::columns::{ANCHOR_COLUMNS, API_KEY_COLUMNS, RECORD_COLUMNS};
 use crate::model::{Anchor, ApiKey, StoreStats, StoredRecord};
 use crate::{Result, StoreError};
 
@@ -29,13 +30,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_tree_nodes_in_completion_order.sql"),
     include_str!("../../migrations/sqlite/0010_logged_status.sql"),
 ];
-
-const ANCHOR_COLUMNS: &str =
-    "size, root, prev_size, tx_hash, status, block_number, block_hash, block_time, gas_used";
-
-const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, state_hash, \
-     prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, anchor_tx, anchor_block, \
-     anchor_block_time, anchor_timestamp, annex";
 
 /// Readers kept open between calls; more are opened on demand and closed after use.
 const READER_POOL: usize = 8;
@@ -212,22 +206,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// The `tree_nodes` key of node (`level`, `index`), level ≥ 1: the index of the last leaf it
-/// covers, which completes it, shifted left 6 bits, plus the level; so nodes are keyed in the
-/// order they are written (migration 0009 computes the same in SQL).
-pub(super) fn node_key(level: u32, index: u64) -> Result<i64> {
-    let last_leaf = index
-        .checked_add(1)
-        .and_then(|n| n.checked_mul(1u64.checked_shl(level)?))
-        .map(|end| end - 1);
-    match last_leaf {
-        // 57 bits of leaf index and 6 of level fit in SQLite's signed 64-bit integers.
-        Some(leaf) if leaf < 1 << 57 => Ok((leaf << 6 | u64::from(level)) as i64),
-        _ => Err(StoreError::Inconsistent(format!(
-            "tree node ({level}, {index}) is beyond any log"
-        ))),
-    }
-}
+pub(super) use crate::batch::node_key;
 
 /// Stored tree nodes, read through one connection.
 struct Nodes<'c>(&'c Connection);
@@ -270,9 +249,6 @@ fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         revoked_at_ms: row.get(6)?,
     })
 }
-
-const API_KEY_COLUMNS: &str =
-    "id, secret_hash, scope, twin_prefix, label, created_at_ms, revoked_at_ms";
 
 fn anchor_row(row: &Row<'_>) -> rusqlite::Result<Anchor> {
     let root: Vec<u8> = row.get(1)?;

@@ -5,6 +5,7 @@ use twinledger_core::TwinId;
 
 use super::{Database, RECORD_COLUMNS, stored_record};
 use crate::Result;
+use crate::columns::TWIN_COLUMNS;
 use crate::model::{StoredRecord, TwinSummary};
 
 impl Database {
@@ -99,9 +100,6 @@ impl Database {
         })
     }
 }
-
-const TWIN_COLUMNS: &str =
-    "twin_id, latest_version, latest_idx, created_at_ms, updated_at_ms, desired_idx, band";
 
 fn twin_summary(r: &Row<'_>) -> rusqlite::Result<TwinSummary> {
     Ok(TwinSummary {
