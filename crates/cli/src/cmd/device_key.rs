@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use twinledger_core::{DeviceKey, TwinId};
-use twinledger_store::{DeviceKeyRow, KeyStore};
+use twinledger_store::DeviceKeyRow;
 
 use crate::settings::Settings;
 

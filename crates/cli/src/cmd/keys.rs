@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use twinledger_ledger::{Scope, issue_key};
-use twinledger_store::KeyStore;
 
 use crate::settings::Settings;
 

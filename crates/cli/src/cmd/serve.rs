@@ -11,7 +11,6 @@ use serde_json::json;
 use twinledger_ledger::{AnchorConfig, Ledger, LedgerConfig, LedgerMetrics};
 use twinledger_mqtt::{Ingestion, LocalBroker, MqttConfig};
 use twinledger_server::{AuthPolicy, HttpConfig};
-use twinledger_store::Store;
 
 use crate::chain::{self, Chain};
 use crate::cli::{ChainArgs, merge};
