@@ -237,3 +237,59 @@ async fn an_unreachable_server_is_named_and_other_hosts_are_tried() {
     );
     store.append(vec![new("a", "{}")]).await.expect("append");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_committed_batch_is_announced_once_with_the_new_size() {
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, Bands::default())
+        .await
+        .expect("connect");
+    let (listener, mut connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    let (heard, mut announcements) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(
+        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx)).for_each(
+            move |message| {
+                if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = message {
+                    let _ = heard.send((n.channel().to_owned(), n.payload().to_owned()));
+                }
+                std::future::ready(())
+            },
+        ),
+    );
+    listener
+        .batch_execute(&format!(
+            "LISTEN {}",
+            twinledger_store::postgres::LOG_CHANNEL
+        ))
+        .await
+        .expect("listen");
+    store
+        .append(vec![new("a", "{}"), new("b", "{}")])
+        .await
+        .expect("append");
+    // One new record, then a batch of a replay only, which writes nothing and announces
+    // nothing.
+    store
+        .append(vec![keyed("a", "k", 1)])
+        .await
+        .expect("append");
+    store
+        .append(vec![keyed("a", "k", 1)])
+        .await
+        .expect("append");
+    for size in ["2", "3"] {
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(5), announcements.recv())
+            .await
+            .expect("announced in time")
+            .expect("listening");
+        assert_eq!(heard, ("twinledger_log".to_owned(), size.to_owned()));
+    }
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), announcements.recv())
+            .await
+            .is_err(),
+        "one announcement per batch that wrote"
+    );
+}
