@@ -3,28 +3,13 @@
 use async_trait::async_trait;
 use twinledger_core::Hash;
 
-use super::{PostgresStore, anchor_row, limit, position, stored_records};
+use super::{Param, PostgresStore, anchor_row, limit, position, stored_records};
 use crate::columns::{ANCHOR_COLUMNS, RECORD_COLUMNS};
 use crate::model::{Anchor, LegacyAnchor, StoredRecord};
 use crate::{AnchorStore, Result};
 
 impl PostgresStore {
-    /// Runs one statement that changes rows; returns how many it changed.
-    pub(super) async fn change(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<u64> {
-        let client = self.client().await?;
-        let stmt = client.prepare_cached(sql).await?;
-        Ok(client.execute(&stmt, params).await?)
-    }
-
-    async fn anchors_where(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<Anchor>> {
+    async fn anchors_where(&self, sql: &str, params: &[&Param<'_>]) -> Result<Vec<Anchor>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await?;
         let rows = client.query(&stmt, params).await?;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::Type;
 use twinledger_core::RecordKind;
 
-use super::{PostgresStore, frontier_of};
+use super::{Param, PostgresStore, frontier_of};
 use crate::batch::{self, BatchContext, Desired, Lookup, Plan, TwinState};
 use crate::model::{AppendOutcome, NewRecord};
 use crate::{Result, StoreError};
@@ -87,11 +87,9 @@ impl PostgresStore {
         // it, so they see every batch committed before this one. Device keys are read for the
         // batch's reporting twins whether or not any exist: in the same round trip, that costs
         // less than asking first.
-        let (twin_ids, keys, reporting): (
-            [&(dyn ToSql + Sync); 1],
-            [&(dyn ToSql + Sync); 1],
-            [&(dyn ToSql + Sync); 1],
-        ) = ([&twin_ids], [&keys], [&reporting]);
+        let twin_ids: [&Param<'_>; 1] = [&twin_ids];
+        let keys: [&Param<'_>; 1] = [&keys];
+        let reporting: [&Param<'_>; 1] = [&reporting];
         let (head, mode, twin_rows, key_rows, device_rows) = tokio::try_join!(
             tx.query_one(&lock_head, &[]),
             tx.query_opt(&read_mode, &[]),
@@ -198,7 +196,7 @@ async fn write(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan) -> Result<(
     let mut writer = std::pin::pin!(writer);
     for r in &plan.records {
         let prev = r.prev_leaf_hash.as_ref().map(|h| h.0.as_slice());
-        let row: [&(dyn ToSql + Sync); 13] = [
+        let row: [&Param<'_>; 13] = [
             &r.index,
             &r.twin_id,
             &r.version,
@@ -259,11 +257,11 @@ async fn write(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan) -> Result<(
     let size = frontier.size() as i64;
     let peaks: Vec<u8> = frontier.peaks().iter().flat_map(|p| p.0).collect();
     let announced = size.to_string();
-    let twin_params: [&(dyn ToSql + Sync); 8] = [
+    let twin_params: [&Param<'_>; 8] = [
         &twin_ids, &versions, &indexes, &leaves, &created, &updated, &desired, &bands,
     ];
-    let head_params: [&(dyn ToSql + Sync); 2] = [&size, &peaks];
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&LOG_CHANNEL, &announced];
+    let head_params: [&Param<'_>; 2] = [&size, &peaks];
+    let notify_params: [&Param<'_>; 2] = [&LOG_CHANNEL, &announced];
     tokio::try_join!(
         async { Ok::<_, StoreError>(tx.execute(&upsert_twins, &twin_params).await?) },
         insert_keys(tx, plan),

@@ -162,6 +162,46 @@ impl LocalCluster {
         }
     }
 
+    /// Makes sure the cluster is stopped and its directory deleted when this process exits,
+    /// however it exits, even if the value is never dropped (a cluster a whole test binary
+    /// shares lives in a static, and statics are not dropped).
+    ///
+    /// A watcher shell waits for the end of a pipe that only this process holds; the kernel
+    /// closes it when the process exits, and the watcher then stops the server. It runs in its
+    /// own process group, so a Ctrl-C to the tests does not kill it first.
+    pub fn stop_when_process_exits(&self) -> Result<(), ClusterError> {
+        use std::os::unix::process::CommandExt;
+        let data = self.data_dir().display().to_string();
+        let pg_ctl = self.bin.join("pg_ctl").display().to_string();
+        let mut stop: Vec<&str> = Vec::new();
+        if let Some(user) = &self.run_as {
+            stop.extend(["runuser", "-u", user, "--"]);
+        }
+        stop.extend([
+            pg_ctl.as_str(),
+            "-D",
+            &data,
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]);
+        let mut watcher = Command::new("sh")
+            .arg("-c")
+            .arg(r#"cat >/dev/null; "$@" >/dev/null 2>&1; rm -rf "$CLUSTER_DIR""#)
+            .arg("twinledger-pg-watcher")
+            .args(&stop)
+            .env("CLUSTER_DIR", self.dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        // Kept open, never written, until the process exits.
+        std::mem::forget(watcher.stdin.take());
+        Ok(())
+    }
+
     fn run(&self, program: &str, args: &[&str]) -> Result<Output, ClusterError> {
         let out = Command::new(program)
             .args(args)

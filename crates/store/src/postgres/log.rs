@@ -4,12 +4,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
-use tokio_postgres::types::ToSql;
 use twinledger_core::{
     ConsistencyProof, Frontier, Hash, InclusionProof, NodeSource, TreeHead, TwinId,
 };
 
-use super::{PostgresStore, client, frontier_of, limit, position, stored_records};
+use super::{Param, PostgresStore, client, frontier_of, limit, position, stored_records};
 use crate::batch::node_key;
 use crate::columns::RECORD_COLUMNS;
 use crate::model::{AppendOutcome, NewRecord, StoredRecord};
@@ -46,7 +45,7 @@ impl NodeSource for Nodes<'_> {
 
 impl PostgresStore {
     /// Runs `generate` against the stored nodes it needs, read in one round trip.
-    async fn from_nodes<T>(&self, generate: impl Fn(&Nodes<'_>) -> Result<T>) -> Result<T> {
+    async fn with_nodes<T>(&self, generate: impl Fn(&Nodes<'_>) -> Result<T>) -> Result<T> {
         let wanted = {
             let wanted = RefCell::default();
             generate(&Nodes::Wanted(&wanted))?;
@@ -71,8 +70,7 @@ impl PostgresStore {
                 client.prepare_cached("SELECT idx, leaf_hash FROM records WHERE idx = ANY($1)"),
                 client.prepare_cached("SELECT key, hash FROM tree_nodes WHERE key = ANY($1)"),
             )?;
-            let (leaves, keys): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) =
-                ([&leaves], [&keys]);
+            let (leaves, keys): ([&Param<'_>; 1], [&Param<'_>; 1]) = ([&leaves], [&keys]);
             let (leaf_rows, node_rows) = tokio::try_join!(
                 client.query(&read_leaves, &leaves),
                 client.query(&read_nodes, &keys),
@@ -113,18 +111,18 @@ impl LogStore for PostgresStore {
     }
 
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        self.from_nodes(|nodes| InclusionProof::generate(nodes, index, size))
+        self.with_nodes(|nodes| InclusionProof::generate(nodes, index, size))
             .await
     }
 
     async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
-        self.from_nodes(|nodes| ConsistencyProof::generate(nodes, first, second))
+        self.with_nodes(|nodes| ConsistencyProof::generate(nodes, first, second))
             .await
     }
 
     async fn tree_head(&self, size: u64) -> Result<TreeHead> {
         let root = self
-            .from_nodes(|nodes| twinledger_core::range_root(nodes, 0, size))
+            .with_nodes(|nodes| twinledger_core::range_root(nodes, 0, size))
             .await?;
         Ok(TreeHead { size, root })
     }

@@ -95,6 +95,13 @@ impl PostgresStore {
     async fn client(&self) -> Result<Object> {
         client(&self.pool, &self.target).await
     }
+
+    /// Runs one statement that changes rows; returns how many it changed.
+    pub(super) async fn change(&self, sql: &str, params: &[&Param<'_>]) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        Ok(client.execute(&stmt, params).await?)
+    }
 }
 
 /// A connection from `pool`, whose server is `target`.
@@ -185,6 +192,9 @@ async fn migrate(client: &mut Object) -> Result<()> {
     Ok(())
 }
 
+/// A statement parameter.
+type Param<'a> = dyn tokio_postgres::types::ToSql + Sync + 'a;
+
 /// A log index or size as a bigint. Beyond bigint's range nothing is stored, so the largest
 /// bigint finds the same rows.
 fn position(value: u64) -> i64 {
@@ -263,7 +273,7 @@ fn frontier_of(row: &Row) -> Result<Frontier> {
             peaks.len()
         ))
     };
-    if peaks.len() % 32 != 0 {
+    if !peaks.len().is_multiple_of(32) {
         return Err(bad());
     }
     let peaks = peaks

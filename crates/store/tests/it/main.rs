@@ -1,3 +1,6 @@
 //! The store against real databases.
 
+mod backends;
+mod conformance;
+mod postgres;
 mod postgres_cluster;

@@ -1,0 +1,755 @@
+//! What every backend must do alike: written once against `&dyn Store`, run on each backend
+//! (`sqlite::…` and `postgres::…`).
+
+use futures_util::StreamExt;
+use twinledger_core::json::{Limits, Object, Value, parse};
+use twinledger_core::{Hash, HashScheme, Record, RecordKind, Salt, TreeHead, TwinId};
+use twinledger_store::{
+    Anchor, ApiKey, AppendOutcome, Appended, DeviceKeyRow, LegacyAnchor, NewRecord, RecordStatus,
+    Store, StoreStats,
+};
+
+use super::backends::Db;
+
+/// One test per case and backend.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::$case(super::Db::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $case() {
+                    super::$case(super::Db::postgres().await).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    append_assigns_dense_indexes_and_versions_and_links_each_twin,
+    pending_records_come_in_log_order_until_anchored,
+    data_survives_reopening_and_meta_round_trips,
+    a_tampered_row_decodes_to_a_precise_error,
+    the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistency,
+    an_idempotency_key_writes_once_even_within_one_batch,
+    idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_replay,
+    reports_are_scored_against_the_desired_state_and_band_changes_append_shift_events,
+    device_keys_are_registered_replaced_and_removed,
+    log_mode_records_are_logged_and_never_pending,
+    anchors_go_from_sent_to_mined_to_confirmed,
+    api_keys_are_stored_listed_and_revoked_once,
+    a_scan_reads_the_whole_log_in_batches_and_unbounded_limits_read_everything,
+    twins_are_paged_in_id_order,
+);
+
+pub fn new(twin: &str, state: &str) -> NewRecord {
+    let state = parse(state.as_bytes(), &Limits::default()).expect("json");
+    NewRecord {
+        twin_id: TwinId::new(twin).expect("id"),
+        kind: RecordKind::Reported,
+        state_hash: Hash(HashScheme::SeedSha256.hash(&state).expect("hash")),
+        state,
+        scheme: HashScheme::SeedSha256,
+        recorded_at_ms: 1_700_000_000_000,
+        salt: Salt([7; 32]),
+        idempotency: None,
+        annex: Object::new(),
+    }
+}
+
+/// A submission carrying idempotency key `key` for the request fingerprinted `req`.
+pub fn keyed(twin: &str, key: &str, req: u8) -> NewRecord {
+    NewRecord {
+        idempotency: Some((key.to_owned(), Hash([req; 32]))),
+        ..new(twin, "{}")
+    }
+}
+
+fn of_kind(twin: &str, kind: RecordKind, state: &str, annex: &str) -> NewRecord {
+    let mut n = new(twin, state);
+    n.kind = kind;
+    if let Value::Object(o) = parse(annex.as_bytes(), &Limits::default()).expect("annex") {
+        n.annex = o;
+    }
+    n
+}
+
+fn written(out: AppendOutcome) -> Vec<Record> {
+    out.results
+        .into_iter()
+        .map(|a| match a {
+            Appended::New(r) => r,
+            other => panic!("not written: {other:?}"),
+        })
+        .collect()
+}
+
+async fn append(store: &dyn Store, batch: Vec<NewRecord>) -> Vec<Record> {
+    written(store.append(batch).await.expect("append"))
+}
+
+fn id(twin: &str) -> TwinId {
+    TwinId::new(twin).expect("id")
+}
+
+async fn append_assigns_dense_indexes_and_versions_and_links_each_twin(db: Db) {
+    let store = &*db.store;
+    let first = append(
+        store,
+        vec![
+            new("a", r#"{"x":1}"#),
+            new("b", r#"{"y":1}"#),
+            new("a", r#"{"x":2}"#),
+        ],
+    )
+    .await;
+    let second = append(store, vec![new("a", r#"{"x":3}"#)]).await;
+    let all: Vec<_> = first.iter().chain(&second).collect();
+    assert_eq!(
+        all.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    assert_eq!(
+        all.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [1, 1, 2, 3]
+    );
+    assert_eq!(all[0].prev_leaf_hash, None);
+    assert_eq!(all[2].prev_leaf_hash, Some(all[0].leaf_hash()));
+    assert_eq!(all[3].prev_leaf_hash, Some(all[2].leaf_hash()));
+
+    let a = id("a");
+    let summary = store.twin(&a).await.expect("read").expect("twin a");
+    assert_eq!((summary.latest_version, summary.latest_index), (3, 3));
+    assert_eq!(
+        (summary.created_at_ms, summary.updated_at_ms),
+        (1_700_000_000_000, 1_700_000_000_000)
+    );
+    let history = store.history(&a, 1, 10).await.expect("history");
+    assert_eq!(history.len(), 3);
+    for (stored, record) in history.iter().zip([all[0], all[2], all[3]]) {
+        assert_eq!(
+            &stored.decode().expect("decodes"),
+            record,
+            "stored exactly as appended"
+        );
+        assert_eq!(stored.leaf_hash, record.leaf_hash().0);
+    }
+    assert_eq!(store.history(&a, 3, 10).await.expect("page").len(), 1);
+    assert_eq!(
+        store.record(&a, 2).await.expect("read").map(|r| r.index),
+        Some(2)
+    );
+    assert!(store.record(&a, 4).await.expect("read").is_none());
+    assert!(store.twin(&id("zz")).await.expect("read").is_none());
+    assert_eq!(
+        store.stats().await.expect("stats"),
+        StoreStats {
+            records: 4,
+            twins: 2,
+            pending: 4
+        }
+    );
+}
+
+async fn pending_records_come_in_log_order_until_anchored(db: Db) {
+    let store = &*db.store;
+    append(store, vec![new("a", "{}"), new("b", "{}"), new("c", "{}")]).await;
+    store
+        .set_legacy_sent(0, "0xaa", "1700000000")
+        .await
+        .expect("sent");
+    let pending = store.pending(10).await.expect("pending");
+    assert_eq!(
+        pending.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(pending[0].anchor_tx.as_deref(), Some("0xaa"));
+    assert!(pending[0].legacy_anchor().is_none(), "sent is not anchored");
+    assert_eq!(store.pending(2).await.expect("pending").len(), 2);
+    let anchor = LegacyAnchor {
+        tx_hash: "0xaa".into(),
+        block_number: 5,
+        block_timestamp: 1_700_000_001,
+        chain_timestamp: "1700000000".into(),
+    };
+    store.set_legacy_anchor(0, &anchor).await.expect("anchor");
+    let pending = store.pending(10).await.expect("pending");
+    assert_eq!(pending.iter().map(|r| r.index).collect::<Vec<_>>(), [1, 2]);
+    let a = store.record(&id("a"), 1).await.expect("read").expect("a");
+    assert_eq!(a.legacy_anchor(), Some(anchor));
+    assert_eq!(a.status(), Some(RecordStatus::Anchored));
+    assert_eq!(store.latest_anchor_block().await.expect("block"), Some(5));
+    // Sent notes only touch pending records.
+    store
+        .set_legacy_sent(0, "0xbb", "1700000009")
+        .await
+        .expect("sent");
+    let a = store.record_at(0).await.expect("read").expect("a");
+    assert_eq!(a.anchor_tx.as_deref(), Some("0xaa"));
+    assert_eq!(store.stats().await.expect("stats").pending, 2);
+}
+
+async fn data_survives_reopening_and_meta_round_trips(db: Db) {
+    append(&*db.store, vec![new("a", r#"{"k":"v"}"#)]).await;
+    db.store
+        .set_meta("legacy_contract.1", "0xabc")
+        .await
+        .expect("meta");
+    db.store
+        .set_meta("legacy_contract.1", "0xabd")
+        .await
+        .expect("meta replaced");
+    let store = db.reopen().await;
+    assert_eq!(
+        store
+            .meta("legacy_contract.1")
+            .await
+            .expect("meta")
+            .as_deref(),
+        Some("0xabd")
+    );
+    assert_eq!(store.meta("missing").await.expect("meta"), None);
+    let next = append(&*store, vec![new("a", "{}")]).await;
+    assert_eq!((next[0].index, next[0].version), (1, 2));
+    assert_eq!(store.frontier().await.expect("frontier").size(), 2);
+}
+
+async fn a_tampered_row_decodes_to_a_precise_error(db: Db) {
+    append(&*db.store, vec![new("a", r#"{"x":1}"#)]).await;
+    db.execute("UPDATE records SET state = '{not json'").await;
+    let row = db
+        .store
+        .record(&id("a"), 1)
+        .await
+        .expect("read")
+        .expect("row");
+    let err = row.decode().expect_err("undecodable");
+    assert!(err.to_string().starts_with("column state:"), "{err}");
+}
+
+async fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistency(db: Db) {
+    let store = &*db.store;
+    let mut leaves = Vec::new();
+    for batch in 0..7 {
+        let records = append(
+            store,
+            (0..batch * 3 + 1)
+                .map(|i| new(&format!("t{i}"), "{}"))
+                .collect(),
+        )
+        .await;
+        leaves.extend(records.iter().map(Record::leaf_hash));
+    }
+    let n = leaves.len() as u64;
+    assert_eq!(
+        store.frontier().await.expect("frontier").head(),
+        TreeHead {
+            size: n,
+            root: twinledger_core::root_of(&leaves)
+        }
+    );
+    for size in [1, 2, 5, 17, n] {
+        let head = store.tree_head(size).await.expect("head");
+        assert_eq!(
+            head.root,
+            twinledger_core::root_of(&leaves[..size as usize])
+        );
+        for index in 0..size {
+            let proof = store.inclusion_proof(index, size).await.expect("proof");
+            proof
+                .verify(&leaves[index as usize], &head.root)
+                .expect("inclusion");
+        }
+        if size < n {
+            let full = store.tree_head(n).await.expect("head");
+            let proof = store.consistency_proof(size, n).await.expect("proof");
+            proof.verify(&head.root, &full.root).expect("consistency");
+        }
+    }
+    // A tree larger than the log has nodes nobody stored.
+    let err = store.tree_head(n + 1).await.expect_err("beyond the log");
+    assert!(err.to_string().contains("is missing"), "{err}");
+}
+
+async fn an_idempotency_key_writes_once_even_within_one_batch(db: Db) {
+    let store = &*db.store;
+    let AppendOutcome { results: out, .. } = store
+        .append(vec![
+            keyed("a", "k1", 1),
+            keyed("a", "k1", 1),
+            keyed("b", "k2", 2),
+        ])
+        .await
+        .expect("append");
+    assert!(matches!(&out[0], Appended::New(r) if r.index == 0));
+    assert_eq!(
+        out[1],
+        Appended::Replay {
+            index: 0,
+            same_request: true
+        }
+    );
+    assert!(matches!(&out[2], Appended::New(r) if r.index == 1 && r.version == 1));
+    let out = store
+        .append(vec![keyed("a", "k1", 9), keyed("a", "k3", 3)])
+        .await
+        .expect("append")
+        .results;
+    assert_eq!(
+        out[0],
+        Appended::Replay {
+            index: 0,
+            same_request: false
+        }
+    );
+    assert!(matches!(&out[1], Appended::New(r) if r.index == 2 && r.version == 2));
+    assert_eq!(
+        store.stats().await.expect("stats").records,
+        3,
+        "replays write nothing"
+    );
+    // A batch of replays only writes nothing and leaves the tree as it was.
+    let out = store
+        .append(vec![keyed("b", "k2", 2)])
+        .await
+        .expect("append");
+    assert_eq!(out.frontier.size(), 3);
+    assert_eq!(store.frontier().await.expect("frontier").size(), 3);
+}
+
+async fn idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_replay(db: Db) {
+    let store = &*db.store;
+    let at = |record: NewRecord, ms: i64| NewRecord {
+        recorded_at_ms: ms,
+        ..record
+    };
+    let mut batch: Vec<_> = (0..5)
+        .map(|i| at(keyed("old", &format!("old-{i}"), 1), 1_000 + i))
+        .collect();
+    batch.push(at(keyed("young", "young", 2), 5_000));
+    store.append(batch).await.expect("append");
+    let keys = "SELECT key FROM idempotency_keys ORDER BY key";
+
+    // Keys created before 5000 go, two per call; the one created at 5000 stays.
+    let mut pruned = Vec::new();
+    for _ in 0..4 {
+        pruned.push(store.prune_idempotency_keys(5_000, 2).await.expect("prune"));
+    }
+    assert_eq!(pruned, [2, 2, 1, 0]);
+    assert_eq!(db.texts(keys).await, ["young"]);
+
+    // A retry within retention still gets the first result; a key past retention is
+    // forgotten, so its retry is a new request.
+    let out = store
+        .append(vec![keyed("young", "young", 2), keyed("old", "old-0", 1)])
+        .await
+        .expect("append")
+        .results;
+    assert_eq!(
+        out[0],
+        Appended::Replay {
+            index: 5,
+            same_request: true
+        }
+    );
+    assert!(matches!(&out[1], Appended::New(r) if r.index == 6 && r.version == 6));
+    assert_eq!(db.texts(keys).await, ["old-0", "young"]);
+    assert_eq!(
+        store
+            .prune_idempotency_keys(i64::MAX, usize::MAX)
+            .await
+            .expect("prune all"),
+        2
+    );
+}
+
+async fn reports_are_scored_against_the_desired_state_and_band_changes_append_shift_events(db: Db) {
+    let store = &*db.store;
+    let desired = of_kind(
+        "pump",
+        RecordKind::Desired,
+        r#"{"t": 20, "mode": "auto"}"#,
+        r#"{"tolerances": {"/t": {"absolute": 1}}}"#,
+    );
+    let report = |s: &str| of_kind("pump", RecordKind::Reported, s, "{}");
+    // One batch: the report before the desired state is not scored; the one after is, and
+    // brings the first shift (from no band).
+    let out = store
+        .append(vec![
+            report(r#"{"t": 25, "mode": "auto"}"#),
+            desired,
+            report(r#"{"t": 20.5, "mode": "auto"}"#),
+            report(r#"{"t": 20.9, "mode": "auto"}"#),
+            report(r#"{"t": 25, "mode": "auto"}"#),
+            report(r#"{"t": 25}"#),
+        ])
+        .await
+        .expect("append");
+    let derived = out.derived.clone();
+    let records = written(out);
+    assert!(records[0].annex.is_none(), "nothing to compare with yet");
+    assert_eq!(records[0].leaf()[0], twinledger_core::LEAF_FORMAT_V1);
+    let congruence = |r: &Record| {
+        let c = r
+            .annex
+            .as_ref()
+            .and_then(|a| a.get("congruence"))
+            .expect("congruence");
+        let c = c.as_object().expect("object");
+        (
+            c.get("score").expect("score").to_json(),
+            c.get("band")
+                .and_then(Value::as_str)
+                .expect("band")
+                .to_owned(),
+            c.get("diverging").expect("diverging").to_json(),
+        )
+    };
+    assert_eq!(
+        congruence(&records[2]),
+        ("1".into(), "congruent".into(), "[]".into())
+    );
+    assert_eq!(records[2].leaf()[0], twinledger_core::LEAF_FORMAT_V2);
+    assert_eq!(congruence(&records[3]).1, "congruent");
+    assert_eq!(
+        congruence(&records[4]),
+        ("0.5".into(), "drifting".into(), r#"["/t"]"#.into())
+    );
+    assert_eq!(
+        congruence(&records[5]),
+        ("0".into(), "diverged".into(), r#"["/t","/mode"]"#.into())
+    );
+    // Shifts: none -> congruent (after v3), congruent -> drifting, drifting -> diverged.
+    let shifts: Vec<(u64, u64, String)> = derived
+        .iter()
+        .map(|e| {
+            assert_eq!(e.kind, RecordKind::Event);
+            let s = e.state.as_object().expect("object");
+            (
+                e.index,
+                e.version,
+                format!(
+                    "{}->{}",
+                    s.get("from").expect("from").to_json(),
+                    s.get("to").and_then(Value::as_str).expect("to")
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shifts,
+        vec![
+            (3, 4, "null->congruent".into()),
+            (6, 7, r#""congruent"->drifting"#.into()),
+            (8, 9, r#""drifting"->diverged"#.into()),
+        ]
+    );
+    // The event is chained into the twin's history like any record.
+    assert_eq!(records[3].version, 5);
+    assert_eq!(records[3].prev_leaf_hash, Some(derived[0].leaf_hash()));
+    let pump = id("pump");
+    let twin = store.twin(&pump).await.expect("twin").expect("some");
+    assert_eq!(
+        (twin.band.as_deref(), twin.desired_index),
+        (Some("diverged"), Some(1))
+    );
+    assert_eq!(twin.latest_version, 9);
+    // Stored rows decode to the same records, annexes included.
+    for r in records.iter().chain(&derived) {
+        let row = store.record_at(r.index).await.expect("read").expect("row");
+        assert_eq!(&row.decode().expect("decode"), r);
+        assert_eq!(row.leaf_hash, r.leaf_hash().0.to_vec());
+    }
+    let history = store
+        .congruence_history(&pump, 0, 0, i64::MAX, 10)
+        .await
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [3, 5, 6, 8]
+    );
+    let later = store
+        .congruence_history(&pump, 5, 0, i64::MAX, 1)
+        .await
+        .expect("history");
+    assert_eq!(later.iter().map(|r| r.version).collect::<Vec<_>>(), [6]);
+    let latest = store.latest_assessed(&pump).await.expect("latest");
+    assert_eq!(latest.map(|r| r.version), Some(8));
+    let from = store
+        .records_from(4, Some(&pump), 3)
+        .await
+        .expect("records");
+    assert_eq!(from.iter().map(|r| r.index).collect::<Vec<_>>(), [4, 5, 6]);
+
+    // The next batch reads the desired state back from the database and goes on from the
+    // twin's stored band: a still diverged report brings no shift.
+    let out = store
+        .append(vec![
+            report(r#"{"t": 25}"#),
+            report(r#"{"t": 20, "mode": "auto"}"#),
+        ])
+        .await
+        .expect("append");
+    let again = written(out.clone());
+    assert_eq!(congruence(&again[0]).1, "diverged");
+    assert_eq!(congruence(&again[1]).1, "congruent");
+    assert_eq!(
+        out.derived
+            .iter()
+            .map(|e| (e.index, e.version))
+            .collect::<Vec<_>>(),
+        [(11, 12)]
+    );
+}
+
+async fn device_keys_are_registered_replaced_and_removed(db: Db) {
+    let store = &*db.store;
+    let key = DeviceKeyRow {
+        twin_id: "pump".into(),
+        public_key: "ab".repeat(32),
+        require_signature: false,
+        registered_at_ms: 1,
+    };
+    store.put_device_key(&key).await.expect("put");
+    let replaced = DeviceKeyRow {
+        require_signature: true,
+        registered_at_ms: 2,
+        ..key.clone()
+    };
+    store.put_device_key(&replaced).await.expect("replace");
+    assert_eq!(store.device_key("pump").await.expect("get"), Some(replaced));
+    // Checked inside the append: unsigned reports are refused, desired states are not.
+    let signed_by = |twin: &str, key: &str| {
+        let mut n = new(twin, "{}");
+        let mut sig = Object::new();
+        sig.insert("public_key", Value::String(key.into()));
+        n.annex.insert("signature", Value::Object(sig));
+        n
+    };
+    let out = store
+        .append(vec![
+            new("pump", "{}"),
+            signed_by("pump", &"cd".repeat(32)),
+            signed_by("pump", &"ab".repeat(32)),
+            of_kind("pump", RecordKind::Desired, "{}", "{}"),
+            signed_by("pump", &"ab".repeat(32)),
+            signed_by("fan", &"ab".repeat(32)),
+            new("fan", "{}"),
+        ])
+        .await
+        .expect("append")
+        .results;
+    let refused: Vec<bool> = out
+        .iter()
+        .map(|a| matches!(a, Appended::Refused(_)))
+        .collect();
+    assert_eq!(refused, [true, true, false, false, false, true, false]);
+    assert!(matches!(&out[0], Appended::Refused(m) if m.contains("requires reports signed")));
+    assert!(matches!(&out[1], Appended::Refused(m) if m.contains("another device key")));
+    assert!(matches!(&out[2], Appended::New(r) if r.index == 0));
+    assert!(matches!(&out[5], Appended::Refused(m) if m.contains("twin fan has no device key")));
+    assert!(store.delete_device_key("pump").await.expect("delete"));
+    assert!(!store.delete_device_key("pump").await.expect("delete"));
+    assert_eq!(store.device_key("pump").await.expect("get"), None);
+}
+
+async fn log_mode_records_are_logged_and_never_pending(db: Db) {
+    let store = &*db.store;
+    store.set_meta("mode", "log").await.expect("mode");
+    append(store, vec![new("a", "{}"), new("b", "{}")]).await;
+    assert!(store.pending(10).await.expect("pending").is_empty());
+    assert_eq!(store.stats().await.expect("stats").pending, 0);
+    let row = store.record_at(1).await.expect("read").expect("row");
+    assert_eq!(row.status, "logged");
+    assert_eq!(row.status(), None, "not a legacy status");
+}
+
+async fn anchors_go_from_sent_to_mined_to_confirmed(db: Db) {
+    let store = &*db.store;
+    let root = Hash([3; 32]);
+    assert_eq!(store.latest_mined_anchor().await.expect("latest"), None);
+    store
+        .put_anchor_sent(4, &root, 0, "0x01")
+        .await
+        .expect("sent");
+    store.set_anchor_tx(4, "0x02").await.expect("replaced");
+    store
+        .put_anchor_sent(9, &root, 4, "0x03")
+        .await
+        .expect("sent");
+    assert_eq!(
+        store.anchor_covering(2).await.expect("covering"),
+        None,
+        "a sent anchor covers nothing yet"
+    );
+    store
+        .set_anchor_mined(4, 100, "0xb100", 1_700_000_100, 21_000)
+        .await
+        .expect("mined");
+    // A mined anchor's transaction is no longer replaced.
+    store.set_anchor_tx(4, "0x04").await.expect("no-op");
+    let mined = Anchor {
+        size: 4,
+        root,
+        prev_size: 0,
+        tx_hash: "0x02".into(),
+        status: "mined".into(),
+        block_number: Some(100),
+        block_hash: Some("0xb100".into()),
+        block_time: Some(1_700_000_100),
+        gas_used: Some(21_000),
+    };
+    assert_eq!(
+        store.anchor_covering(3).await.expect("covering"),
+        Some(mined.clone())
+    );
+    assert_eq!(store.anchor_covering(4).await.expect("covering"), None);
+    assert_eq!(
+        store.latest_mined_anchor().await.expect("latest"),
+        Some(mined.clone())
+    );
+    assert_eq!(store.latest_anchor_block().await.expect("block"), Some(100));
+    store.set_anchors_confirmed(9).await.expect("confirmed");
+    let all = store.anchors(0, usize::MAX).await.expect("anchors");
+    assert_eq!(
+        all.iter()
+            .map(|a| (a.size, a.status.as_str()))
+            .collect::<Vec<_>>(),
+        [(4, "confirmed"), (9, "sent")]
+    );
+    assert_eq!(store.anchors(5, 10).await.expect("anchors").len(), 1);
+    // Sent again after a reorganisation: back to sent, its block forgotten.
+    store
+        .put_anchor_sent(4, &root, 0, "0x05")
+        .await
+        .expect("resent");
+    let again = store.anchors(4, 1).await.expect("anchors");
+    assert_eq!(
+        (again[0].status.as_str(), again[0].block_number),
+        ("sent", None)
+    );
+    store.delete_anchor(9).await.expect("delete");
+    assert_eq!(store.anchors(0, 10).await.expect("anchors").len(), 1);
+}
+
+async fn api_keys_are_stored_listed_and_revoked_once(db: Db) {
+    let store = &*db.store;
+    let key = |id: &str, at: i64| ApiKey {
+        id: id.into(),
+        secret_hash: Hash([9; 32]),
+        scope: "write".into(),
+        twin_prefix: Some("plant-".into()),
+        label: format!("key {id}"),
+        created_at_ms: at,
+        revoked_at_ms: None,
+    };
+    store.put_api_key(&key("b", 1)).await.expect("put");
+    store.put_api_key(&key("a", 2)).await.expect("put");
+    store.put_api_key(&key("c", 1)).await.expect("put");
+    assert!(
+        store.put_api_key(&key("a", 3)).await.is_err(),
+        "an id is used once"
+    );
+    assert_eq!(store.api_key("a").await.expect("get"), Some(key("a", 2)));
+    assert_eq!(store.api_key("zz").await.expect("get"), None);
+    let ids: Vec<String> = store
+        .api_keys()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["b", "c", "a"]);
+    assert!(store.revoke_api_key("a", 7).await.expect("revoke"));
+    assert!(!store.revoke_api_key("a", 8).await.expect("revoke"));
+    assert!(!store.revoke_api_key("zz", 8).await.expect("revoke"));
+    let a = store.api_key("a").await.expect("get").expect("a");
+    assert_eq!(a.revoked_at_ms, Some(7));
+}
+
+async fn a_scan_reads_the_whole_log_in_batches_and_unbounded_limits_read_everything(db: Db) {
+    let store = &*db.store;
+    for chunk in 0..5 {
+        append(
+            store,
+            (0..1000)
+                .map(|i| {
+                    new(
+                        &format!("t{}", i % 7),
+                        &format!(r#"{{"i":{}}}"#, chunk * 1000 + i),
+                    )
+                })
+                .collect(),
+        )
+        .await;
+    }
+    let mut scan = store.scan(1);
+    let mut next = 1;
+    while let Some(batch) = scan.next().await {
+        for r in batch.expect("batch") {
+            assert_eq!(r.index, next);
+            next += 1;
+        }
+    }
+    assert_eq!(next, 5000);
+    assert_eq!(store.scan(5000).next().await.map(|b| b.is_ok()), None);
+    let all = store
+        .records_from(0, None, usize::MAX)
+        .await
+        .expect("records");
+    assert_eq!(all.len(), 5000);
+    let t3 = store
+        .records_from(10, Some(&id("t3")), usize::MAX)
+        .await
+        .expect("records");
+    assert!(t3.iter().all(|r| r.twin_id == "t3" && r.index >= 10));
+    assert_eq!(
+        store
+            .history(&id("t3"), 1, usize::MAX)
+            .await
+            .expect("history")
+            .len(),
+        715
+    );
+    assert_eq!(
+        store.pending(usize::MAX).await.expect("pending").len(),
+        5000
+    );
+}
+
+async fn twins_are_paged_in_id_order(db: Db) {
+    let store = &*db.store;
+    append(
+        store,
+        ["b", "B", "a-1", "a", "c", "a_2"]
+            .iter()
+            .map(|t| new(t, "{}"))
+            .collect(),
+    )
+    .await;
+    let page = |after: Option<&'static str>, limit: usize| async move {
+        store
+            .twins(after, limit)
+            .await
+            .expect("twins")
+            .into_iter()
+            .map(|t| t.twin_id)
+            .collect::<Vec<_>>()
+    };
+    // Bytewise, whatever the database's locale.
+    assert_eq!(
+        page(None, usize::MAX).await,
+        ["B", "a", "a-1", "a_2", "b", "c"]
+    );
+    assert_eq!(page(None, 2).await, ["B", "a"]);
+    assert_eq!(page(Some("a"), 2).await, ["a-1", "a_2"]);
+    assert_eq!(page(Some("c"), 2).await, Vec::<String>::new());
+}
