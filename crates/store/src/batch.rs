@@ -266,16 +266,6 @@ impl Planner<'_> {
                     same_request: seen_request == request.0,
                 });
             }
-            // Kept even when the device-key rules refuse the record below: the append always
-            // did so, and a retry of a refused request replays rather than being re-checked.
-            let index = self.next_index();
-            self.keys.insert(key.clone(), (index, request.0.to_vec()));
-            self.key_rows.push(KeyRow {
-                key: key.clone(),
-                request: *request,
-                index: index as i64,
-                created_at_ms: new.recorded_at_ms,
-            });
         }
         if new.kind == RecordKind::Reported
             && (self.context.any_device_key || new.annex.get("signature").is_some())
@@ -284,6 +274,18 @@ impl Planner<'_> {
             if let Some(reason) = refusal(&new, registered) {
                 return Ok(Appended::Refused(reason));
             }
+        }
+        // Only a record written keeps its key: a refused request wrote nothing, and its retry
+        // is checked again rather than answered as a replay of whatever record came next.
+        if let Some((key, request)) = &new.idempotency {
+            let index = self.next_index();
+            self.keys.insert(key.clone(), (index, request.0.to_vec()));
+            self.key_rows.push(KeyRow {
+                key: key.clone(),
+                request: *request,
+                index: index as i64,
+                created_at_ms: new.recorded_at_ms,
+            });
         }
         let twin = self.twin(new.twin_id.as_str())?;
         let mut annex = new.annex;

@@ -43,6 +43,7 @@ conformance!(
     idempotency_keys_past_retention_are_pruned_in_batches_and_newer_ones_still_replay,
     reports_are_scored_against_the_desired_state_and_band_changes_append_shift_events,
     device_keys_are_registered_replaced_and_removed,
+    a_refused_request_keeps_no_idempotency_key_and_its_retry_is_checked_again,
     log_mode_records_are_logged_and_never_pending,
     anchors_go_from_sent_to_mined_to_confirmed,
     api_keys_are_stored_listed_and_revoked_once,
@@ -559,6 +560,50 @@ async fn device_keys_are_registered_replaced_and_removed(db: Db) {
     assert!(store.delete_device_key("pump").await.expect("delete"));
     assert!(!store.delete_device_key("pump").await.expect("delete"));
     assert_eq!(store.device_key("pump").await.expect("get"), None);
+}
+
+async fn a_refused_request_keeps_no_idempotency_key_and_its_retry_is_checked_again(db: Db) {
+    let store = &*db.store;
+    store
+        .put_device_key(&DeviceKeyRow {
+            twin_id: "pump".into(),
+            public_key: "ab".repeat(32),
+            require_signature: true,
+            registered_at_ms: 1,
+        })
+        .await
+        .expect("put");
+    let out = store
+        .append(vec![keyed("pump", "k1", 1), new("fan", "{}")])
+        .await
+        .expect("append")
+        .results;
+    assert!(matches!(&out[0], Appended::Refused(_)), "{out:?}");
+    assert!(matches!(&out[1], Appended::New(r) if r.index == 0));
+    // Once signatures are no longer required, the same request is recorded, not answered as a
+    // replay of the fan's record that took the index the refused one would have had.
+    assert!(store.delete_device_key("pump").await.expect("delete"));
+    let out = store
+        .append(vec![keyed("pump", "k1", 1)])
+        .await
+        .expect("append")
+        .results;
+    assert!(
+        matches!(&out[0], Appended::New(r) if r.index == 1 && r.twin_id.as_str() == "pump"),
+        "{out:?}"
+    );
+    let out = store
+        .append(vec![keyed("pump", "k1", 1)])
+        .await
+        .expect("append")
+        .results;
+    assert_eq!(
+        out,
+        [Appended::Replay {
+            index: 1,
+            same_request: true
+        }]
+    );
 }
 
 async fn log_mode_records_are_logged_and_never_pending(db: Db) {
