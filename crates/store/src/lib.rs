@@ -32,6 +32,9 @@ use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, TreeHead
 /// Records in index order, batch by batch, as [`LogStore::scan`] reads them.
 pub type RecordBatches = BoxStream<'static, Result<Vec<StoredRecord>>>;
 
+/// The log's size after batches committed by any writer, as [`LogStore::log_sizes`] reports it.
+pub type LogSizes = BoxStream<'static, u64>;
+
 /// The log: records by log index, the Merkle tree over them, and its proofs.
 #[async_trait]
 pub trait LogStore: Send + Sync + 'static {
@@ -62,6 +65,12 @@ pub trait LogStore: Send + Sync + 'static {
     /// caller consumes them (memory stays flat however long the log). Records are never
     /// rewritten, so batches read one after another form one consistent log.
     fn scan(&self, from: u64) -> RecordBatches;
+
+    /// The log's size each time a batch commits, when processes other than this one append
+    /// to the same database (several nodes on PostgreSQL); `None` when this process is the only
+    /// writer, which then knows every size from its own appends. Sizes may repeat or arrive
+    /// late, never ahead of a commit; the stream keeps going across lost connections.
+    fn log_sizes(&self) -> Option<LogSizes>;
 
     /// Records from log index `from` in index order (only `twin`'s, if given), at most `limit`.
     async fn records_from(
@@ -162,6 +171,20 @@ pub trait AnchorStore: Send + Sync + 'static {
 
     /// The latest mined (or confirmed) anchor.
     async fn latest_mined_anchor(&self) -> Result<Option<Anchor>>;
+
+    /// Takes or keeps the anchoring lease for `holder` for `ttl`, measured on the database's
+    /// clock: the lease's epoch while `holder` holds it (a new epoch each time it changes
+    /// hands), `None` while another holder's lease runs. One node anchors at a time.
+    async fn anchor_lease(&self, holder: &str, ttl: std::time::Duration) -> Result<Option<u64>>;
+
+    /// Ends `holder`'s lease, if it holds it, so that another node takes over at once.
+    async fn release_anchor_lease(&self, holder: &str) -> Result<()>;
+
+    /// The largest log size whose every batch the database's synchronous standbys have made
+    /// durable: an anchor must go no further, since a commit the standby lacks can vanish in a
+    /// failover and an anchored head that loses records is a fork. `None` when the database
+    /// promises nothing beyond itself (SQLite, or PostgreSQL without synchronous standbys).
+    async fn replicated_size(&self) -> Result<Option<u64>>;
 }
 
 /// Keys: API keys, idempotency keys, device keys.

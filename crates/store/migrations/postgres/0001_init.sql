@@ -102,3 +102,12 @@ CREATE TABLE device_keys (
     require_signature boolean NOT NULL,
     registered_at_ms  bigint NOT NULL
 );
+
+-- Which node anchors: one row, held by renewing it and taken over once it runs out (times on
+-- the database's clock, so the nodes' clocks do not matter). The epoch counts changes of hands.
+CREATE TABLE anchor_lease (
+    id         boolean PRIMARY KEY DEFAULT true CHECK (id),
+    holder     text NOT NULL,
+    epoch      bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);

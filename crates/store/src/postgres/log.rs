@@ -138,6 +138,10 @@ impl LogStore for PostgresStore {
         Ok(stored_records(&rows)?.pop())
     }
 
+    fn log_sizes(&self) -> Option<crate::LogSizes> {
+        Some(super::listen::log_sizes(&self.config))
+    }
+
     fn scan(&self, from: u64) -> RecordBatches {
         let (pool, target) = (self.pool.clone(), self.target.clone());
         // Keyset pages, each read when the consumer asks for the next: records are never

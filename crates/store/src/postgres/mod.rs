@@ -4,9 +4,12 @@
 //! throwaway cluster its tests and the benchmark start.
 
 mod anchors;
+
+use anchors::Replication;
 mod append;
 mod cluster;
 mod keys;
+mod listen;
 mod log;
 mod twins;
 
@@ -21,6 +24,7 @@ use twinledger_core::{Bands, Frontier, Hash};
 
 pub use append::LOG_CHANNEL;
 pub use cluster::{ClusterError, LocalCluster, ROLE};
+pub use listen::LISTENER_NAME;
 
 use crate::model::{Anchor, ApiKey, StoreStats, StoredRecord};
 use crate::{Result, Store, StoreError};
@@ -43,6 +47,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// What the pool connects with, for connections of their own (`LISTEN`).
+    config: std::sync::Arc<tokio_postgres::Config>,
+    /// Log sizes seen with the write-ahead log position after them, until the synchronous
+    /// standbys have flushed that position.
+    unreplicated: std::sync::Arc<std::sync::Mutex<Replication>>,
     /// Where the pool connects, the password left out, for error messages.
     target: std::sync::Arc<str>,
     bands: Bands,
@@ -66,6 +75,7 @@ impl PostgresStore {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let target: std::sync::Arc<str> = describe(&config).into();
+        let shared = std::sync::Arc::new(config.clone());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -79,6 +89,8 @@ impl PostgresStore {
             .map_err(|e| StoreError::Pool(e.to_string()))?;
         let store = Self {
             pool,
+            config: shared,
+            unreplicated: std::sync::Arc::default(),
             target,
             bands,
         };

@@ -72,6 +72,11 @@ impl LogStore for SqliteStore {
         }))
     }
 
+    fn log_sizes(&self) -> Option<crate::LogSizes> {
+        // The data directory's lock keeps other processes from serving (and appending to) it.
+        None
+    }
+
     async fn records_from(
         &self,
         from: u64,
@@ -209,6 +214,19 @@ impl AnchorStore for SqliteStore {
 
     async fn latest_mined_anchor(&self) -> Result<Option<Anchor>> {
         self.run(Database::latest_mined_anchor).await
+    }
+
+    async fn anchor_lease(&self, _holder: &str, _ttl: std::time::Duration) -> Result<Option<u64>> {
+        // One process serves a SQLite file (the data directory is locked): it always anchors.
+        Ok(Some(1))
+    }
+
+    async fn release_anchor_lease(&self, _holder: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn replicated_size(&self) -> Result<Option<u64>> {
+        Ok(None)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use twinledger_core::{Bands, Hash, TreeHead};
 use twinledger_store::postgres::ROLE;
-use twinledger_store::{Appended, LogStore, PostgresStore, Store, StoreError};
+use twinledger_store::{AnchorStore, Appended, LogStore, PostgresStore, Store, StoreError};
 
 use super::backends::{cluster, connect, fresh_database};
 use super::conformance::{keyed, new};
@@ -292,4 +292,102 @@ async fn each_committed_batch_is_announced_once_with_the_new_size() {
             .is_err(),
         "one announcement per batch that wrote"
     );
+}
+
+/// The next size from `sizes` at or above `at_least`, within a few seconds.
+async fn size_reaching(sizes: &mut twinledger_store::LogSizes, at_least: u64) -> u64 {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let size = sizes.next().await.expect("the stream goes on");
+            if size >= at_least {
+                return size;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no size of {at_least} or more announced in time"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_hears_the_sizes_another_store_appends_even_after_its_connection_drops() {
+    let url = fresh_database().await;
+    let (here, there) = (
+        PostgresStore::connect(&url, Bands::default())
+            .await
+            .expect("connect"),
+        PostgresStore::connect(&url, Bands::default())
+            .await
+            .expect("connect"),
+    );
+    let mut sizes = here.log_sizes().expect("a shared database announces sizes");
+    // The size at subscription comes first, then each batch the other store commits.
+    assert_eq!(size_reaching(&mut sizes, 0).await, 0);
+    there
+        .append(vec![new("a", "{}"), new("b", "{}")])
+        .await
+        .expect("append");
+    assert_eq!(size_reaching(&mut sizes, 1).await, 2);
+    // The listening connection is cut; a batch committed meanwhile is found on reconnection.
+    let admin = connect(&url).await;
+    let cut = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&twinledger_store::postgres::LISTENER_NAME],
+        )
+        .await
+        .expect("terminate the listener");
+    assert_eq!(cut.len(), 1, "one listening connection");
+    there.append(vec![new("c", "{}")]).await.expect("append");
+    assert_eq!(size_reaching(&mut sizes, 3).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_holder_has_the_anchor_lease_until_it_lets_go_or_stops_renewing() {
+    use std::time::Duration;
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, Bands::default())
+        .await
+        .expect("connect");
+    let long = Duration::from_secs(60);
+    let first = store.anchor_lease("a", long).await.expect("lease");
+    let e1 = first.expect("a free lease is taken");
+    assert_eq!(store.anchor_lease("b", long).await.expect("lease"), None);
+    assert_eq!(
+        store.anchor_lease("a", long).await.expect("renew"),
+        Some(e1),
+        "renewing keeps the epoch"
+    );
+    store.release_anchor_lease("b").await.expect("release");
+    assert_eq!(
+        store.anchor_lease("b", long).await.expect("lease"),
+        None,
+        "only its holder lets a lease go"
+    );
+    store.release_anchor_lease("a").await.expect("release");
+    let e2 = store
+        .anchor_lease("b", Duration::from_millis(300))
+        .await
+        .expect("lease")
+        .expect("a released lease is taken at once");
+    assert!(e2 > e1);
+    assert_eq!(store.anchor_lease("a", long).await.expect("lease"), None);
+    // Not renewed, it runs out on the database's clock and changes hands.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let e3 = store
+        .anchor_lease("a", long)
+        .await
+        .expect("lease")
+        .expect("a lapsed lease is taken");
+    assert!(e3 > e2);
+    assert_eq!(store.anchor_lease("b", long).await.expect("lease"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_synchronous_standbys_nothing_caps_what_is_anchored() {
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, Bands::default())
+        .await
+        .expect("connect");
+    store.append(vec![new("a", "{}")]).await.expect("append");
+    assert_eq!(store.replicated_size().await.expect("replicated"), None);
 }
