@@ -88,11 +88,22 @@ pub struct MqttSettings {
     pub auto_create: bool,
     /// Publish the desired state to `twins/{id}/desired` when a twin diverges.
     pub corrections: bool,
+    /// Several nodes on one broker: the group of their shared subscription, so that each
+    /// device message is recorded by one node (give each node its own `client_id`).
+    #[serde(default)]
+    pub share_group: Option<String>,
 }
 
 impl MqttSettings {
-    /// `broker` as host and port, if set.
+    /// `broker` as host and port, if set; checks `share_group` on the way, since both are
+    /// read before anything starts.
     pub fn broker_addr(&self) -> Result<Option<(String, u16)>> {
+        if let Some(group) = &self.share_group {
+            anyhow::ensure!(
+                !group.is_empty() && !group.contains(['/', '+', '#']),
+                "invalid mqtt.share_group {group:?}: a name without '/', '+' or '#'"
+            );
+        }
         let Some(addr) = &self.broker else {
             return Ok(None);
         };
@@ -289,6 +300,7 @@ impl Default for Settings {
                 max_payload: 64 * 1024,
                 auto_create: true,
                 corrections: true,
+                share_group: None,
             },
             congruence: CongruenceSettings {
                 bands: twinledger_core::Bands::default()

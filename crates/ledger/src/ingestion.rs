@@ -41,6 +41,7 @@ pub struct IngestionStats {
     connected: AtomicBool,
     received: AtomicU64,
     recorded: AtomicU64,
+    redelivered: AtomicU64,
     corrections: AtomicU64,
     rejected: [AtomicU64; REASONS],
 }
@@ -55,6 +56,8 @@ pub struct IngestionReport {
     pub received: u64,
     /// Messages recorded.
     pub recorded: u64,
+    /// Messages the broker delivered again that were already recorded (not recorded twice).
+    pub redelivered: u64,
     /// Desired states published as corrections.
     pub corrections: u64,
     /// Messages refused, by reason.
@@ -106,6 +109,11 @@ impl IngestionStats {
         self.recorded.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a redelivered message found already recorded.
+    pub fn redelivered(&self) {
+        self.redelivered.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a correction published.
     pub fn corrected(&self) {
         self.corrections.fetch_add(1, Ordering::Relaxed);
@@ -126,6 +134,7 @@ impl IngestionStats {
             connected: self.connected.load(Ordering::Relaxed),
             received: self.received.load(Ordering::Relaxed),
             recorded: self.recorded.load(Ordering::Relaxed),
+            redelivered: self.redelivered.load(Ordering::Relaxed),
             corrections: self.corrections.load(Ordering::Relaxed),
             rejected: Rejected {
                 topic: r(Rejection::Topic),

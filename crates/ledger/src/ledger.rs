@@ -16,16 +16,18 @@ use twinledger_store::{
     Appended, DeviceKeyRow, NewRecord, Store, StoreStats, StoredRecord, TwinSummary,
 };
 
-use crate::anchor::legacy;
 use crate::anchor::log::{AnchorConfig, LogAnchorer, covering_info};
 use crate::anchor::loss::{self, ChainNotes, RESERVED_PREFIX};
 use crate::anchor::reconcile::reconcile;
 use crate::anchor::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
+use crate::anchor::{lease, legacy};
 use crate::ingestion::{IngestionReport, IngestionStats};
 use crate::metrics::{LedgerMetrics, StateView};
 use crate::retention;
 use crate::verify::{SeedCheck, TwinVerdict, Verifier};
 use crate::writer::{self, WriteRequest};
+use futures_util::StreamExt;
+
 use crate::{LedgerError, Result};
 
 /// Which contract records are anchored with.
@@ -79,6 +81,9 @@ pub struct LedgerConfig {
     pub embedded_chain: bool,
     /// Where the ledger counts what it does (registered nowhere by default).
     pub metrics: LedgerMetrics,
+    /// This process's name among the nodes sharing the database (in the anchoring lease);
+    /// unique per process.
+    pub node: String,
 }
 
 impl Default for LedgerConfig {
@@ -89,8 +94,24 @@ impl Default for LedgerConfig {
             idempotency_retention: Some(Duration::from_secs(24 * 60 * 60)),
             embedded_chain: false,
             metrics: LedgerMetrics::default(),
+            node: node_name(),
         }
     }
+}
+
+/// `host/pid/random`: names this process apart from every other node, containers included
+/// (their processes can share a pid and a host name).
+pub fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!(
+        "{host}/{}/{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// One state submitted for a twin.
@@ -227,8 +248,17 @@ impl Ledger {
         {
             let (store, waiters) = (store.clone(), waiters.clone());
             let batch_max = config.batch_max.max(1);
+            // Other nodes' batches grow the log too: their sizes come from the store.
+            if let Some(mut sizes) = store.log_sizes() {
+                let tree = tree_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(size) = sizes.next().await {
+                        writer::grow(&tree, size);
+                    }
+                });
+            }
             let outlets = writer::Outlets {
-                waiters,
+                waiters: waiters.clone(),
                 tree: tree_tx,
                 write_error: write_error_tx,
                 derived: derived_tx.clone(),
@@ -250,9 +280,17 @@ impl Ledger {
             }),
             _ => None,
         };
+        // Only the node holding the anchoring lease compares the chain with the log (and
+        // corrects what the database notes about anchors); the others follow it.
+        let holder = config.node.clone();
+        let anchors_now = store
+            .anchor_lease(&holder, lease::LEASE_TTL)
+            .await?
+            .is_some();
         // A chain that cannot be reached now is reconciled by the anchorer once it can; writes
         // are accepted (as pending) meanwhile. Any other disagreement stops the start.
         let anchored_head = match &anchoring {
+            Anchoring::Log(_) if !anchors_now => None,
             Anchoring::Log(c) => match reconcile(&store, c, notes.as_ref()).await {
                 Ok(head) => Some(head),
                 Err(LedgerError::ChainUnavailable(e)) => {
@@ -274,8 +312,16 @@ impl Ledger {
                 shutdown_rx.clone(),
             ));
         }
-        match (&anchoring, anchored_head) {
+        let lease_state = state_tx.clone();
+        let (term, follower): (lease::Term, _) = match (&anchoring, anchored_head) {
             (Anchoring::Log(contract), head) => {
+                let follower = lease::Follower {
+                    store: store.clone(),
+                    contract: contract.clone(),
+                    waiters: waiters.clone(),
+                    sizes: sizes_tx.clone(),
+                    metrics: config.metrics.clone(),
+                };
                 let anchorer = LogAnchorer {
                     store: store.clone(),
                     contract: contract.clone(),
@@ -284,31 +330,53 @@ impl Ledger {
                     sizes: sizes_tx,
                     state: state_tx,
                     config: config.anchor.clone(),
-                    shutdown: shutdown_rx,
+                    shutdown: shutdown_rx.clone(),
                     notes,
                     restarts: restarts_rx,
                     paused: paused_rx,
                     reanchoring,
                     metrics: config.metrics.clone(),
                 };
-                tokio::spawn(anchorer.run(head));
+                // The first term starts from the reconciliation above; later ones (after the
+                // lease went elsewhere and came back) reconcile again.
+                let mut start = head;
+                let term: lease::Term = Box::new(move |stop| {
+                    let mut a = anchorer.clone();
+                    a.shutdown = stop;
+                    Box::pin(a.run(start.take()))
+                });
+                (term, Some(follower))
             }
             (Anchoring::Legacy(contract), _) => {
-                tokio::spawn(
-                    legacy::LegacyAnchorer {
-                        store: store.clone(),
-                        contract: contract.clone(),
-                        waiters,
-                        tree: tree_rx.clone(),
-                        state: state_tx,
-                        receipt_timeout: config.anchor.receipt_timeout,
-                        shutdown: shutdown_rx,
-                        metrics: config.metrics.clone(),
-                    }
-                    .run(),
-                );
+                let anchorer = legacy::LegacyAnchorer {
+                    store: store.clone(),
+                    contract: contract.clone(),
+                    waiters,
+                    tree: tree_rx.clone(),
+                    state: state_tx,
+                    receipt_timeout: config.anchor.receipt_timeout,
+                    shutdown: shutdown_rx.clone(),
+                    metrics: config.metrics.clone(),
+                };
+                let term: lease::Term = Box::new(move |stop| {
+                    let mut a = anchorer.clone();
+                    a.shutdown = stop;
+                    Box::pin(a.run())
+                });
+                (term, None)
             }
-        }
+        };
+        tokio::spawn(
+            lease::Leadership {
+                store: store.clone(),
+                holder,
+                shutdown: shutdown_rx,
+                term,
+                follower,
+                state: lease_state,
+            }
+            .run(),
+        );
         config.metrics.attach(StateView {
             tree: tree_rx.clone(),
             sizes: matches!(anchoring, Anchoring::Log(_)).then(|| sizes_rx.clone()),

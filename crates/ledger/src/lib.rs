@@ -23,6 +23,6 @@ pub use anchor::{AnchorInfo, AnchoredSizes, AnchoringStatus};
 pub use audit::{AuditProblem, AuditReport, Divergence, audit};
 pub use error::{LedgerError, Result};
 pub use ingestion::{IngestionReport, IngestionStats, Rejected, Rejection};
-pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait};
+pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait, node_name};
 pub use metrics::LedgerMetrics;
 pub use verify::{Integrity, Problem, SeedCheck, TwinVerdict, Verifier};

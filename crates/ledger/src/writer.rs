@@ -166,8 +166,10 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                         _ => None,
                     })
                     .chain(shifts.iter().map(|s| s.kind));
+                let written = kinds.clone().count() as u64;
                 metrics.committed(replies.len(), took, kinds);
-                let acknowledged_from = *tree.borrow();
+                // This batch's own records: other nodes' batches may sit just below them.
+                let acknowledged_from = size.saturating_sub(written);
                 for ((reply, waiter), appended) in replies.into_iter().zip(results) {
                     // A replay's record was registered (or anchored) with its first request.
                     if let (Some((level, w)), Appended::New(record)) = (waiter, &appended) {
@@ -176,7 +178,7 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                     let _ = reply.send(Ok(appended));
                 }
                 // Published after the waiters are registered, so no anchor can outrun them.
-                tree.send_replace(size);
+                grow(&tree, size);
                 metrics.acknowledged(acknowledged_from, size);
                 write_error.send_if_modified(|e| e.take().is_some());
                 for shift in shifts {
@@ -218,4 +220,16 @@ fn shift_band(record: &Record) -> Option<&str> {
         return None;
     }
     state.get("to")?.as_str()
+}
+
+/// Moves the published log size up to `size`; never down, since this writer's batches and
+/// other nodes' (heard through the store) arrive in no particular order.
+pub(crate) fn grow(tree: &watch::Sender<u64>, size: u64) {
+    tree.send_if_modified(|s| {
+        let grew = size > *s;
+        if grew {
+            *s = size;
+        }
+        grew
+    });
 }

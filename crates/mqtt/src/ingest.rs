@@ -40,6 +40,10 @@ pub struct MqttConfig {
     pub diverged_band: String,
     /// Messages being recorded at once.
     pub max_in_flight: usize,
+    /// When several nodes ingest from one broker: the shared subscription's group, so that
+    /// the broker hands each device message to one of them (each node keeps its own
+    /// `client_id`).
+    pub share_group: Option<String>,
 }
 
 impl Default for MqttConfig {
@@ -53,6 +57,7 @@ impl Default for MqttConfig {
             corrections: true,
             diverged_band: "diverged".into(),
             max_in_flight: 1024,
+            share_group: None,
         }
     }
 }
@@ -155,7 +160,11 @@ async fn run(ledger: Ledger, config: MqttConfig, mut closing: watch::Receiver<bo
                     // `try_`: awaiting here could wait on the loop that is this one.
                     // All of `twins/`, so that a device publishing to a wrong topic is seen
                     // and counted rather than silently unheard.
-                    if let Err(e) = client.try_subscribe("twins/#", QoS::AtLeastOnce) {
+                    let filter = match &config.share_group {
+                        Some(group) => format!("$share/{group}/twins/#"),
+                        None => "twins/#".to_owned(),
+                    };
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                         tracing::error!(target: "twinledger::mqtt", error = %e, "cannot subscribe");
                     }
                 }
@@ -267,18 +276,21 @@ async fn take(ledger: &Ledger, config: &MqttConfig, p: &Publish) -> bool {
             }
         }
     }
+    let state = Value::Object(state);
+    // A message the broker delivers again (its first delivery's acknowledgement was lost, as
+    // when a node dies between recording it and acknowledging it) may already be recorded,
+    // by this node or another.
+    if p.dup && recently_recorded(ledger, &twin, &state).await {
+        stats.redelivered();
+        return true;
+    }
     let signed = signature.is_some();
     let mut annex = Object::new();
     annex.insert("source", Value::String("mqtt".into()));
     let submission = Submission {
         signature,
         annex,
-        ..Submission::plain(
-            twin,
-            RecordKind::Reported,
-            Value::Object(state),
-            HashScheme::JcsSha256,
-        )
+        ..Submission::plain(twin, RecordKind::Reported, state, HashScheme::JcsSha256)
     };
     match ledger.record(submission, Wait::Stored).await {
         Ok(_) => {
@@ -296,6 +308,41 @@ async fn take(ledger: &Ledger, config: &MqttConfig, p: &Publish) -> bool {
             false
         }
     }
+}
+
+/// How far back a redelivered message is looked for among its twin's records.
+const REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
+const REDELIVERY_VERSIONS: u64 = 64;
+
+/// Whether `state` was recorded from MQTT for `twin` among its latest versions, within
+/// [`REDELIVERY_WINDOW_MS`].
+async fn recently_recorded(ledger: &Ledger, twin: &TwinId, state: &Value) -> bool {
+    let Ok(hash) = HashScheme::JcsSha256.hash(state) else {
+        return false;
+    };
+    let Ok(summary) = ledger.twin(twin).await else {
+        return false;
+    };
+    let from = summary
+        .latest_version
+        .saturating_sub(REDELIVERY_VERSIONS - 1)
+        .max(1);
+    let Ok(rows) = ledger
+        .store()
+        .history(twin, from, REDELIVERY_VERSIONS as usize)
+        .await
+    else {
+        return false;
+    };
+    let since = summary.updated_at_ms - REDELIVERY_WINDOW_MS;
+    rows.iter().any(|r| {
+        r.kind == RecordKind::Reported.as_str()
+            && r.recorded_at_ms >= since
+            && r.state_hash == hash
+            && r.annex
+                .as_deref()
+                .is_some_and(|a| a.contains(r#""source":"mqtt""#))
+    })
 }
 
 /// Publishes the desired state of each twin that enters the diverged band.

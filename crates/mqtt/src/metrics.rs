@@ -49,6 +49,12 @@ impl Collector for IngestionCollector {
         )?;
         counter(
             e,
+            "mqtt_messages_redelivered",
+            "Device messages the broker delivered again that were already recorded",
+            r.redelivered,
+        )?;
+        counter(
+            e,
             "mqtt_corrections_published",
             "Desired states published to devices as corrections",
             r.corrections,

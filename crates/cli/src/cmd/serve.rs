@@ -118,6 +118,7 @@ impl ServeArgs {
                 },
                 embedded_chain: embedded,
                 metrics: ledger_metrics,
+                node: twinledger_ledger::node_name(),
             },
         )
         .await
@@ -265,6 +266,7 @@ async fn start_mqtt(
             auto_create: m.auto_create,
             corrections: m.corrections,
             diverged_band: diverged,
+            share_group: m.share_group.clone(),
             ..MqttConfig::default()
         },
         closing,

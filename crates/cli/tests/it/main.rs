@@ -15,6 +15,7 @@ mod faults;
 mod log_api;
 mod metrics;
 mod mqtt;
+mod nodes;
 mod rpc_faults;
 mod seed_api;
 mod support;

@@ -38,6 +38,7 @@ struct Flight {
 }
 
 /// Everything the legacy anchorer works with.
+#[derive(Clone)]
 pub(crate) struct LegacyAnchorer {
     pub store: Arc<dyn Store>,
     pub contract: LegacyContract,

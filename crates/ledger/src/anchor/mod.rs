@@ -1,5 +1,6 @@
 //! Anchoring: puts records on chain in log order, and tells waiting callers when it happened.
 
+pub(crate) mod lease;
 pub(crate) mod legacy;
 pub(crate) mod log;
 pub(crate) mod loss;
@@ -108,6 +109,9 @@ impl AnchorWaiters {
 #[derive(Debug, Clone, Default, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnchoringStatus {
+    /// Whether this node anchors: of the nodes sharing a database, the one holding the
+    /// anchoring lease does (a node alone on its database always does).
+    pub this_node_anchors: bool,
     /// The last error, while anchoring is failing.
     pub last_error: Option<String>,
     /// Anchors sent again with higher fees because they waited too long.

@@ -122,6 +122,7 @@ enum Settled {
 }
 
 /// Everything the log anchorer works with.
+#[derive(Clone)]
 pub(crate) struct LogAnchorer {
     pub store: Arc<dyn Store>,
     pub contract: LogContract,
@@ -359,8 +360,8 @@ impl LogAnchorer {
                 continue;
             }
 
-            let tree_size = *self.tree.borrow();
             let base = p.in_flight.back().map_or(p.anchored, |f| f.head);
+            let tree_size = self.anchorable(base.size).await;
             let mut now = Instant::now();
             // The block clock is read while there is anchoring to do: it says when a chain
             // that mines on a timer takes the next block.
@@ -564,6 +565,24 @@ impl LogAnchorer {
             p.next_nonce = Some(sent.nonce() + 1);
             let flight = self.spawn_settle(p, head, sent, None, true, done);
             p.in_flight.push_back(flight);
+        }
+    }
+
+    /// The log size an anchor may cover now: the log's, but no more than the database's
+    /// synchronous standbys hold (a commit they lack can vanish in a failover, and an anchored
+    /// head that loses records is a fork). When that cannot be read, nothing beyond `base`.
+    async fn anchorable(&self, base: u64) -> u64 {
+        let size = *self.tree.borrow();
+        if size <= base {
+            return size;
+        }
+        match self.store.replicated_size().await {
+            Ok(None) => size,
+            Ok(Some(replicated)) => size.min(replicated.max(base)),
+            Err(e) => {
+                tracing::warn!(target: "twinledger::anchor", error = %e, "cannot read what the standbys hold; anchoring waits");
+                base
+            }
         }
     }
 

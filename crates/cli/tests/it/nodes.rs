@@ -1,0 +1,377 @@
+//! Many nodes, one ledger: three `serve` processes on one PostgreSQL, one chain and one MQTT
+//! broker, with writers over HTTP and MQTT spread over all of them; one node and then the
+//! anchoring node are SIGKILLed under load.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use twinledger_chain::NodeKind;
+use twinledger_core::TwinId;
+use twinledger_core::json::{Limits, parse};
+use twinledger_mqtt::{Device, LocalBroker};
+use twinledger_store::postgres::LocalCluster;
+use twinledger_testkit::App;
+
+use crate::support::*;
+
+/// A lease runs 10 s and nodes try to take it every 3 s: the takeover comes within about
+/// 15 s (and the slack of a loaded machine).
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(20);
+
+/// The nodes, and everything they share (dropped after them, in this order).
+struct Fleet {
+    nodes: Vec<Option<App>>,
+    dirs: Vec<tempfile::TempDir>,
+    url: String,
+    rpc: String,
+    broker_port: u16,
+    _database: LocalCluster,
+}
+
+impl Fleet {
+    /// Starts node `n` (again) on its own data directory.
+    fn start(&mut self, n: usize) {
+        let dir = self.dirs[n].path();
+        std::fs::write(
+            dir.join("twinledger.toml"),
+            format!(
+                "[auth]\nwrites = false\n[mqtt]\nbroker = \"127.0.0.1:{}\"\nclient_id = \"ingest-{n}\"\nshare_group = \"ledger\"\n",
+                self.broker_port
+            ),
+        )
+        .expect("config");
+        self.nodes[n] = Some(App::spawn(
+            &bin(),
+            dir,
+            &["--rpc", &self.rpc, "--database", &self.url],
+        ));
+    }
+
+    fn live(&self) -> Vec<&App> {
+        self.nodes.iter().flatten().collect()
+    }
+
+    /// The node holding the anchoring lease, by `/health`.
+    async fn anchoring(&self) -> Option<usize> {
+        for (n, app) in self.nodes.iter().enumerate() {
+            if let Some(app) = app
+                && get(app, "/health").await.1["anchoring"]["this_node_anchors"] == true
+            {
+                return Some(n);
+            }
+        }
+        None
+    }
+}
+
+/// Acknowledged HTTP writes: (twin, version) → the write's sequence number.
+type Acked = Arc<Mutex<BTreeMap<(String, u64), u64>>>;
+
+/// Writes `twin` states 0, 1, 2, … until `stop`, each with its own idempotency key, trying the
+/// nodes in turn (a killed node's request goes to the next) until one acknowledges it.
+async fn http_writer(
+    urls: Arc<Mutex<Vec<Option<String>>>>,
+    twin: String,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+) {
+    let client = http();
+    let mut seq = 0u64;
+    let mut turn = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!("{twin}-{seq}");
+        loop {
+            let candidates: Vec<String> = urls
+                .lock()
+                .expect("urls")
+                .iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let base = &candidates[turn % candidates.len()];
+            turn += 1;
+            let answer = client
+                .post(format!("{base}/v1/twins/{twin}/states"))
+                .header("idempotency-key", &key)
+                .timeout(Duration::from_secs(10))
+                .json(&json!({"seq": seq}))
+                .send()
+                .await;
+            if let Ok(r) = answer
+                && r.status().is_success()
+                && let Ok(body) = r.json::<Value>().await
+            {
+                let version = body["version"].as_u64().expect("version");
+                assert_eq!(
+                    body["state"]["seq"], seq,
+                    "{twin} v{version} answers another write"
+                );
+                acked
+                    .lock()
+                    .expect("acked")
+                    .insert((twin.clone(), version), seq);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seq += 1;
+    }
+}
+
+/// Publishes `twin` states 0, 1, 2, … until `stop`; returns how many the broker took.
+async fn mqtt_writer(port: u16, twin: String, stop: Arc<AtomicBool>) -> u64 {
+    let device = Device::connect("127.0.0.1", port, TwinId::new(twin).expect("id"), None)
+        .await
+        .expect("device connects");
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let state = parse(
+            json!({"seq": seq}).to_string().as_bytes(),
+            &Limits::default(),
+        )
+        .expect("json");
+        device.report(&state).await.expect("the broker takes it");
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    device.disconnect().await;
+    seq
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_anchoring_node_die() {
+    let pg = tokio::task::spawn_blocking(LocalCluster::start)
+        .await
+        .expect("task")
+        .expect("PostgreSQL starts");
+    let url = pg.url("postgres");
+    let chain = start_node(NodeKind::Anvil, 0, None).await;
+    let rpc = chain.url().to_owned();
+    let broker_dir = data_dir();
+    let broker = LocalBroker::start(broker_dir.path(), 0)
+        .await
+        .expect("mosquitto");
+    let dirs: Vec<_> = (0..3).map(|_| data_dir()).collect();
+    let deploy = run(&[
+        "deploy",
+        "--rpc",
+        &rpc,
+        "--database",
+        &url,
+        "--data-dir",
+        dirs[0].path().to_str().expect("path"),
+    ]);
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let mut fleet = Fleet {
+        nodes: vec![None, None, None],
+        dirs,
+        url,
+        rpc,
+        broker_port: broker.port(),
+        _database: pg,
+    };
+    for n in 0..3 {
+        fleet.start(n);
+    }
+    for app in fleet.live() {
+        poll_until(app, "/health", 30, |h| h["mqtt"]["connected"] == true).await;
+    }
+    let urls: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(
+        fleet
+            .nodes
+            .iter()
+            .map(|a| a.as_ref().map(|a| a.url("")))
+            .collect(),
+    ));
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        writers.push(tokio::spawn(http_writer(
+            urls.clone(),
+            format!("http-{w}"),
+            acked.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut devices = Vec::new();
+    for d in 0..3 {
+        devices.push((
+            format!("mqtt-{d}"),
+            tokio::spawn(mqtt_writer(
+                fleet.broker_port,
+                format!("mqtt-{d}"),
+                stop.clone(),
+            )),
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A node that does not anchor dies.
+    let anchoring = fleet.anchoring().await.expect("one node anchors");
+    let victim = (anchoring + 1) % 3;
+    fleet.nodes[victim].as_mut().expect("live").kill();
+    fleet.nodes[victim] = None;
+    urls.lock().expect("urls")[victim] = None;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Then the anchoring node dies; another takes over within the lease time.
+    fleet.nodes[anchoring].as_mut().expect("live").kill();
+    fleet.nodes[anchoring] = None;
+    urls.lock().expect("urls")[anchoring] = None;
+    let killed_at = Instant::now();
+    let survivor = 3 - anchoring - victim;
+    let before = get(fleet.nodes[survivor].as_ref().expect("live"), "/health")
+        .await
+        .1["anchoring"]["anchored_size"]
+        .as_u64()
+        .unwrap_or(0);
+    let took_over = loop {
+        let h = get(fleet.nodes[survivor].as_ref().expect("live"), "/health")
+            .await
+            .1;
+        if h["anchoring"]["this_node_anchors"] == true
+            && h["anchoring"]["anchored_size"].as_u64().unwrap_or(0) > before
+        {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < TAKEOVER_LIMIT,
+            "no node took over anchoring: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let mut published = HashMap::new();
+    for (twin, d) in devices {
+        published.insert(twin, d.await.expect("device"));
+    }
+    // The killed nodes come back (their MQTT sessions hold messages the broker gave them).
+    fleet.start(victim);
+    fleet.start(anchoring);
+    let app = fleet.nodes[survivor].as_ref().expect("live");
+    let records = wait_for_mqtt(app, &published).await;
+
+    // Every acknowledged write is there once, in a dense log with dense versions.
+    let db = connect_pg(&fleet.url).await;
+    let rows = db
+        .query(
+            "SELECT idx, twin_id, version, state FROM records ORDER BY idx",
+            &[],
+        )
+        .await
+        .expect("records");
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut seen: BTreeMap<(String, u64), u64> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let (idx, twin, version, state): (i64, String, i64, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(idx as usize, i, "log indexes are dense");
+        let last = versions.entry(twin.clone()).or_insert(0);
+        assert_eq!(version as u64, *last + 1, "{twin}'s versions are dense");
+        *last += 1;
+        let state: Value = serde_json::from_str(&state).expect("state");
+        if let Some(seq) = state["seq"].as_u64() {
+            assert!(
+                seen.insert((twin.clone(), seq), version as u64).is_none(),
+                "{twin} seq {seq} recorded twice"
+            );
+        }
+    }
+    let acked = acked.lock().expect("acked").clone();
+    assert!(acked.len() > 50, "the writers got through: {}", acked.len());
+    for ((twin, version), seq) in &acked {
+        assert_eq!(
+            seen.get(&(twin.clone(), *seq)),
+            Some(version),
+            "acknowledged {twin} v{version} (seq {seq})"
+        );
+    }
+    for (twin, n) in &published {
+        for seq in 0..*n {
+            assert!(
+                seen.contains_key(&(twin.clone(), seq)),
+                "{twin} seq {seq} published, not recorded"
+            );
+        }
+    }
+    assert_eq!(records, rows.len() as u64);
+    // Every twin verifies from every node; the audit is clean.
+    for app in fleet.live() {
+        poll_until(app, "/health", 60, |h| {
+            h["anchoring"]["anchored_size"].as_u64() == Some(rows.len() as u64)
+        })
+        .await;
+        for twin in versions.keys() {
+            assert_eq!(
+                get(app, &format!("/v1/twins/{twin}/verify")).await.1["integrity"],
+                "Valid",
+                "{twin}"
+            );
+        }
+    }
+    let audit = run(&[
+        "audit",
+        "--rpc",
+        &fleet.rpc,
+        "--database",
+        &fleet.url,
+        "--data-dir",
+        fleet.dirs[0].path().to_str().expect("path"),
+    ]);
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    eprintln!(
+        "anchoring taken over {:.1} s after the anchoring node died; {} records ({} acknowledged over HTTP)",
+        took_over.as_secs_f64(),
+        rows.len(),
+        acked.len()
+    );
+    drop(fleet);
+    broker.stop().await;
+}
+
+/// Waits until every published MQTT message is recorded; returns the log size then.
+async fn wait_for_mqtt(app: &App, published: &HashMap<String, u64>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = true;
+        for (twin, n) in published {
+            let v = get(app, &format!("/v1/twins/{twin}")).await.1["latest_version"]
+                .as_u64()
+                .unwrap_or(0);
+            all &= v >= *n;
+        }
+        let size = get(app, "/health").await.1["database"]["records"]
+            .as_u64()
+            .unwrap_or(0);
+        if all {
+            return size;
+        }
+        assert!(Instant::now() < deadline, "MQTT messages missing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn connect_pg(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    client
+}

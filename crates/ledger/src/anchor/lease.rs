@@ -1,0 +1,202 @@
+//! One node anchors at a time: the holder of the store's anchoring lease. The lease is renewed
+//! on the database's clock and taken over by another node once it runs out, so a node that dies
+//! or stalls hands anchoring on within [`LEASE_TTL`] and a renewal interval. A holder that
+//! cannot renew stops anchoring before its lease can have run out; should it still send an
+//! anchor late, the contract's consistency check refuses a head that does not extend the one on
+//! chain, and the new holder read the account's nonce from the chain when it took over.
+//!
+//! Nodes without the lease follow what the holder anchors through the database, so that their
+//! callers waiting for anchoring are answered and their event streams show every anchor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use twinledger_chain::LogContract;
+use twinledger_store::{Anchor, Store};
+
+use super::log::covering_info;
+use super::{AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
+use crate::LedgerMetrics;
+
+/// How long a lease runs without renewal.
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How often the holder renews, and how often the others try to take it.
+pub(crate) const LEASE_RENEWAL: Duration = Duration::from_secs(3);
+
+/// A holder that has not renewed for this long stops anchoring: its lease may run out before
+/// the next renewal gets through.
+const HOLDER_GIVES_UP: Duration = Duration::from_secs(7);
+
+/// How often a node without the lease reads what the holder anchored.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs one term of anchoring until the receiver says stop.
+pub(crate) type Term = Box<dyn FnMut(watch::Receiver<bool>) -> BoxFuture<'static, ()> + Send>;
+
+/// Anchoring on whichever node holds the lease.
+pub(crate) struct Leadership {
+    pub store: Arc<dyn Store>,
+    /// This node's name in the lease.
+    pub holder: String,
+    pub shutdown: watch::Receiver<bool>,
+    /// What this node does while it holds the lease.
+    pub term: Term,
+    /// What it does while another node does: in log mode, follow the anchors.
+    pub follower: Option<Follower>,
+    /// Where `/health` reads whether this node anchors.
+    pub state: watch::Sender<AnchoringStatus>,
+}
+
+impl Leadership {
+    /// Takes the lease when it can, anchors while it holds it, follows otherwise; until
+    /// shutdown, when a held lease is given back so another node takes over at once.
+    pub async fn run(mut self) {
+        loop {
+            let Some(epoch) = self.take().await else {
+                return;
+            };
+            tracing::info!(target: "twinledger::anchor", holder = %self.holder, epoch, "this node holds the anchoring lease and anchors");
+            self.state.send_modify(|s| s.this_node_anchors = true);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let mut term = tokio::spawn((self.term)(stop_rx));
+            let mut renewed = Instant::now();
+            let shutting_down = loop {
+                tokio::select! {
+                    _ = &mut term => break *self.shutdown.borrow(),
+                    changed = self.shutdown.changed() => {
+                        if changed.is_err() || *self.shutdown.borrow() {
+                            break true;
+                        }
+                    }
+                    _ = tokio::time::sleep(LEASE_RENEWAL) => {
+                        match self.store.anchor_lease(&self.holder, LEASE_TTL).await {
+                            Ok(Some(e)) if e == epoch => renewed = Instant::now(),
+                            Ok(_) => {
+                                tracing::warn!(target: "twinledger::anchor", holder = %self.holder, epoch, "the anchoring lease went to another node; this node stops anchoring");
+                                break false;
+                            }
+                            Err(e) if renewed.elapsed() >= HOLDER_GIVES_UP => {
+                                tracing::warn!(target: "twinledger::anchor", holder = %self.holder, error = %e, "cannot renew the anchoring lease; this node stops anchoring before it runs out");
+                                break false;
+                            }
+                            Err(e) => {
+                                tracing::warn!(target: "twinledger::anchor", error = %e, "cannot renew the anchoring lease; trying again");
+                            }
+                        }
+                    }
+                }
+            };
+            let _ = stop_tx.send(true);
+            let _ = term.await;
+            self.state.send_modify(|s| s.this_node_anchors = false);
+            if shutting_down {
+                if let Err(e) = self.store.release_anchor_lease(&self.holder).await {
+                    tracing::warn!(target: "twinledger::anchor", error = %e, "cannot give back the anchoring lease; another node takes it once it runs out");
+                }
+                return;
+            }
+        }
+    }
+
+    /// Waits for the lease, following the holder meanwhile; `None` at shutdown.
+    async fn take(&mut self) -> Option<u64> {
+        let mut next_try = Instant::now();
+        loop {
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            if Instant::now() >= next_try {
+                match self.store.anchor_lease(&self.holder, LEASE_TTL).await {
+                    Ok(Some(epoch)) => return Some(epoch),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(target: "twinledger::anchor", error = %e, "cannot read the anchoring lease");
+                    }
+                }
+                next_try = Instant::now() + LEASE_RENEWAL;
+            }
+            if let Some(f) = &mut self.follower {
+                f.follow().await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+                changed = self.shutdown.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a node without the lease learns from the database (and the chain's finality): the
+/// anchored, confirmed and finalized sizes, for its waiting callers and its event streams.
+pub(crate) struct Follower {
+    pub store: Arc<dyn Store>,
+    pub contract: LogContract,
+    pub waiters: Arc<AnchorWaiters>,
+    pub sizes: watch::Sender<AnchoredSizes>,
+    pub metrics: LedgerMetrics,
+}
+
+/// Anchors read per turn.
+const FOLLOW_PAGE: usize = 1000;
+
+impl Follower {
+    async fn follow(&mut self) {
+        let known = *self.sizes.borrow();
+        // From the first anchor not known confirmed: its status may still move.
+        let anchors = match self.store.anchors(known.confirmed + 1, FOLLOW_PAGE).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(target: "twinledger::anchor", error = %e, "cannot read anchors");
+                return;
+            }
+        };
+        let mut mined = anchors.iter().rev().filter(|a| a.status != "sent");
+        let anchored = mined.next();
+        let confirmed = anchors.iter().rev().find(|a| a.status == "confirmed");
+        let finalized = match anchored {
+            Some(_) => self.finalized(anchors.iter()).await,
+            None => None,
+        };
+        let resolve = |level, a: Option<&Anchor>| {
+            if let Some(info) = a.and_then(|a| covering_info(a).map(|i| (a.size, i))) {
+                self.waiters.resolve_below(level, info.0, &info.1);
+            }
+        };
+        if let Some(a) = anchored {
+            self.metrics.anchored_below(a.size);
+        }
+        resolve(Level::Anchored, anchored);
+        resolve(Level::Confirmed, confirmed);
+        resolve(Level::Confirmed, finalized);
+        resolve(Level::Finalized, finalized);
+        self.sizes.send_if_modified(|s| {
+            let before = *s;
+            if let Some(a) = anchored {
+                s.anchored = s.anchored.max(a.size);
+            }
+            if let Some(a) = confirmed.or(finalized) {
+                s.confirmed = s.confirmed.max(a.size);
+            }
+            if let Some(a) = finalized {
+                s.finalized = s.finalized.max(a.size);
+            }
+            *s != before
+        });
+    }
+
+    /// The largest mined anchor in a block the chain reports finalized, if any.
+    async fn finalized<'a>(&self, anchors: impl Iterator<Item = &'a Anchor>) -> Option<&'a Anchor> {
+        let block = self.contract.client().finalized_block().await.ok()??;
+        anchors
+            .filter(|a| a.status != "sent" && a.block_number.is_some_and(|b| b <= block))
+            .max_by_key(|a| a.size)
+    }
+}
