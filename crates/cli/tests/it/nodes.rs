@@ -27,20 +27,24 @@ struct Fleet {
     dirs: Vec<tempfile::TempDir>,
     url: String,
     rpc: String,
-    broker_port: u16,
-    _database: LocalCluster,
+    /// The MQTT broker the nodes share, if they ingest.
+    broker_port: Option<u16>,
+    _databases: Vec<LocalCluster>,
 }
 
 impl Fleet {
     /// Starts node `n` (again) on its own data directory.
     fn start(&mut self, n: usize) {
         let dir = self.dirs[n].path();
+        let mqtt = match self.broker_port {
+            Some(port) => format!(
+                "[mqtt]\nbroker = \"127.0.0.1:{port}\"\nclient_id = \"ingest-{n}\"\nshare_group = \"ledger\"\n"
+            ),
+            None => String::new(),
+        };
         std::fs::write(
             dir.join("twinledger.toml"),
-            format!(
-                "[auth]\nwrites = false\n[mqtt]\nbroker = \"127.0.0.1:{}\"\nclient_id = \"ingest-{n}\"\nshare_group = \"ledger\"\n",
-                self.broker_port
-            ),
+            format!("[auth]\nwrites = false\n{mqtt}"),
         )
         .expect("config");
         self.nodes[n] = Some(App::spawn(
@@ -174,8 +178,8 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
         dirs,
         url,
         rpc,
-        broker_port: broker.port(),
-        _database: pg,
+        broker_port: Some(broker.port()),
+        _databases: vec![pg],
     };
     for n in 0..3 {
         fleet.start(n);
@@ -206,7 +210,7 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
         devices.push((
             format!("mqtt-{d}"),
             tokio::spawn(mqtt_writer(
-                fleet.broker_port,
+                broker.port(),
                 format!("mqtt-{d}"),
                 stop.clone(),
             )),
@@ -263,7 +267,26 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
     let app = fleet.nodes[survivor].as_ref().expect("live");
     let records = wait_for_mqtt(app, &published).await;
 
-    // Every acknowledged write is there once, in a dense log with dense versions.
+    let acked = acked.lock().expect("acked").clone();
+    let size = check_ledger(&fleet, &acked, &published).await;
+    assert_eq!(records, size);
+    eprintln!(
+        "anchoring taken over {:.1} s after the anchoring node died; {size} records ({} acknowledged over HTTP)",
+        took_over.as_secs_f64(),
+        acked.len()
+    );
+    drop(fleet);
+    broker.stop().await;
+}
+
+/// The checks after a fault: every acknowledged HTTP write and every published MQTT message is
+/// in the log once, log indexes and twin versions are dense, every node has anchored the whole
+/// log and verifies every twin `Valid`, and `audit` is clean. Returns the log size.
+async fn check_ledger(
+    fleet: &Fleet,
+    acked: &BTreeMap<(String, u64), u64>,
+    published: &HashMap<String, u64>,
+) -> u64 {
     let db = connect_pg(&fleet.url).await;
     let rows = db
         .query(
@@ -289,16 +312,15 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
             );
         }
     }
-    let acked = acked.lock().expect("acked").clone();
     assert!(acked.len() > 50, "the writers got through: {}", acked.len());
-    for ((twin, version), seq) in &acked {
+    for ((twin, version), seq) in acked {
         assert_eq!(
             seen.get(&(twin.clone(), *seq)),
             Some(version),
             "acknowledged {twin} v{version} (seq {seq})"
         );
     }
-    for (twin, n) in &published {
+    for (twin, n) in published {
         for seq in 0..*n {
             assert!(
                 seen.contains_key(&(twin.clone(), seq)),
@@ -306,11 +328,10 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
             );
         }
     }
-    assert_eq!(records, rows.len() as u64);
-    // Every twin verifies from every node; the audit is clean.
+    let size = rows.len() as u64;
     for app in fleet.live() {
         poll_until(app, "/health", 60, |h| {
-            h["anchoring"]["anchored_size"].as_u64() == Some(rows.len() as u64)
+            h["anchoring"]["anchored_size"].as_u64() == Some(size)
         })
         .await;
         for twin in versions.keys() {
@@ -336,14 +357,7 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
         "{}",
         String::from_utf8_lossy(&audit.stdout)
     );
-    eprintln!(
-        "anchoring taken over {:.1} s after the anchoring node died; {} records ({} acknowledged over HTTP)",
-        took_over.as_secs_f64(),
-        rows.len(),
-        acked.len()
-    );
-    drop(fleet);
-    broker.stop().await;
+    size
 }
 
 /// Waits until every published MQTT message is recorded; returns the log size then.
@@ -374,4 +388,139 @@ async fn connect_pg(url: &str) -> tokio_postgres::Client {
         .expect("connects");
     tokio::spawn(connection);
     client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_write() {
+    let primary = tokio::task::spawn_blocking(LocalCluster::start)
+        .await
+        .expect("task")
+        .expect("PostgreSQL starts");
+    let standby = tokio::task::block_in_place(|| primary.standby()).expect("the standby starts");
+    let admin = connect_pg(&primary.url("postgres")).await;
+    for sql in [
+        "ALTER SYSTEM SET synchronous_standby_names = '*'",
+        "SELECT pg_reload_conf()",
+    ] {
+        admin
+            .batch_execute(sql)
+            .await
+            .expect("the standby made synchronous");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin
+        .query(
+            "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+            &[],
+        )
+        .await
+        .expect("replication")
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the standby never became synchronous"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nodes find whichever of the two takes writes.
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        twinledger_store::postgres::ROLE,
+        primary.password(),
+        primary.port(),
+        standby.port()
+    );
+    let chain = start_node(NodeKind::Anvil, 0, None).await;
+    let rpc = chain.url().to_owned();
+    let dirs: Vec<_> = (0..2).map(|_| data_dir()).collect();
+    let deploy = run(&[
+        "deploy",
+        "--rpc",
+        &rpc,
+        "--database",
+        &url,
+        "--data-dir",
+        dirs[0].path().to_str().expect("path"),
+    ]);
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    let mut fleet = Fleet {
+        nodes: vec![None, None],
+        dirs,
+        url,
+        rpc,
+        broker_port: None,
+        _databases: vec![primary, standby],
+    };
+    fleet.start(0);
+    fleet.start(1);
+    let urls: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(
+        fleet
+            .nodes
+            .iter()
+            .map(|a| a.as_ref().map(|a| a.url("")))
+            .collect(),
+    ));
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            tokio::spawn(http_writer(
+                urls.clone(),
+                format!("http-{w}"),
+                acked.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let anchored_before = anchored_size(&fleet).await;
+    // The primary dies under load; the standby is promoted.
+    fleet._databases[0].crash().expect("the primary stops");
+    drop(admin);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fleet._databases[1]
+        .promote()
+        .expect("the standby is promoted");
+    let promoted = Instant::now();
+    // Writes resume, and so does anchoring.
+    let acked_at_promotion = acked.lock().expect("acked").len();
+    loop {
+        let now_acked = acked.lock().expect("acked").len();
+        if now_acked > acked_at_promotion + 100 && anchored_size(&fleet).await > anchored_before {
+            break;
+        }
+        assert!(
+            promoted.elapsed() < Duration::from_secs(60),
+            "writes or anchoring did not resume on the new primary"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let resumed = promoted.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let acked = acked.lock().expect("acked").clone();
+    let size = check_ledger(&fleet, &acked, &HashMap::new()).await;
+    eprintln!(
+        "writes and anchoring resumed {:.1} s after the promotion; {size} records ({} acknowledged)",
+        resumed.as_secs_f64(),
+        acked.len()
+    );
+}
+
+/// The largest anchored size any live node reports.
+async fn anchored_size(fleet: &Fleet) -> u64 {
+    let mut most = 0;
+    for app in fleet.live() {
+        let h = get(app, "/health").await.1;
+        most = most.max(h["anchoring"]["anchored_size"].as_u64().unwrap_or(0));
+    }
+    most
 }

@@ -66,16 +66,7 @@ impl LocalCluster {
         } else {
             None
         };
-        let dir = tempfile::Builder::new()
-            .prefix("twinledger-pg-")
-            .tempdir()?;
-        if run_as.is_some() {
-            let user = nix::unistd::User::from_name("postgres")
-                .map_err(|e| ClusterError::NoUser(e.to_string()))?
-                .ok_or_else(|| ClusterError::NoUser("no such user".into()))?;
-            nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid))
-                .map_err(|e| ClusterError::NoUser(format!("chown: {e}")))?;
-        }
+        let dir = owned_tempdir(run_as.as_deref())?;
         let password = format!("pw-{:016x}", rand::random::<u64>());
         let pwfile = dir.path().join("password");
         std::fs::write(&pwfile, &password)?;
@@ -101,29 +92,88 @@ impl LocalCluster {
                 "--locale=C",
             ],
         )?;
+        cluster.launch(settings)?;
+        Ok(cluster)
+    }
+
+    /// Starts the server of the data directory with `settings` (`name=value`).
+    fn launch(&self, settings: &[&str]) -> Result<(), ClusterError> {
+        let data = self.data_dir();
         let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {}",
-            cluster.port,
-            cluster.dir.path().display()
+            self.port,
+            self.dir.path().display()
         );
         for s in settings {
             options.push_str(" -c ");
             options.push_str(s);
         }
-        cluster.pg(
+        self.pg(
             "pg_ctl",
             &[
                 "-D",
                 &data.display().to_string(),
                 "-l",
-                &cluster.dir.path().join("server.log").display().to_string(),
+                &self.dir.path().join("server.log").display().to_string(),
                 "-o",
                 &options,
                 "-w",
                 "start",
             ],
         )?;
-        Ok(cluster)
+        Ok(())
+    }
+
+    /// A streaming standby of this cluster on a port of its own: a base backup taken with
+    /// `pg_basebackup`, started in recovery and following this cluster's write-ahead log. It
+    /// counts as synchronous once this cluster lists it in `synchronous_standby_names`.
+    pub fn standby(&self) -> Result<Self, ClusterError> {
+        let standby = Self {
+            port: free_port()?,
+            dir: owned_tempdir(self.run_as.as_deref())?,
+            bin: self.bin.clone(),
+            password: self.password.clone(),
+            run_as: self.run_as.clone(),
+        };
+        let source = format!(
+            "host=127.0.0.1 port={} user={ROLE} password={} application_name=standby",
+            self.port, self.password
+        );
+        standby.pg(
+            "pg_basebackup",
+            &[
+                "-D",
+                &standby.data_dir().display().to_string(),
+                "-d",
+                &source,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        )?;
+        standby.launch(&[])?;
+        Ok(standby)
+    }
+
+    /// Ends recovery on a standby: it becomes a primary that takes writes.
+    pub fn promote(&self) -> Result<(), ClusterError> {
+        let data = self.data_dir().display().to_string();
+        self.pg("pg_ctl", &["-D", &data, "-w", "promote"])?;
+        Ok(())
+    }
+
+    /// Stops the server the way a crash does: no checkpoint, connections cut.
+    pub fn crash(&self) -> Result<(), ClusterError> {
+        let data = self.data_dir().display().to_string();
+        self.pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"])?;
+        Ok(())
+    }
+
+    /// The password of the cluster's role.
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// The port it listens on, on 127.0.0.1.
@@ -235,6 +285,21 @@ impl Drop for LocalCluster {
 
 /// Where the server programs are: `TWINLEDGER_PG_BINDIR`, else Debian's
 /// `/usr/lib/postgresql/<newest>/bin` (not on `PATH`), else `PATH`.
+/// A temporary directory for a cluster, owned by `run_as` when the server runs as that user.
+fn owned_tempdir(run_as: Option<&str>) -> Result<tempfile::TempDir, ClusterError> {
+    let dir = tempfile::Builder::new()
+        .prefix("twinledger-pg-")
+        .tempdir()?;
+    if let Some(name) = run_as {
+        let user = nix::unistd::User::from_name(name)
+            .map_err(|e| ClusterError::NoUser(e.to_string()))?
+            .ok_or_else(|| ClusterError::NoUser("no such user".into()))?;
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid))
+            .map_err(|e| ClusterError::NoUser(format!("chown: {e}")))?;
+    }
+    Ok(dir)
+}
+
 fn bindir() -> Result<PathBuf, ClusterError> {
     if let Some(dir) = std::env::var_os("TWINLEDGER_PG_BINDIR") {
         return has_initdb(PathBuf::from(dir));
