@@ -486,9 +486,9 @@ pub async fn contract(
     let mode = resolve_mode(settings, stored.as_deref());
     match stored {
         Some(m) if m != mode.as_str() => bail!(
-            "the data directory {} holds a ledger in {m} mode; it cannot be used in {} mode \
-             (use --mode {m}, or another data directory)",
-            settings.data_dir.display(),
+            "{} holds a ledger in {m} mode; it cannot be used in {} mode (use --mode {m}, or \
+             another database)",
+            settings.database_name(),
             mode.as_str()
         ),
         Some(_) => {}
@@ -513,6 +513,19 @@ pub async fn contract(
         })
         .transpose()?;
     let address = match (configured, recorded) {
+        // One ledger, one contract: its anchors are on the contract it was started with.
+        (Some(a), Some(r))
+            if a != r
+                && (store.latest_anchor_block().await?.is_some()
+                    || store.latest_mined_anchor().await?.is_some()) =>
+        {
+            bail!(
+                "{} holds a ledger anchored with contract {r} on chain {}, not with {a}: drop \
+                 --contract, or use another database",
+                settings.database_name(),
+                client.chain_id()
+            )
+        }
         (Some(a), _) => a,
         (None, Some(a)) => a,
         (None, None) if embedded => deploy_and_record(mode, client, store, &key).await?,
@@ -557,7 +570,7 @@ pub async fn contract(
                 "the chain has lost its state: records in {} were anchored up to block {anchored} \
                  but chain {} is at block {head} (was the node's state file deleted, reset or not \
                  saved?). Restore the chain state or point --rpc at the right chain",
-                settings.database_path().display(),
+                settings.database_name(),
                 client.chain_id()
             );
         }
@@ -590,7 +603,7 @@ pub async fn contract(
             "the chain has lost its state: contract {address} recorded in {} is not on chain {} \
              (was the node's state file deleted or reset?). Records anchored there can no longer \
              be verified; restore the chain state or point --rpc at the right chain",
-            settings.database_path().display(),
+            settings.database_name(),
             client.chain_id()
         ),
         Err(e) => Err(e).context("the configured contract is unusable"),

@@ -382,6 +382,26 @@ impl Settings {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("twinledger.db")
     }
+
+    /// The database, as messages name it: the PostgreSQL URL without its password, or the
+    /// SQLite file.
+    pub fn database_name(&self) -> String {
+        match &self.store.url {
+            Some(url) => without_password(url),
+            None => self.database_path().display().to_string(),
+        }
+    }
+}
+
+/// `scheme://user@hosts/db` of `scheme://user:password@hosts/db`.
+fn without_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((credentials, place)) = rest.rsplit_once('@')
+    {
+        let user = credentials.split(':').next().unwrap_or_default();
+        return format!("{scheme}://{user}@{place}");
+    }
+    url.to_owned()
 }
 
 #[cfg(test)]
@@ -425,6 +445,19 @@ mod tests {
         assert_eq!(s.chain.rpc, ["http://c", "http://d"]);
         let s = Settings::load(None, serde_json::json!({})).expect("load");
         assert!(s.chain.rpc.is_empty());
+    }
+
+    #[test]
+    fn a_database_is_named_without_its_password() {
+        let mut s = Settings::default();
+        assert!(s.database_name().ends_with("twinledger.db"));
+        s.store.url = Some("postgres://ledger:s3cret@db1:5432,db2:5432/twins".into());
+        assert_eq!(
+            s.database_name(),
+            "postgres://ledger@db1:5432,db2:5432/twins"
+        );
+        s.store.url = Some("postgres://db1/twins".into());
+        assert_eq!(s.database_name(), "postgres://db1/twins");
     }
 
     #[test]

@@ -226,6 +226,10 @@ pub trait Store: LogStore + TwinStore + AnchorStore + KeyStore {
     /// Stores a fact about this ledger.
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
 
+    /// Stores `value` under `key` unless a value is there already; returns the stored value,
+    /// so that nodes starting together agree on the first one.
+    async fn set_meta_once(&self, key: &str, value: &str) -> Result<String>;
+
     /// Counts for health reports.
     async fn stats(&self) -> Result<StoreStats>;
 }

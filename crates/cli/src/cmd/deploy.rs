@@ -50,7 +50,7 @@ impl DeployArgs {
         };
         eprintln!(
             "deployed {name} on chain {chain_id}; recorded in {}",
-            settings.database_path().display()
+            settings.database_name()
         );
         println!("{address}");
         Ok(ExitCode::SUCCESS)

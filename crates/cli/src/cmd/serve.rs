@@ -48,6 +48,18 @@ impl ServeArgs {
         let _lock = lock_data_dir(&settings.data_dir)?;
         let known = known_chain(store.as_ref()).await?;
         let mut chain = Chain::connect_or_assume(&settings, true, known).await?;
+        // One ledger, one chain: its anchors are on the chain it was started on.
+        if let Some((id, _)) = known
+            && id != chain.client.chain_id()
+        {
+            let here = chain.client.chain_id();
+            chain.stop().await;
+            anyhow::bail!(
+                "{} holds a ledger anchored on chain {id}, not on chain {here}: point --rpc at \
+                 chain {id}, or use another database",
+                settings.database_name()
+            );
+        }
         // What a later start needs if the node is down then.
         store
             .set_meta("chain_id", &chain.client.chain_id().to_string())
@@ -314,24 +326,18 @@ async fn known_chain(
     Ok(id.zip(from))
 }
 
-/// The data directory's key for pagination cursors, made on first use.
+/// The ledger's key for pagination cursors, made on first use; every node sharing the
+/// database uses the one stored first, so a cursor from one node pages on another.
 async fn cursor_key(store: &dyn twinledger_store::Store) -> Result<[u8; 32]> {
+    use rand::RngCore;
     let mut key = [0u8; 32];
-    match store.meta("cursor_key").await? {
-        Some(hex) => {
-            twinledger_core::Hash::from_hex(&hex)
-                .map(|h| key = h.0)
-                .context("corrupt cursor key in the database")?;
-        }
-        None => {
-            use rand::RngCore;
-            rand::thread_rng().fill_bytes(&mut key);
-            store
-                .set_meta("cursor_key", &twinledger_core::Hash(key).to_hex())
-                .await?;
-        }
-    }
-    Ok(key)
+    rand::thread_rng().fill_bytes(&mut key);
+    let stored = store
+        .set_meta_once("cursor_key", &twinledger_core::Hash(key).to_hex())
+        .await?;
+    Ok(twinledger_core::Hash::from_hex(&stored)
+        .context("corrupt cursor key in the database")?
+        .0)
 }
 
 async fn shutdown_signal() {

@@ -9,6 +9,7 @@ mod bench;
 mod cli;
 mod concurrency;
 mod crash;
+mod database;
 mod disk;
 mod embedded_chain;
 mod faults;

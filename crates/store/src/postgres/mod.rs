@@ -319,6 +319,18 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn set_meta_once(&self, key: &str, value: &str) -> Result<String> {
+        let client = self.client().await?;
+        // The no-op update makes RETURNING give the row that was there first.
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = meta.value RETURNING value",
+            )
+            .await?;
+        Ok(client.query_one(&stmt, &[&key, &value]).await?.get(0))
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         let client = self.client().await?;
         let row = client

@@ -310,6 +310,17 @@ impl Database {
         })
     }
 
+    pub(super) fn set_meta_once(&self, key: &str, value: &str) -> Result<String> {
+        self.write(|c| {
+            c.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute([key, value])?;
+            Ok(c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))?)
+        })
+    }
+
     pub(super) fn stats(&self) -> Result<StoreStats> {
         self.read(|c| {
             let records: i64 =

@@ -284,6 +284,11 @@ impl Store for SqliteStore {
         self.run(move |db| db.set_meta(&key, &value)).await
     }
 
+    async fn set_meta_once(&self, key: &str, value: &str) -> Result<String> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.run(move |db| db.set_meta_once(&key, &value)).await
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         self.run(Database::stats).await
     }

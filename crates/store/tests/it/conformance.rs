@@ -218,6 +218,19 @@ async fn data_survives_reopening_and_meta_round_trips(db: Db) {
         Some("0xabd")
     );
     assert_eq!(store.meta("missing").await.expect("meta"), None);
+    // The first value stored once stays; later ones get it back.
+    assert_eq!(
+        store.set_meta_once("key", "first").await.expect("once"),
+        "first"
+    );
+    assert_eq!(
+        store.set_meta_once("key", "second").await.expect("once"),
+        "first"
+    );
+    assert_eq!(
+        store.meta("key").await.expect("meta").as_deref(),
+        Some("first")
+    );
     let next = append(&*store, vec![new("a", "{}")]).await;
     assert_eq!((next[0].index, next[0].version), (1, 2));
     assert_eq!(store.frontier().await.expect("frontier").size(), 2);
