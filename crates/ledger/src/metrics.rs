@@ -67,6 +67,7 @@ struct Instruments {
     appended: [Counter; 3],
     write_batch_records: Histogram,
     commit_seconds: Histogram,
+    log_lock_seconds: Histogram,
     write_failures: Counter,
     anchors_sent: Counter,
     anchors_mined: Counter,
@@ -99,6 +100,7 @@ impl Instruments {
             write_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 17)),
             // 100 µs to about 3 s: an fsync on a good disk to a stalled one.
             commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            log_lock_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             write_failures: Counter::default(),
             anchors_sent: Counter::default(),
             anchors_mined: Counter::default(),
@@ -135,6 +137,12 @@ impl LedgerMetrics {
             "write_commit_seconds",
             "Time to commit one batch of submissions to the database",
             i.commit_seconds.clone(),
+        );
+        registry.register(
+            "write_log_lock_seconds",
+            "Time one batch held the log's serialization point (SQLite's write transaction, \
+             PostgreSQL's log_head row lock), which no other batch on the database passes",
+            i.log_lock_seconds.clone(),
         );
         registry.register(
             "write_failures",
@@ -194,11 +202,13 @@ impl LedgerMetrics {
         &self,
         submissions: usize,
         took: Duration,
+        held: Duration,
         kinds: impl Iterator<Item = RecordKind>,
     ) {
         let i = &self.inner;
         i.write_batch_records.observe(submissions as f64);
         i.commit_seconds.observe(took.as_secs_f64());
+        i.log_lock_seconds.observe(held.as_secs_f64());
         for kind in kinds {
             i.appended[usize::from(kind.code()).min(2)].inc();
         }
@@ -493,6 +503,7 @@ mod tests {
         m.committed(
             3,
             Duration::from_millis(2),
+            Duration::from_millis(1),
             [
                 RecordKind::Reported,
                 RecordKind::Reported,
@@ -507,7 +518,8 @@ mod tests {
         assert!(page.contains("twinledger_records_appended_total{kind=\"desired\"} 0\n"));
         assert!(page.contains("twinledger_congruence_shifts_total{band=\"drifting\"} 1\n"));
         assert!(
-            page.contains("twinledger_write_batch_records_sum 3.0\n"),
+            page.contains("twinledger_write_batch_records_sum 3.0\n")
+                && page.contains("twinledger_write_log_lock_seconds_sum 0.001\n"),
             "{page}"
         );
     }

@@ -43,6 +43,8 @@ enum Committed {
         shifts: Vec<Record>,
         size: u64,
         took: Duration,
+        /// Of which the log's serialization point was held.
+        held: Duration,
     },
     Failed {
         replies: Vec<Reply>,
@@ -104,12 +106,14 @@ pub(crate) fn run(
                 results,
                 derived,
                 frontier,
+                held,
             }) => Committed::Appended {
                 replies,
                 results,
                 shifts: derived,
                 size: frontier.size(),
                 took: started.elapsed(),
+                held,
             },
             Err(e) => {
                 // The transaction was rolled back and the store extends the tree it holds, so
@@ -158,6 +162,7 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                 shifts,
                 size,
                 took,
+                held,
             } => {
                 let kinds = results
                     .iter()
@@ -167,7 +172,7 @@ async fn answer(mut done: mpsc::UnboundedReceiver<Committed>, outlets: Outlets) 
                     })
                     .chain(shifts.iter().map(|s| s.kind));
                 let written = kinds.clone().count() as u64;
-                metrics.committed(replies.len(), took, kinds);
+                metrics.committed(replies.len(), took, held, kinds);
                 // This batch's own records: other nodes' batches may sit just below them.
                 let acknowledged_from = size.saturating_sub(written);
                 for ((reply, waiter), appended) in replies.into_iter().zip(results) {

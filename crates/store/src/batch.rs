@@ -213,6 +213,7 @@ pub(crate) fn plan(
             results,
             derived,
             frontier,
+            held: std::time::Duration::ZERO,
         },
         status: if context.log_mode {
             "logged"

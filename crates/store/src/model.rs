@@ -41,6 +41,11 @@ pub struct AppendOutcome {
     pub derived: Vec<Record>,
     /// The tree after the batch.
     pub frontier: Frontier,
+    /// How long the append held the log's one serialization point, which no other append on
+    /// the database can pass meanwhile: SQLite's write transaction; PostgreSQL's `log_head`
+    /// row lock, from its reads (which follow the lock) coming back to the commit coming back.
+    /// The log's write rate is at most the batch size over this.
+    pub held: std::time::Duration,
 }
 
 /// What an append did with one submission.

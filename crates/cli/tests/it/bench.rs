@@ -112,3 +112,37 @@ fn the_timed_chain_benchmark_smoke_run_reports_lag_gas_and_fees() {
     let spike = &chain["spike_base_fee_wei"];
     assert!(spike[1].as_u64() > spike[0].as_u64(), "{r}");
 }
+
+#[test]
+fn the_database_benchmark_smoke_run_compares_postgres_with_sqlite() {
+    let out = run(&["bench", "--smoke", "--database", "postgres", "--json"]);
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let round = &r["rounds"][0];
+    for setup in ["sqlite", "postgres", "three_nodes", "with_standby"] {
+        let l = &round[setup];
+        for key in ["acked_per_s", "batch_records", "lock_held_ms"] {
+            assert!(
+                l[key].as_f64().is_some_and(|v| v > 0.0),
+                "{setup}.{key}: {r}"
+            );
+        }
+        assert!(
+            l["post"]["p99_ms"].as_f64().is_some_and(|v| v > 0.0),
+            "{setup}: {r}"
+        );
+    }
+    let ratio = round["postgres"]["acked_per_s"].as_f64().unwrap_or(0.0)
+        / round["sqlite"]["acked_per_s"].as_f64().unwrap_or(1.0);
+    assert!(
+        (r["postgres_over_sqlite_median"].as_f64().unwrap_or(0.0) - ratio).abs() < 1e-9,
+        "{r}"
+    );
+    let refused = run(&["bench", "--smoke", "--database", "postgres://db/x"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("bench starts its own PostgreSQL"));
+}

@@ -97,6 +97,7 @@ impl PostgresStore {
             tx.query(&read_keys, &keys),
             tx.query(&read_device_keys, &reporting),
         )?;
+        let locked = std::time::Instant::now();
         let frontier = frontier_of(&head)?;
         let mode: Option<String> = mode.map(|r| r.try_get(0)).transpose()?;
         let mut lookup = prefetched(&twin_rows, &key_rows, &device_rows)?;
@@ -107,7 +108,9 @@ impl PostgresStore {
         let plan = batch::plan(batch, &frontier, &self.bands, context, &mut lookup)?;
         write(&tx, &plan).await?;
         tx.commit().await?;
-        Ok(plan.outcome)
+        let mut outcome = plan.outcome;
+        outcome.held = locked.elapsed();
+        Ok(outcome)
     }
 }
 

@@ -12,6 +12,7 @@ impl Database {
         let mut cache = self.desired.lock().unwrap_or_else(|p| p.into_inner());
         let mut tree = self.tree.lock().unwrap_or_else(|p| p.into_inner());
         self.write(|conn| {
+            let began = std::time::Instant::now();
             let tx = conn.transaction()?;
             // Taken, not borrowed: after a failed append (or at the first) the tree is read
             // back from the database, so nothing of a rolled-back batch stays in it.
@@ -19,8 +20,9 @@ impl Database {
                 Some(frontier) => frontier,
                 None => load_frontier(&tx)?,
             };
-            let out = append::append(&tx, batch, &before, &self.bands, &mut cache)?;
+            let mut out = append::append(&tx, batch, &before, &self.bands, &mut cache)?;
             tx.commit()?;
+            out.held = began.elapsed();
             *tree = Some(out.frontier.clone());
             Ok(out)
         })

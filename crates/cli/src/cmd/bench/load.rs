@@ -136,12 +136,23 @@ pub(super) async fn drive(
     make: impl Fn(u64) -> Request + Send + Sync + 'static,
     read: impl Fn(u64, &[u8]) -> Result<Option<u64>> + Send + Sync + 'static,
 ) -> Result<Vec<Sample>> {
+    drive_over(&[base.to_owned()], writers, total, make, read).await
+}
+
+/// [`drive`] with the connections spread evenly over several services (nodes of one ledger).
+pub(super) async fn drive_over(
+    bases: &[String],
+    writers: usize,
+    total: u64,
+    make: impl Fn(u64) -> Request + Send + Sync + 'static,
+    read: impl Fn(u64, &[u8]) -> Result<Option<u64>> + Send + Sync + 'static,
+) -> Result<Vec<Sample>> {
     let next = Arc::new(AtomicU64::new(0));
     let (make, read) = (Arc::new(make), Arc::new(read));
     let mut tasks = Vec::with_capacity(writers);
-    for _ in 0..writers {
+    for w in 0..writers {
         let (next, make, read) = (next.clone(), make.clone(), read.clone());
-        let mut conn = Connection::open(base).await?;
+        let mut conn = Connection::open(&bases[w % bases.len().max(1)]).await?;
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
             loop {

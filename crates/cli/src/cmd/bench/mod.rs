@@ -15,11 +15,12 @@ use tokio::process::{Child, Command};
 
 use crate::settings::Settings;
 
+mod database;
 mod load;
 mod report;
 mod timed;
 
-use load::{Request, drive, ignore, reading, record_request, twin_of, written_index};
+use load::{Request, drive, drive_over, ignore, reading, record_request, twin_of, written_index};
 use report::print_table;
 use report::{BatchedReport, BenchReport, Latency, LogModeReport, Round, ScalePoint};
 
@@ -295,6 +296,25 @@ impl BenchArgs {
             }
             return Ok(ExitCode::SUCCESS);
         }
+        if let Some(database) = &settings.store.url {
+            if database != "postgres" {
+                bail!(
+                    "bench starts its own PostgreSQL: give --database postgres, not a URL \
+                     (a benchmark needs fresh databases)"
+                );
+            }
+            let result = self.databases(&work, &settings).await;
+            if self.work_dir.is_none() {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            let report = result?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                database::print_databases(&report);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         let mut report = BenchReport {
             machine: machine(),
             writers: self.writers,
@@ -337,13 +357,8 @@ impl BenchArgs {
                 log_over_ceiling: load.acked_per_s / ceiling,
             });
         }
-        let mut ratios: Vec<f64> = report.rounds.iter().map(|r| r.log_over_ceiling).collect();
-        ratios.sort_by(f64::total_cmp);
-        report.log_over_ceiling_median = match ratios.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => ratios[n / 2],
-            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
-        };
+        report.log_over_ceiling_median =
+            median(report.rounds.iter().map(|r| r.log_over_ceiling).collect());
         svc.stop().await?;
 
         let interval = 1_000;
@@ -424,11 +439,25 @@ impl BenchArgs {
 
     /// `n` records from record `from` on as fast as the writers go, watching the anchored size.
     async fn full_load(&self, svc: &Service, from: u64, n: u64, twins: u64) -> Result<FullLoad> {
+        self.full_load_over(std::slice::from_ref(&svc.base), &svc.base, from, n, twins)
+            .await
+    }
+
+    /// [`Self::full_load`] with the clients spread over `bases` (nodes of one ledger), the
+    /// anchoring watched on `watched`.
+    async fn full_load_over(
+        &self,
+        bases: &[String],
+        watched: &str,
+        from: u64,
+        n: u64,
+        twins: u64,
+    ) -> Result<FullLoad> {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let watcher = tokio::spawn(watch_anchoring(svc.base.clone(), from + n, seen.clone()));
+        let watcher = tokio::spawn(watch_anchoring(watched.to_owned(), from + n, seen.clone()));
         let started = Instant::now();
-        let samples = drive(
-            &svc.base,
+        let samples = drive_over(
+            bases,
             self.writers,
             n,
             move |i| record_request(from + i, twins, ""),
@@ -701,6 +730,16 @@ async fn legacy_gas(data_dir: &Path) -> Result<f64> {
         gas += u64::from_str_radix(used.trim_start_matches("0x"), 16)?;
     }
     Ok(gas as f64 / txs.len().max(1) as f64)
+}
+
+/// The median of `values` (0 for none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 fn tempfile_dir() -> Result<PathBuf> {
