@@ -315,7 +315,7 @@ impl Ledger {
         let lease_state = state_tx.clone();
         let (term, follower): (lease::Term, _) = match (&anchoring, anchored_head) {
             (Anchoring::Log(contract), head) => {
-                let follower = lease::Follower {
+                let follower = lease::LogFollower {
                     store: store.clone(),
                     contract: contract.clone(),
                     waiters: waiters.clone(),
@@ -345,9 +345,13 @@ impl Ledger {
                     a.shutdown = stop;
                     Box::pin(a.run(start.take()))
                 });
-                (term, Some(follower))
+                (term, lease::Follower::Log(follower))
             }
             (Anchoring::Legacy(contract), _) => {
+                let follower = lease::LegacyFollower {
+                    store: store.clone(),
+                    waiters: waiters.clone(),
+                };
                 let anchorer = legacy::LegacyAnchorer {
                     store: store.clone(),
                     contract: contract.clone(),
@@ -363,7 +367,7 @@ impl Ledger {
                     a.shutdown = stop;
                     Box::pin(a.run())
                 });
-                (term, None)
+                (term, lease::Follower::Legacy(follower))
             }
         };
         tokio::spawn(

@@ -524,3 +524,48 @@ async fn anchored_size(fleet: &Fleet) -> u64 {
     }
     most
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_legacy_mode_every_node_answers_the_seed_endpoint_with_the_transaction() {
+    let pg = tokio::task::spawn_blocking(LocalCluster::start)
+        .await
+        .expect("task")
+        .expect("PostgreSQL starts");
+    let url = pg.url("postgres");
+    let chain = start_node(NodeKind::Anvil, 0, None).await;
+    let rpc = chain.url().to_owned();
+    let dirs: Vec<_> = (0..2).map(|_| data_dir()).collect();
+    let deploy = run(&[
+        "deploy",
+        "--mode",
+        "legacy",
+        "--rpc",
+        &rpc,
+        "--database",
+        &url,
+        "--data-dir",
+        dirs[0].path().to_str().expect("path"),
+    ]);
+    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    let mut fleet = Fleet {
+        nodes: vec![None, None],
+        dirs,
+        url,
+        rpc,
+        broker_port: None,
+        _databases: vec![pg],
+    };
+    fleet.start(0);
+    fleet.start(1);
+    let anchoring = fleet.anchoring().await.expect("one node anchors");
+    // Each node answers with the transaction that anchored its record, the one that sent it
+    // and the one that learnt of it from the database alike.
+    for (n, app) in fleet.live().into_iter().enumerate() {
+        let (status, body) = post_update(app, &format!("seed-{n}"), json!({"t": n})).await;
+        assert_eq!(status, 200, "node {n} (node {anchoring} anchors): {body}");
+        let tx = body["tx_hash"].as_str().expect("tx_hash");
+        assert!(tx.starts_with("0x") && tx.len() == 66, "{body}");
+        let (status, twin) = get(app, &format!("/get_twin_from_blockchain/seed-{n}")).await;
+        assert_eq!((status, &twin["integrity"]), (200, &json!("Valid")), "{twin}");
+    }
+}

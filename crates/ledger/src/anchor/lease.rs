@@ -18,7 +18,7 @@ use twinledger_chain::LogContract;
 use twinledger_store::{Anchor, Store};
 
 use super::log::covering_info;
-use super::{AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
+use super::{AnchorInfo, AnchorWaiters, AnchoredSizes, AnchoringStatus, Level};
 use crate::LedgerMetrics;
 
 /// How long a lease runs without renewal.
@@ -45,8 +45,8 @@ pub(crate) struct Leadership {
     pub shutdown: watch::Receiver<bool>,
     /// What this node does while it holds the lease.
     pub term: Term,
-    /// What it does while another node does: in log mode, follow the anchors.
-    pub follower: Option<Follower>,
+    /// What it does while another node anchors: follow the anchors.
+    pub follower: Follower,
     /// Where `/health` reads whether this node anchors.
     pub state: watch::Sender<AnchoringStatus>,
 }
@@ -66,7 +66,8 @@ impl Leadership {
             let mut renewed = Instant::now();
             let shutting_down = loop {
                 tokio::select! {
-                    _ = &mut term => break *self.shutdown.borrow(),
+                    // An anchorer ends by itself only when the ledger is gone.
+                    _ = &mut term => break true,
                     changed = self.shutdown.changed() => {
                         if changed.is_err() || *self.shutdown.borrow() {
                             break true;
@@ -119,9 +120,7 @@ impl Leadership {
                 }
                 next_try = Instant::now() + LEASE_RENEWAL;
             }
-            if let Some(f) = &mut self.follower {
-                f.follow().await;
-            }
+            self.follower.follow().await;
             tokio::select! {
                 _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
                 changed = self.shutdown.changed() => {
@@ -134,9 +133,26 @@ impl Leadership {
     }
 }
 
-/// What a node without the lease learns from the database (and the chain's finality): the
-/// anchored, confirmed and finalized sizes, for its waiting callers and its event streams.
-pub(crate) struct Follower {
+/// What a node without the lease learns from the database about what the holder anchored.
+pub(crate) enum Follower {
+    /// Log mode: anchored heads.
+    Log(LogFollower),
+    /// Legacy mode: each record's own transaction, for the callers waiting here.
+    Legacy(LegacyFollower),
+}
+
+impl Follower {
+    async fn follow(&mut self) {
+        match self {
+            Self::Log(f) => f.follow().await,
+            Self::Legacy(f) => f.follow().await,
+        }
+    }
+}
+
+/// Log mode: the anchored, confirmed and finalized sizes (from the anchors noted and the
+/// chain's finality), for this node's waiting callers and its event streams.
+pub(crate) struct LogFollower {
     pub store: Arc<dyn Store>,
     pub contract: LogContract,
     pub waiters: Arc<AnchorWaiters>,
@@ -147,7 +163,7 @@ pub(crate) struct Follower {
 /// Anchors read per turn.
 const FOLLOW_PAGE: usize = 1000;
 
-impl Follower {
+impl LogFollower {
     async fn follow(&mut self) {
         let known = *self.sizes.borrow();
         // From the first anchor not known confirmed: its status may still move.
@@ -198,5 +214,36 @@ impl Follower {
         anchors
             .filter(|a| a.status != "sent" && a.block_number.is_some_and(|b| b <= block))
             .max_by_key(|a| a.size)
+    }
+}
+
+/// Legacy mode: answers the callers waiting here once the holder noted their records' mined
+/// transactions.
+pub(crate) struct LegacyFollower {
+    pub store: Arc<dyn Store>,
+    pub waiters: Arc<AnchorWaiters>,
+}
+
+/// Waiting records looked up per turn.
+const LEGACY_FOLLOW_MAX: usize = 256;
+
+impl LegacyFollower {
+    async fn follow(&mut self) {
+        for index in self.waiters.waiting_indexes(LEGACY_FOLLOW_MAX) {
+            let Ok(Some(row)) = self.store.record_at(index).await else {
+                continue;
+            };
+            if let Some(a) = row.legacy_anchor() {
+                self.waiters.resolve_one(
+                    index,
+                    Ok(AnchorInfo {
+                        tx_hash: a.tx_hash,
+                        block_number: a.block_number,
+                        block_timestamp: a.block_timestamp,
+                        tree_size: None,
+                    }),
+                );
+            }
+        }
     }
 }

@@ -92,6 +92,18 @@ impl AnchorWaiters {
         }
     }
 
+    /// Log indexes someone waits for, lowest first, at most `limit`.
+    pub fn waiting_indexes(&self, limit: usize) -> Vec<u64> {
+        let Ok(m) = self.waiting.lock() else {
+            return Vec::new();
+        };
+        let mut indexes: Vec<u64> = m.keys().map(|(_, index)| *index).collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        indexes.truncate(limit);
+        indexes
+    }
+
     /// Fails every waiter: while the head of the log cannot be anchored nothing behind it can
     /// be either (records are anchored in log order), so every caller learns it now.
     pub fn fail_all(&self, msg: &str) {
