@@ -8,6 +8,7 @@ mod append;
 mod cluster;
 mod keys;
 mod log;
+mod tables;
 mod twins;
 
 use std::time::Duration;
