@@ -14,6 +14,7 @@ mod embedded_chain;
 mod faults;
 mod log_api;
 mod metrics;
+mod migrate_store;
 mod mqtt;
 mod rpc_faults;
 mod seed_api;
