@@ -7,6 +7,9 @@ use crate::columns::{
     RECORD_COLUMNS, TREE_NODE_COLUMNS, TWIN_ROW_COLUMNS,
 };
 use crate::model::{Anchor, ApiKey, DeviceKeyRow, StoredRecord, TwinSummary};
+use crate::{Result, TableBatches};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 /// A table a ledger keeps. The size and frontier PostgreSQL keeps in `log_head` are not one:
 /// they follow from the records and tree nodes, and a store sets them from those after an
@@ -336,6 +339,14 @@ impl TableRows {
             TableRows::Meta(v) => vec![text(&v[i].key), text(&v[i].value)],
         }
     }
+}
+
+/// `rows`, each batch wrapped as its table's rows.
+pub(crate) fn wrap<T: Send + 'static>(
+    rows: BoxStream<'static, Result<Vec<T>>>,
+    as_rows: fn(Vec<T>) -> TableRows,
+) -> TableBatches {
+    Box::pin(rows.map(move |batch| batch.map(as_rows)))
 }
 
 impl rusqlite::ToSql for Cell<'_> {

@@ -15,7 +15,7 @@ use twinledger_core::Frontier;
 use super::keys::device_key_row;
 use super::twins::twin_row;
 use super::{PostgresStore, anchor_row, api_key_row, client, stored_record};
-use crate::tables::{CellType, IdempotencyKeyRow, MetaRow, Table, TableRows, TreeNodeRow};
+use crate::tables::{CellType, IdempotencyKeyRow, MetaRow, Table, TableRows, TreeNodeRow, wrap};
 use crate::{Result, TableBatches, TableStore};
 
 /// Rows per exported batch.
@@ -106,14 +106,6 @@ fn meta_row(r: &Row) -> Result<MetaRow> {
         key: r.try_get(0)?,
         value: r.try_get(1)?,
     })
-}
-
-/// `rows`, each batch wrapped as its table's rows.
-fn wrap<T: Send + 'static>(
-    rows: BoxStream<'static, Result<Vec<T>>>,
-    as_rows: fn(Vec<T>) -> TableRows,
-) -> TableBatches {
-    Box::pin(rows.map(move |batch| batch.map(as_rows)))
 }
 
 #[async_trait]

@@ -2,14 +2,13 @@
 //! imported one transaction per batch.
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use rusqlite::{Connection, Row};
 
 use super::keys::device_key_row;
 use super::twins::twin_row;
 use super::{Database, SqliteStore, anchor_row, api_key_row, stored_record};
-use crate::tables::{IdempotencyKeyRow, MetaRow, Table, TableRows, TreeNodeRow};
+use crate::tables::{IdempotencyKeyRow, MetaRow, Table, TableRows, TreeNodeRow, wrap};
 use crate::{Result, TableBatches, TableStore};
 
 /// Rows per batch of a scan or an export, and batches read ahead of the consumer.
@@ -146,14 +145,6 @@ impl Database {
                 .collect()
         })
     }
-}
-
-/// `rows`, each batch wrapped as its table's rows.
-fn wrap<T: Send + 'static>(
-    rows: BoxStream<'static, Result<Vec<T>>>,
-    as_rows: fn(Vec<T>) -> TableRows,
-) -> TableBatches {
-    Box::pin(rows.map(move |batch| batch.map(as_rows)))
 }
 
 #[async_trait]
