@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use twinledger_core::Bands;
-use twinledger_store::{CopyProgress, PostgresStore, SqliteStore, Store, Table, copy_ledger};
+use twinledger_store::{
+    CopyError, CopyProgress, PostgresStore, SqliteStore, Store, Table, copy_ledger,
+};
 
 use crate::settings::Settings;
 
@@ -88,9 +90,17 @@ impl MigrateStoreArgs {
         let source = from.open(bands.clone(), true).await.context("the source")?;
         let target = to.open(bands, false).await.context("the target")?;
         let started = std::time::Instant::now();
-        let report = copy_ledger(source.as_ref(), target.as_ref(), progress())
-            .await
-            .context("nothing more was copied")?;
+        let report = match copy_ledger(source.as_ref(), target.as_ref(), progress()).await {
+            Ok(report) => report,
+            // Nothing was written: the message says what the target holds.
+            Err(e @ CopyError::TargetNotEmpty(_)) => return Err(e.into()),
+            Err(e) => {
+                return Err(e).context(
+                    "the target holds an unfinished or unproven copy: empty it (drop and \
+                     recreate the database, or delete the file) before trying again",
+                );
+            }
+        };
         let elapsed = started.elapsed();
         let rows: Vec<String> = report
             .rows
