@@ -52,6 +52,8 @@ pub enum Command {
     DeviceKey(cmd::device_key::DeviceKeyArgs),
     /// Simulated devices publishing telemetry over MQTT, with drift and recovery.
     Simulate(cmd::simulate::SimulateArgs),
+    /// Copy a ledger to another database (SQLite to PostgreSQL, or back) and prove the copy.
+    MigrateStore(cmd::migrate_store::MigrateStoreArgs),
     /// Print the OpenAPI document of the HTTP API (what `serve` answers at /openapi.json).
     Openapi(cmd::openapi::OpenapiArgs),
 }

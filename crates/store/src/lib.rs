@@ -5,18 +5,22 @@
 //! reads records and tree proofs back exactly as stored (so that verification sees tampering
 //! instead of hiding it); [`TwinStore`] is each twin's view of the log; [`AnchorStore`] tracks
 //! what the chain holds; [`KeyStore`] holds API, idempotency and device keys. Every backend
-//! implements all four. [`SqliteStore`] is the embedded default: one file, WAL, migrations by
+//! implements all four, and [`TableStore`], every table as stored, which [`copy_ledger`] moves a
+//! ledger to another database with. [`SqliteStore`] is the embedded default: one file, WAL, migrations by
 //! `user_version`. [`PostgresStore`] keeps the log in PostgreSQL, where several nodes may append
 //! to one database. Both append through one planner (`batch`), so a batch means the same on
 //! either.
 
 mod batch;
 mod columns;
+mod copy;
 mod error;
 mod model;
 pub mod postgres;
 mod sqlite;
+mod tables;
 
+pub use copy::{CopyError, CopyProgress, CopyReport, copy_ledger};
 pub use error::{Result, StoreError};
 pub use model::{
     Anchor, ApiKey, AppendOutcome, Appended, DeviceKeyRow, LegacyAnchor, NewRecord, RecordStatus,
@@ -24,6 +28,7 @@ pub use model::{
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use tables::{IdempotencyKeyRow, MetaRow, Table, TableRows, TreeNodeRow, TwinRow};
 
 use async_trait::async_trait;
 use futures_util::stream::BoxStream;
@@ -216,10 +221,40 @@ pub trait KeyStore: Send + Sync + 'static {
     async fn delete_device_key(&self, twin_id: &str) -> Result<bool>;
 }
 
+/// One table's rows in key order, batch by batch, as [`TableStore::export`] reads them.
+pub type TableBatches = BoxStream<'static, Result<TableRows>>;
+
+/// Every table exactly as stored, for moving a ledger to another database: rows are read and
+/// written as they are, never appended again (an append would score reports and derive shift
+/// events anew, and assign what the copy must keep).
+#[async_trait]
+pub trait TableStore: Send + Sync + 'static {
+    /// Every row of `table` in key order, in batches read while the caller consumes them, so
+    /// memory stays flat however large the table.
+    fn export(&self, table: Table) -> TableBatches;
+
+    /// Writes `rows` as they are, in one transaction. Whatever the store derives from its
+    /// tables is set afterwards by [`TableStore::finish_import`].
+    async fn import(&self, rows: TableRows) -> Result<()>;
+
+    /// Makes the store consistent with what was imported: PostgreSQL sets `log_head` (size and
+    /// frontier) from the imported records and tree nodes; SQLite forgets the tree it cached.
+    async fn finish_import(&self) -> Result<()>;
+
+    /// The number of rows in each table, in [`Table::ALL`] order.
+    async fn row_counts(&self) -> Result<Vec<(Table, u64)>>;
+
+    /// Whether the store holds nothing but what opening it wrote (its schema; no table has a
+    /// row).
+    async fn is_empty(&self) -> Result<bool> {
+        Ok(self.row_counts().await?.iter().all(|(_, n)| *n == 0))
+    }
+}
+
 /// What the ledger needs from a database: each concern's part, and the facts about the ledger
 /// itself. Every backend implements all of it.
 #[async_trait]
-pub trait Store: LogStore + TwinStore + AnchorStore + KeyStore {
+pub trait Store: LogStore + TwinStore + AnchorStore + KeyStore + TableStore {
     /// A stored fact about this ledger.
     async fn meta(&self, key: &str) -> Result<Option<String>>;
 

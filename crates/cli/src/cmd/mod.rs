@@ -5,6 +5,7 @@ pub mod bench;
 pub mod deploy;
 pub mod device_key;
 pub mod keys;
+pub mod migrate_store;
 pub mod openapi;
 pub mod serve;
 pub mod simulate;
@@ -39,7 +40,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::VerifyProof(_) => json!({}),
         Command::Audit(a) => a.chain.layer(),
         Command::Keys(_) => json!({}),
-        Command::Bench(_) | Command::Openapi(_) => json!({}),
+        Command::Bench(_) | Command::Openapi(_) | Command::MigrateStore(_) => json!({}),
         Command::DeviceKey(_) | Command::Simulate(_) => json!({}),
     };
     let settings = Settings::load(cli.config.as_deref(), merge(flags, layer))?;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::DeviceKey(a) => a.run(settings).await,
         Command::Simulate(a) => a.run(settings).await,
         Command::Openapi(a) => a.run(settings).await,
+        Command::MigrateStore(a) => a.run(settings).await,
     }
 }
 

@@ -15,6 +15,7 @@ mod embedded_chain;
 mod faults;
 mod log_api;
 mod metrics;
+mod migrate_store;
 mod mqtt;
 mod nodes;
 mod rpc_faults;

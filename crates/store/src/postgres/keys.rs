@@ -1,9 +1,10 @@
 //! API keys, idempotency keys and device keys.
 
 use async_trait::async_trait;
+use tokio_postgres::Row;
 
 use super::{PostgresStore, api_key_row, limit};
-use crate::columns::API_KEY_COLUMNS;
+use crate::columns::{API_KEY_COLUMNS, DEVICE_KEY_COLUMNS};
 use crate::model::{ApiKey, DeviceKeyRow};
 use crate::{KeyStore, Result};
 
@@ -97,21 +98,12 @@ impl KeyStore for PostgresStore {
     async fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "SELECT twin_id, public_key, require_signature, registered_at_ms \
-                 FROM device_keys WHERE twin_id = $1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {DEVICE_KEY_COLUMNS} FROM device_keys WHERE twin_id = $1"
+            ))
             .await?;
         let row = client.query_opt(&stmt, &[&twin_id]).await?;
-        row.map(|r| {
-            Ok(DeviceKeyRow {
-                twin_id: r.try_get(0)?,
-                public_key: r.try_get(1)?,
-                require_signature: r.try_get(2)?,
-                registered_at_ms: r.try_get(3)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(device_key_row).transpose()
     }
 
     async fn delete_device_key(&self, twin_id: &str) -> Result<bool> {
@@ -120,4 +112,14 @@ impl KeyStore for PostgresStore {
             .await?;
         Ok(n > 0)
     }
+}
+
+/// A device key, read by `DEVICE_KEY_COLUMNS`.
+pub(super) fn device_key_row(r: &Row) -> Result<DeviceKeyRow> {
+    Ok(DeviceKeyRow {
+        twin_id: r.try_get(0)?,
+        public_key: r.try_get(1)?,
+        require_signature: r.try_get(2)?,
+        registered_at_ms: r.try_get(3)?,
+    })
 }

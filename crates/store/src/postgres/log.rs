@@ -20,7 +20,7 @@ const SCAN_BATCH: usize = 4096;
 /// Tree nodes for one proof or head. A proof's path depends only on its sizes and indexes, not
 /// on any hash: generated once against `Wanted`, it names every node it needs, which are then
 /// read in one round trip and the proof generated again from them.
-enum Nodes<'w> {
+pub(super) enum Nodes<'w> {
     /// Notes each node asked for and answers a placeholder.
     Wanted(&'w RefCell<BTreeSet<(u32, u64)>>),
     /// The nodes read.
@@ -45,7 +45,10 @@ impl NodeSource for Nodes<'_> {
 
 impl PostgresStore {
     /// Runs `generate` against the stored nodes it needs, read in one round trip.
-    async fn with_nodes<T>(&self, generate: impl Fn(&Nodes<'_>) -> Result<T>) -> Result<T> {
+    pub(super) async fn with_nodes<T>(
+        &self,
+        generate: impl Fn(&Nodes<'_>) -> Result<T>,
+    ) -> Result<T> {
         let wanted = {
             let wanted = RefCell::default();
             generate(&Nodes::Wanted(&wanted))?;

@@ -11,6 +11,7 @@ mod cluster;
 mod keys;
 mod listen;
 mod log;
+mod tables;
 mod twins;
 
 use std::time::Duration;

@@ -7,6 +7,7 @@ use twinledger_core::TwinId;
 use super::{PostgresStore, limit, position, stored_records};
 use crate::columns::{RECORD_COLUMNS, TWIN_COLUMNS};
 use crate::model::{StoredRecord, TwinSummary};
+use crate::tables::TwinRow;
 use crate::{Result, TwinStore};
 
 /// A reported record that carries a congruence. SQLite's `json_extract` gives NULL for a JSON
@@ -14,7 +15,7 @@ use crate::{Result, TwinStore};
 const ASSESSED: &str = "kind = 'reported' AND annex IS NOT NULL \
      AND COALESCE(annex::jsonb -> 'congruence', 'null'::jsonb) <> 'null'::jsonb";
 
-fn twin_summary(r: &Row) -> Result<TwinSummary> {
+pub(super) fn twin_summary(r: &Row) -> Result<TwinSummary> {
     Ok(TwinSummary {
         twin_id: r.try_get(0)?,
         latest_version: r.try_get::<_, i64>(1)? as u64,
@@ -127,4 +128,12 @@ impl TwinStore for PostgresStore {
         let rows = client.query(&stmt, &[&id.as_str()]).await?;
         Ok(stored_records(&rows)?.pop())
     }
+}
+
+/// A whole twin row, read by `TWIN_ROW_COLUMNS`.
+pub(super) fn twin_row(r: &Row) -> Result<TwinRow> {
+    Ok(TwinRow {
+        summary: twin_summary(r)?,
+        latest_leaf_hash: r.try_get(7)?,
+    })
 }

@@ -1,9 +1,10 @@
 //! API keys, idempotency keys and device keys.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Row, params};
 
 use super::{API_KEY_COLUMNS, Database, api_key_row};
 use crate::Result;
+use crate::columns::DEVICE_KEY_COLUMNS;
 use crate::model::{ApiKey, DeviceKeyRow};
 
 impl Database {
@@ -92,18 +93,10 @@ impl Database {
 
     pub(super) fn device_key(&self, twin_id: &str) -> Result<Option<DeviceKeyRow>> {
         self.read(|c| {
-            Ok(c.prepare_cached(
-                "SELECT twin_id, public_key, require_signature, registered_at_ms \
-                 FROM device_keys WHERE twin_id = ?1",
-            )?
-            .query_row([twin_id], |r| {
-                Ok(DeviceKeyRow {
-                    twin_id: r.get(0)?,
-                    public_key: r.get(1)?,
-                    require_signature: r.get(2)?,
-                    registered_at_ms: r.get(3)?,
-                })
-            })
+            Ok(c.prepare_cached(&format!(
+                "SELECT {DEVICE_KEY_COLUMNS} FROM device_keys WHERE twin_id = ?1"
+            ))?
+            .query_row([twin_id], device_key_row)
             .optional()?)
         })
     }
@@ -116,4 +109,14 @@ impl Database {
             Ok(n > 0)
         })
     }
+}
+
+/// A device key, read by `DEVICE_KEY_COLUMNS`.
+pub(super) fn device_key_row(r: &Row<'_>) -> rusqlite::Result<DeviceKeyRow> {
+    Ok(DeviceKeyRow {
+        twin_id: r.get(0)?,
+        public_key: r.get(1)?,
+        require_signature: r.get(2)?,
+        registered_at_ms: r.get(3)?,
+    })
 }

@@ -58,25 +58,6 @@ impl Database {
         })
     }
 
-    pub(super) fn scan(&self, from: u64, f: &mut dyn FnMut(StoredRecord) -> bool) -> Result<()> {
-        self.read(|c| {
-            let tx = c.unchecked_transaction()?;
-            {
-                let mut stmt = tx.prepare(&format!(
-                    "SELECT {RECORD_COLUMNS} FROM records WHERE idx >= ?1 ORDER BY idx"
-                ))?;
-                let mut rows = stmt.query([from as i64])?;
-                while let Some(row) = rows.next()? {
-                    if !f(stored_record(row)?) {
-                        break;
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-    }
-
     pub(super) fn records_from(
         &self,
         from: u64,

@@ -5,6 +5,7 @@ mod append;
 mod keys;
 mod log;
 mod store;
+mod tables;
 mod twins;
 
 use std::path::{Path, PathBuf};

@@ -3,16 +3,12 @@
 use async_trait::async_trait;
 use twinledger_core::{ConsistencyProof, Frontier, Hash, InclusionProof, TreeHead, TwinId};
 
-use super::{Database, SqliteStore};
+use super::{Database, RECORD_COLUMNS, SqliteStore, stored_record};
 use crate::model::{
     Anchor, ApiKey, AppendOutcome, DeviceKeyRow, LegacyAnchor, NewRecord, StoreStats, StoredRecord,
     TwinSummary,
 };
 use crate::{AnchorStore, KeyStore, LogStore, RecordBatches, Result, Store, StoreError, TwinStore};
-
-/// Records per batch of a scan, and batches read ahead of the consumer.
-const SCAN_BATCH: usize = 4096;
-const SCAN_AHEAD: usize = 4;
 
 #[async_trait]
 impl LogStore for SqliteStore {
@@ -45,31 +41,11 @@ impl LogStore for SqliteStore {
     }
 
     fn scan(&self, from: u64) -> RecordBatches {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<StoredRecord>>>(SCAN_AHEAD);
-        let db = self.db.clone();
-        // One read transaction on one thread, handing batches over as the consumer takes them;
-        // a consumer that stops reading closes the channel, which ends the read.
-        tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(SCAN_BATCH);
-            let mut open = true;
-            let read = db.scan(from, &mut |row| {
-                batch.push(row);
-                if batch.len() == SCAN_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
-                    open = tx.blocking_send(Ok(full)).is_ok();
-                }
-                open
-            });
-            let last = match read {
-                Ok(()) if batch.is_empty() => return,
-                Ok(()) => Ok(batch),
-                Err(e) => Err(e),
-            };
-            let _ = tx.blocking_send(last);
-        });
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|batch| (batch, rx))
-        }))
+        self.batches(
+            format!("SELECT {RECORD_COLUMNS} FROM records WHERE idx >= ?1 ORDER BY idx"),
+            vec![from as i64],
+            stored_record,
+        )
     }
 
     fn log_sizes(&self) -> Option<crate::LogSizes> {

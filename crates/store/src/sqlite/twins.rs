@@ -7,6 +7,7 @@ use super::{Database, RECORD_COLUMNS, stored_record};
 use crate::Result;
 use crate::columns::TWIN_COLUMNS;
 use crate::model::{StoredRecord, TwinSummary};
+use crate::tables::TwinRow;
 
 impl Database {
     pub(super) fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
@@ -101,7 +102,7 @@ impl Database {
     }
 }
 
-fn twin_summary(r: &Row<'_>) -> rusqlite::Result<TwinSummary> {
+pub(super) fn twin_summary(r: &Row<'_>) -> rusqlite::Result<TwinSummary> {
     Ok(TwinSummary {
         twin_id: r.get(0)?,
         latest_version: r.get::<_, i64>(1)? as u64,
@@ -110,5 +111,13 @@ fn twin_summary(r: &Row<'_>) -> rusqlite::Result<TwinSummary> {
         updated_at_ms: r.get(4)?,
         desired_index: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
         band: r.get(6)?,
+    })
+}
+
+/// A whole twin row, read by `TWIN_ROW_COLUMNS`.
+pub(super) fn twin_row(r: &Row<'_>) -> rusqlite::Result<TwinRow> {
+    Ok(TwinRow {
+        summary: twin_summary(r)?,
+        latest_leaf_hash: r.get(7)?,
     })
 }

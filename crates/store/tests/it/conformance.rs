@@ -5,8 +5,8 @@ use futures_util::StreamExt;
 use twinledger_core::json::{Limits, Object, Value, parse};
 use twinledger_core::{Hash, HashScheme, Record, RecordKind, Salt, TreeHead, TwinId};
 use twinledger_store::{
-    Anchor, ApiKey, AppendOutcome, Appended, DeviceKeyRow, LegacyAnchor, NewRecord, RecordStatus,
-    Store, StoreStats,
+    Anchor, ApiKey, AppendOutcome, Appended, CopyError, DeviceKeyRow, LegacyAnchor, NewRecord,
+    RecordStatus, Store, StoreStats, Table, copy_ledger,
 };
 
 use super::backends::Db;
@@ -49,6 +49,8 @@ conformance!(
     api_keys_are_stored_listed_and_revoked_once,
     a_scan_reads_the_whole_log_in_batches_and_unbounded_limits_read_everything,
     twins_are_paged_in_id_order,
+    a_copy_to_either_backend_reads_back_identically_and_appends_on,
+    a_target_that_holds_anything_is_refused_and_left_unchanged,
 );
 
 pub fn new(twin: &str, state: &str) -> NewRecord {
@@ -810,4 +812,254 @@ async fn twins_are_paged_in_id_order(db: Db) {
     assert_eq!(page(None, 2).await, ["B", "a"]);
     assert_eq!(page(Some("a"), 2).await, ["a-1", "a_2"]);
     assert_eq!(page(Some("c"), 2).await, Vec::<String>::new());
+}
+
+/// A ledger with a row in every table: several twins with desired and reported states (so
+/// shift events), a device key and a signed report, idempotency keys, API keys (one revoked),
+/// anchors in each status, a legacy anchor on one record, and facts.
+async fn fill(store: &dyn Store) {
+    let tolerances = r#"{"tolerances": {"/t": {"absolute": 1}}}"#;
+    let report = |twin: &str, t: u32| {
+        of_kind(
+            twin,
+            RecordKind::Reported,
+            &format!(r#"{{"t": {t}}}"#),
+            "{}",
+        )
+    };
+    store
+        .put_device_key(&DeviceKeyRow {
+            twin_id: "pump-1".into(),
+            public_key: "ab".repeat(32),
+            require_signature: false,
+            registered_at_ms: 5,
+        })
+        .await
+        .expect("device key");
+    for round in 0..6u32 {
+        let mut batch = Vec::new();
+        for twin in ["pump-1", "pump-2", "fan"] {
+            if round % 3 == 0 {
+                batch.push(of_kind(
+                    twin,
+                    RecordKind::Desired,
+                    r#"{"t": 20}"#,
+                    tolerances,
+                ));
+            }
+            batch.push(report(twin, 20 + round * 2));
+            batch.push(NewRecord {
+                recorded_at_ms: 1_700_000_000_000 + i64::from(round),
+                ..keyed(twin, &format!("{twin}-{round}"), round as u8)
+            });
+        }
+        let mut signed = report("pump-1", 20);
+        let mut sig = Object::new();
+        sig.insert("public_key", Value::String("ab".repeat(32)));
+        signed.annex.insert("signature", Value::Object(sig));
+        batch.push(signed);
+        append(store, batch).await;
+    }
+    let size = store.frontier().await.expect("frontier").size();
+    assert!(size > 40, "shift events were derived: {size}");
+    for (at, (tx, status)) in [
+        (10, ("0x0a", "confirmed")),
+        (25, ("0x19", "mined")),
+        (size, ("0x2c", "sent")),
+    ] {
+        let root = store.tree_head(at).await.expect("head").root;
+        store.put_anchor_sent(at, &root, 0, tx).await.expect("sent");
+        if status != "sent" {
+            store
+                .set_anchor_mined(at, at * 10, &format!("0xb{at}"), 1_700_000_000 + at, 40_000)
+                .await
+                .expect("mined");
+        }
+    }
+    store.set_anchors_confirmed(10).await.expect("confirmed");
+    store
+        .set_legacy_sent(3, "0xlegacy", "1700000000")
+        .await
+        .expect("legacy sent");
+    store
+        .set_legacy_anchor(
+            3,
+            &LegacyAnchor {
+                tx_hash: "0xlegacy".into(),
+                block_number: 7,
+                block_timestamp: 1_700_000_007,
+                chain_timestamp: "1700000000".into(),
+            },
+        )
+        .await
+        .expect("legacy anchor");
+    for (id, revoked) in [("k-read", None), ("k-write", Some(9))] {
+        store
+            .put_api_key(&ApiKey {
+                id: id.into(),
+                secret_hash: Hash([4; 32]),
+                scope: "write".into(),
+                twin_prefix: revoked.map(|_| "pump-".into()),
+                label: format!("key {id}"),
+                created_at_ms: 3,
+                revoked_at_ms: None,
+            })
+            .await
+            .expect("api key");
+        if let Some(at) = revoked {
+            assert!(store.revoke_api_key(id, at).await.expect("revoke"));
+        }
+    }
+    store
+        .set_meta("log_contract.31337", "0xc0ffee")
+        .await
+        .expect("meta");
+    store.set_meta("chain_id", "31337").await.expect("meta");
+}
+
+/// Every table's rows exactly as stored, one text per table.
+async fn tables(store: &dyn Store) -> Vec<(Table, String)> {
+    let mut out = Vec::new();
+    for table in Table::ALL {
+        let mut text = String::new();
+        let mut batches = store.export(table);
+        while let Some(batch) = batches.next().await {
+            text.push_str(&format!("{:?}", batch.expect("batch")));
+        }
+        out.push((table, text));
+    }
+    out
+}
+
+/// What the store's interface answers about the ledger, for comparing two stores.
+async fn readings(store: &dyn Store) -> String {
+    let size = store.frontier().await.expect("frontier").size();
+    let mut out = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+        store.stats().await.expect("stats"),
+        store.frontier().await.expect("frontier").head(),
+        store.twins(None, usize::MAX).await.expect("twins"),
+        store.anchors(0, usize::MAX).await.expect("anchors"),
+        store.api_keys().await.expect("api keys"),
+    );
+    for key in ["mode", "chain_id", "log_contract.31337"] {
+        out.push_str(&format!(
+            "{key}={:?}\n",
+            store.meta(key).await.expect("meta")
+        ));
+    }
+    out.push_str(&format!(
+        "{:?}\n",
+        store.device_key("pump-1").await.expect("device key")
+    ));
+    out.push_str(&format!(
+        "{:?}\n",
+        store.latest_mined_anchor().await.expect("latest")
+    ));
+    for index in (0..size).step_by(5) {
+        out.push_str(&format!(
+            "{:?} {:?} {:?}\n",
+            store.record_at(index).await.expect("record"),
+            store.inclusion_proof(index, size).await.expect("inclusion"),
+            store.anchor_covering(index).await.expect("covering"),
+        ));
+    }
+    for first in [1, 10, 25] {
+        out.push_str(&format!(
+            "{:?}\n",
+            store
+                .consistency_proof(first, size)
+                .await
+                .expect("consistency")
+        ));
+    }
+    out
+}
+
+async fn a_copy_to_either_backend_reads_back_identically_and_appends_on(db: Db) {
+    let source = &*db.store;
+    fill(source).await;
+    let expected_tables = tables(source).await;
+    let expected = readings(source).await;
+    let mut copies = Vec::new();
+    for target in [Db::sqlite().await, Db::postgres().await] {
+        let copy = &*target.store;
+        assert!(copy.is_empty().await.expect("empty"));
+        let mut copied = Vec::new();
+        let report = copy_ledger(source, copy, |p| copied.push(p))
+            .await
+            .expect("copied");
+        assert!(!copied.is_empty(), "progress was reported");
+        assert_eq!(report.rows, source.row_counts().await.expect("counts"));
+        assert!(
+            Table::ALL.iter().all(|t| report.rows_of(*t) > 0),
+            "{report:?}"
+        );
+        assert_eq!(
+            report.anchored_sizes,
+            [10, 25],
+            "mined and confirmed anchors only"
+        );
+        assert_eq!(
+            report.head,
+            source.frontier().await.expect("frontier").head()
+        );
+        assert_eq!(tables(copy).await, expected_tables, "every row as stored");
+        assert_eq!(readings(copy).await, expected, "the same answers");
+        copies.push(target);
+    }
+    // Reopened (as a service would start on it), each copy goes on where the source does: the
+    // same submissions make the same records, scored against the copied desired state, with a
+    // shift event derived from the copied band, and the copied idempotency key replays.
+    let next = || {
+        vec![
+            of_kind("pump-2", RecordKind::Reported, r#"{"t": 20}"#, "{}"),
+            keyed("fan", "fan-0", 0),
+        ]
+    };
+    let reopened = db.reopen().await;
+    let on_source = reopened.append(next()).await.expect("append on the source");
+    assert_eq!(on_source.derived.len(), 1, "a shift from the stored band");
+    assert!(matches!(
+        on_source.results[1],
+        Appended::Replay {
+            same_request: true,
+            ..
+        }
+    ));
+    for target in &copies {
+        let copy = target.reopen().await;
+        let on_copy = copy.append(next()).await.expect("append on the copy");
+        assert_eq!(on_copy.results, on_source.results);
+        assert_eq!(on_copy.derived, on_source.derived);
+        assert_eq!(on_copy.frontier.head(), on_source.frontier.head());
+        assert_eq!(tables(&*copy).await, tables(&*reopened).await);
+    }
+}
+
+async fn a_target_that_holds_anything_is_refused_and_left_unchanged(db: Db) {
+    let source = Db::sqlite().await;
+    fill(&*source.store).await;
+    let target = &*db.store;
+    // Even a fact alone: a target that was ever used is someone's ledger.
+    target.set_meta("mode", "legacy").await.expect("meta");
+    assert!(!target.is_empty().await.expect("read"));
+    let err = copy_ledger(&*source.store, target, |_| {})
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, CopyError::TargetNotEmpty(_)), "{err}");
+    assert!(err.to_string().contains("1 meta"), "{err}");
+
+    append(target, vec![new("other", "{}"), new("other", "{}")]).await;
+    let before = tables(target).await;
+    let err = copy_ledger(&*source.store, target, |_| {})
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("2 records") && text.contains("1 twins") && text.contains("1 meta"),
+        "{text}"
+    );
+    assert_eq!(tables(target).await, before, "nothing was written");
+    assert_eq!(target.meta("log_contract.31337").await.expect("meta"), None);
 }
