@@ -546,7 +546,11 @@ async fn in_legacy_mode_every_node_answers_the_seed_endpoint_with_the_transactio
         "--data-dir",
         dirs[0].path().to_str().expect("path"),
     ]);
-    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
     let mut fleet = Fleet {
         nodes: vec![None, None],
         dirs,
@@ -566,6 +570,10 @@ async fn in_legacy_mode_every_node_answers_the_seed_endpoint_with_the_transactio
         let tx = body["tx_hash"].as_str().expect("tx_hash");
         assert!(tx.starts_with("0x") && tx.len() == 66, "{body}");
         let (status, twin) = get(app, &format!("/get_twin_from_blockchain/seed-{n}")).await;
-        assert_eq!((status, &twin["integrity"]), (200, &json!("Valid")), "{twin}");
+        assert_eq!(
+            (status, &twin["integrity"]),
+            (200, &json!("Valid")),
+            "{twin}"
+        );
     }
 }
