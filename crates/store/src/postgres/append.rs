@@ -1,13 +1,14 @@
-//! The append transaction on PostgreSQL: lock `log_head`, read in one round trip everything
-//! the batch's planner may ask about, plan, and write the plan with binary COPY and array
-//! statements.
+//! The append transaction on PostgreSQL, in two round trips: `BEGIN`, the lock on `log_head`
+//! and every read the batch's planner may ask about go out together; then, planned, every
+//! write and the `COMMIT` go out together. The lock is held for the second round trip, the
+//! planning and the commit's flush: on a busy machine each round trip costs scheduling, so the
+//! writes are array statements (`INSERT … SELECT FROM unnest`), which pipeline, rather than
+//! `COPY`, which takes round trips of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio_postgres::IsolationLevel;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
+use deadpool_postgres::Object;
 use twinledger_core::RecordKind;
 
 use super::{Param, PostgresStore, frontier_of};
@@ -48,70 +49,87 @@ impl Lookup for Prefetched {
 
 impl PostgresStore {
     pub(super) async fn append_batch(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
-        let mut client = self.client().await?;
-        // READ COMMITTED: every statement after the lock sees each batch committed before it,
-        // on any node, which is what keeps versions and idempotency keys right.
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await?;
-        let (lock_head, read_mode, read_twins, read_keys, read_device_keys) = tokio::try_join!(
-            tx.prepare_cached("SELECT size, peaks FROM log_head FOR UPDATE"),
-            tx.prepare_cached("SELECT value FROM meta WHERE key = 'mode'"),
-            tx.prepare_cached(
-                "SELECT t.twin_id, t.latest_version, t.latest_leaf_hash, t.desired_idx, t.band, \
-                 d.version, d.state, d.annex \
-                 FROM twins t LEFT JOIN records d ON d.idx = t.desired_idx \
-                 WHERE t.twin_id = ANY($1)"
-            ),
-            tx.prepare_cached("SELECT key, idx, request FROM idempotency_keys WHERE key = ANY($1)"),
-            tx.prepare_cached(
-                "SELECT twin_id, public_key, require_signature FROM device_keys \
-                 WHERE twin_id = ANY($1)"
-            ),
-        )?;
-        let twin_ids = distinct(batch.iter().map(|n| n.twin_id.as_str()));
-        let keys = distinct(
-            batch
-                .iter()
-                .filter_map(|n| n.idempotency.as_ref().map(|(k, _)| k.as_str())),
-        );
-        let reporting = distinct(
-            batch
-                .iter()
-                .filter(|n| n.kind == RecordKind::Reported)
-                .map(|n| n.twin_id.as_str()),
-        );
-        // Pipelined, in this order: the lock is taken first, and the reads after it wait for
-        // it, so they see every batch committed before this one. Device keys are read for the
-        // batch's reporting twins whether or not any exist: in the same round trip, that costs
-        // less than asking first.
-        let twin_ids: [&Param<'_>; 1] = [&twin_ids];
-        let keys: [&Param<'_>; 1] = [&keys];
-        let reporting: [&Param<'_>; 1] = [&reporting];
-        let (head, mode, twin_rows, key_rows, device_rows) = tokio::try_join!(
-            tx.query_one(&lock_head, &[]),
-            tx.query_opt(&read_mode, &[]),
-            tx.query(&read_twins, &twin_ids),
-            tx.query(&read_keys, &keys),
-            tx.query(&read_device_keys, &reporting),
-        )?;
-        let locked = std::time::Instant::now();
-        let frontier = frontier_of(&head)?;
-        let mode: Option<String> = mode.map(|r| r.try_get(0)).transpose()?;
-        let mut lookup = prefetched(&twin_rows, &key_rows, &device_rows)?;
-        let context = BatchContext {
-            log_mode: mode.as_deref() == Some("log"),
-            any_device_key: true,
-        };
-        let plan = batch::plan(batch, &frontier, &self.bands, context, &mut lookup)?;
-        write(&tx, &plan).await?;
-        tx.commit().await?;
-        let mut outcome = plan.outcome;
-        outcome.held = locked.elapsed();
-        Ok(outcome)
+        let client = self.client().await?;
+        match append_on(&client, batch, &self.bands).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                // The connection may be inside a failed transaction: it is closed rather than
+                // handed to the next caller.
+                drop(Object::take(client));
+                Err(e)
+            }
+        }
     }
+}
+
+async fn append_on(
+    client: &Object,
+    batch: Vec<NewRecord>,
+    bands: &twinledger_core::Bands,
+) -> Result<AppendOutcome> {
+    let (lock_head, read_mode, read_twins, read_keys, read_device_keys) = tokio::try_join!(
+        client.prepare_cached("SELECT size, peaks FROM log_head FOR UPDATE"),
+        client.prepare_cached("SELECT value FROM meta WHERE key = 'mode'"),
+        client.prepare_cached(
+            "SELECT t.twin_id, t.latest_version, t.latest_leaf_hash, t.desired_idx, t.band, \
+             d.version, d.state, d.annex \
+             FROM twins t LEFT JOIN records d ON d.idx = t.desired_idx \
+             WHERE t.twin_id = ANY($1)"
+        ),
+        client.prepare_cached("SELECT key, idx, request FROM idempotency_keys WHERE key = ANY($1)"),
+        client.prepare_cached(
+            "SELECT twin_id, public_key, require_signature FROM device_keys \
+             WHERE twin_id = ANY($1)"
+        ),
+    )?;
+    let twin_ids = distinct(batch.iter().map(|n| n.twin_id.as_str()));
+    let keys = distinct(
+        batch
+            .iter()
+            .filter_map(|n| n.idempotency.as_ref().map(|(k, _)| k.as_str())),
+    );
+    let reporting = distinct(
+        batch
+            .iter()
+            .filter(|n| n.kind == RecordKind::Reported)
+            .map(|n| n.twin_id.as_str()),
+    );
+    // Pipelined, in this order (the order the futures are first polled): the transaction
+    // begins, the lock is taken, and the reads after it wait for it, so they see every batch
+    // committed before this one. READ COMMITTED: each statement after the lock sees every
+    // batch committed before it, on any node, which is what keeps versions and idempotency
+    // keys right. Device keys are read for the batch's reporting twins whether or not any
+    // exist: in the same round trip, that costs less than asking first.
+    let twin_ids: [&Param<'_>; 1] = [&twin_ids];
+    let keys: [&Param<'_>; 1] = [&keys];
+    let reporting: [&Param<'_>; 1] = [&reporting];
+    let ((), head, mode, twin_rows, key_rows, device_rows) = tokio::try_join!(
+        async {
+            Ok::<_, StoreError>(
+                client
+                    .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+                    .await?,
+            )
+        },
+        async { Ok(client.query_one(&lock_head, &[]).await?) },
+        async { Ok(client.query_opt(&read_mode, &[]).await?) },
+        async { Ok(client.query(&read_twins, &twin_ids).await?) },
+        async { Ok(client.query(&read_keys, &keys).await?) },
+        async { Ok(client.query(&read_device_keys, &reporting).await?) },
+    )?;
+    let locked = std::time::Instant::now();
+    let frontier = frontier_of(&head)?;
+    let mode: Option<String> = mode.map(|r| r.try_get(0)).transpose()?;
+    let mut lookup = prefetched(&twin_rows, &key_rows, &device_rows)?;
+    let context = BatchContext {
+        log_mode: mode.as_deref() == Some("log"),
+        any_device_key: true,
+    };
+    let plan = batch::plan(batch, &frontier, bands, context, &mut lookup)?;
+    write_and_commit(client, &plan).await?;
+    let mut outcome = plan.outcome;
+    outcome.held = locked.elapsed();
+    Ok(outcome)
 }
 
 fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
@@ -166,72 +184,25 @@ fn prefetched(
     Ok(out)
 }
 
-async fn write(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan) -> Result<()> {
-    if plan.records.is_empty() {
-        // Replays and refusals only: nothing to write but keys (of refused submissions).
-        return insert_keys(tx, plan).await;
-    }
-    let sink = tx
-        .copy_in(
-            "COPY records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
+/// Every write of `plan` and the `COMMIT`, in one round trip. A statement that fails aborts
+/// the transaction, and the `COMMIT` sent behind it then rolls it back: nothing of the batch
+/// stays, and its error is returned.
+async fn write_and_commit(client: &Object, plan: &Plan) -> Result<()> {
+    let (insert_records, insert_nodes, upsert_twins, insert_keys, set_head, notify) = tokio::try_join!(
+        client.prepare_cached(
+            "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
              prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, annex) \
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::INT8,
-            Type::TEXT,
-            Type::INT8,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::INT8,
-            Type::BYTEA,
-            Type::BYTEA,
-            Type::TEXT,
-            Type::TEXT,
-        ],
-    );
-    let mut writer = std::pin::pin!(writer);
-    for r in &plan.records {
-        let prev = r.prev_leaf_hash.as_ref().map(|h| h.0.as_slice());
-        let row: [&Param<'_>; 13] = [
-            &r.index,
-            &r.twin_id,
-            &r.version,
-            &r.kind,
-            &r.state,
-            &r.scheme,
-            &r.state_hash.0.as_slice(),
-            &prev,
-            &r.recorded_at_ms,
-            &r.salt.as_slice(),
-            &r.leaf_hash.0.as_slice(),
-            &plan.status,
-            &r.annex,
-        ];
-        writer.as_mut().write(&row).await?;
-    }
-    writer.finish().await?;
-    if !plan.nodes.is_empty() {
-        let sink = tx
-            .copy_in("COPY tree_nodes (key, hash) FROM STDIN (FORMAT binary)")
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::BYTEA]);
-        let mut writer = std::pin::pin!(writer);
-        for (key, hash) in &plan.nodes {
-            writer.as_mut().write(&[key, &hash.0.as_slice()]).await?;
-        }
-        writer.finish().await?;
-    }
-    let (upsert_twins, set_head, notify) = tokio::try_join!(
+             SELECT i, t, v, k, s, h, sh, p, r, salt, l, $12, a FROM unnest($1::bigint[], \
+             $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], \
+             $8::bytea[], $9::bigint[], $10::bytea[], $11::bytea[], $13::text[]) \
+             AS u(i, t, v, k, s, h, sh, p, r, salt, l, a)"
+        ),
+        client.prepare_cached(
+            "INSERT INTO tree_nodes (key, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])"
+        ),
         // A desired record moves the twin's desired state and a shift event its band: the
         // planner gives each twin's row as the batch left it, so every column is set.
-        tx.prepare_cached(
+        client.prepare_cached(
             "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
              created_at_ms, updated_at_ms, desired_idx, band) \
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], \
@@ -241,55 +212,95 @@ async fn write(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan) -> Result<(
              updated_at_ms = excluded.updated_at_ms, desired_idx = excluded.desired_idx, \
              band = excluded.band"
         ),
-        tx.prepare_cached("UPDATE log_head SET size = $1, peaks = $2"),
-        tx.prepare_cached("SELECT pg_notify($1, $2)"),
+        client.prepare_cached(
+            "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
+             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])"
+        ),
+        client.prepare_cached("UPDATE log_head SET size = $1, peaks = $2"),
+        client.prepare_cached("SELECT pg_notify($1, $2)"),
     )?;
-    let twin_ids: Vec<&str> = plan.twins.iter().map(|t| t.twin_id.as_str()).collect();
-    let versions: Vec<i64> = plan.twins.iter().map(|t| t.latest_version).collect();
-    let indexes: Vec<i64> = plan.twins.iter().map(|t| t.latest_idx).collect();
-    let leaves: Vec<&[u8]> = plan
-        .twins
+    let r = &plan.records;
+    let indexes: Vec<i64> = r.iter().map(|r| r.index).collect();
+    let twins_of: Vec<&str> = r.iter().map(|r| r.twin_id.as_str()).collect();
+    let versions_of: Vec<i64> = r.iter().map(|r| r.version).collect();
+    let kinds: Vec<&str> = r.iter().map(|r| r.kind).collect();
+    let states: Vec<&str> = r.iter().map(|r| r.state.as_str()).collect();
+    let schemes: Vec<&str> = r.iter().map(|r| r.scheme).collect();
+    let state_hashes: Vec<&[u8]> = r.iter().map(|r| r.state_hash.0.as_slice()).collect();
+    let prevs: Vec<Option<&[u8]>> = r
         .iter()
-        .map(|t| t.latest_leaf_hash.0.as_slice())
+        .map(|r| r.prev_leaf_hash.as_ref().map(|h| h.0.as_slice()))
         .collect();
-    let created: Vec<i64> = plan.twins.iter().map(|t| t.created_at_ms).collect();
-    let updated: Vec<i64> = plan.twins.iter().map(|t| t.updated_at_ms).collect();
-    let desired: Vec<Option<i64>> = plan.twins.iter().map(|t| t.desired_idx).collect();
-    let bands: Vec<Option<&str>> = plan.twins.iter().map(|t| t.band.as_deref()).collect();
+    let recorded: Vec<i64> = r.iter().map(|r| r.recorded_at_ms).collect();
+    let salts: Vec<&[u8]> = r.iter().map(|r| r.salt.as_slice()).collect();
+    let leaves_of: Vec<&[u8]> = r.iter().map(|r| r.leaf_hash.0.as_slice()).collect();
+    let annexes: Vec<Option<&str>> = r.iter().map(|r| r.annex.as_deref()).collect();
+    let record_params: [&Param<'_>; 13] = [
+        &indexes,
+        &twins_of,
+        &versions_of,
+        &kinds,
+        &states,
+        &schemes,
+        &state_hashes,
+        &prevs,
+        &recorded,
+        &salts,
+        &leaves_of,
+        &plan.status,
+        &annexes,
+    ];
+    let node_keys: Vec<i64> = plan.nodes.iter().map(|(k, _)| *k).collect();
+    let node_hashes: Vec<&[u8]> = plan.nodes.iter().map(|(_, h)| h.0.as_slice()).collect();
+    let node_params: [&Param<'_>; 2] = [&node_keys, &node_hashes];
+    let t = &plan.twins;
+    let twin_ids: Vec<&str> = t.iter().map(|t| t.twin_id.as_str()).collect();
+    let versions: Vec<i64> = t.iter().map(|t| t.latest_version).collect();
+    let latest: Vec<i64> = t.iter().map(|t| t.latest_idx).collect();
+    let leaves: Vec<&[u8]> = t.iter().map(|t| t.latest_leaf_hash.0.as_slice()).collect();
+    let created: Vec<i64> = t.iter().map(|t| t.created_at_ms).collect();
+    let updated: Vec<i64> = t.iter().map(|t| t.updated_at_ms).collect();
+    let desired: Vec<Option<i64>> = t.iter().map(|t| t.desired_idx).collect();
+    let bands: Vec<Option<&str>> = t.iter().map(|t| t.band.as_deref()).collect();
+    let twin_params: [&Param<'_>; 8] = [
+        &twin_ids, &versions, &latest, &leaves, &created, &updated, &desired, &bands,
+    ];
+    let k = &plan.keys;
+    let key_names: Vec<&str> = k.iter().map(|k| k.key.as_str()).collect();
+    let requests: Vec<&[u8]> = k.iter().map(|k| k.request.0.as_slice()).collect();
+    let key_indexes: Vec<i64> = k.iter().map(|k| k.index).collect();
+    let key_created: Vec<i64> = k.iter().map(|k| k.created_at_ms).collect();
+    let key_params: [&Param<'_>; 4] = [&key_names, &requests, &key_indexes, &key_created];
     let frontier = &plan.outcome.frontier;
     let size = frontier.size() as i64;
     let peaks: Vec<u8> = frontier.peaks().iter().flat_map(|p| p.0).collect();
     let announced = size.to_string();
-    let twin_params: [&Param<'_>; 8] = [
-        &twin_ids, &versions, &indexes, &leaves, &created, &updated, &desired, &bands,
-    ];
     let head_params: [&Param<'_>; 2] = [&size, &peaks];
     let notify_params: [&Param<'_>; 2] = [&LOG_CHANNEL, &announced];
-    tokio::try_join!(
-        async { Ok::<_, StoreError>(tx.execute(&upsert_twins, &twin_params).await?) },
-        insert_keys(tx, plan),
-        async { Ok(tx.execute(&set_head, &head_params).await?) },
-        // Delivered on commit, once per batch: other nodes learn of the new records.
-        async { Ok(tx.execute(&notify, &notify_params).await?) },
-    )?;
-    Ok(())
-}
-
-async fn insert_keys(tx: &deadpool_postgres::Transaction<'_>, plan: &Plan) -> Result<()> {
-    if plan.keys.is_empty() {
-        return Ok(());
-    }
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
-             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])",
-        )
-        .await?;
-    let keys: Vec<&str> = plan.keys.iter().map(|k| k.key.as_str()).collect();
-    let requests: Vec<&[u8]> = plan.keys.iter().map(|k| k.request.0.as_slice()).collect();
-    let indexes: Vec<i64> = plan.keys.iter().map(|k| k.index).collect();
-    let created: Vec<i64> = plan.keys.iter().map(|k| k.created_at_ms).collect();
-    tx.execute(&stmt, &[&keys, &requests, &indexes, &created])
-        .await?;
-    Ok(())
+    let wrote = !plan.records.is_empty();
+    let run = |stmt, params, needed: bool| async move {
+        if needed {
+            client.execute(stmt, params).await?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    // Joined, not tried: the COMMIT must go out behind the writes whatever they answer, and
+    // every answer must be read before the connection is used again.
+    let (records, nodes, twins, keys, head, announce, commit) = tokio::join!(
+        run(&insert_records, &record_params[..], wrote),
+        run(&insert_nodes, &node_params[..], !plan.nodes.is_empty()),
+        run(&upsert_twins, &twin_params[..], !plan.twins.is_empty()),
+        run(&insert_keys, &key_params[..], !plan.keys.is_empty()),
+        run(&set_head, &head_params[..], wrote),
+        // Delivered on commit, once per batch that wrote: other nodes learn of its records.
+        run(&notify, &notify_params[..], wrote),
+        async { Ok::<_, StoreError>(client.batch_execute("COMMIT").await?) },
+    );
+    records?;
+    nodes?;
+    twins?;
+    keys?;
+    head?;
+    announce?;
+    commit
 }

@@ -391,3 +391,71 @@ async fn without_synchronous_standbys_nothing_caps_what_is_anchored() {
     store.append(vec![new("a", "{}")]).await.expect("append");
     assert_eq!(store.replicated_size().await.expect("replicated"), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_whose_write_fails_leaves_nothing_and_the_log_goes_on() {
+    let url = fresh_database().await;
+    let store = PostgresStore::connect(&url, Bands::default())
+        .await
+        .expect("connect");
+    store.append(vec![new("a", "{}")]).await.expect("append");
+    // A row in the way of the next batch's second record: its insert fails inside the
+    // transaction, after the first record's and with the COMMIT already sent behind it.
+    let admin = connect(&url).await;
+    admin
+        .batch_execute(
+            "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
+             recorded_at_ms, salt, leaf_hash, status) \
+             SELECT 2, 'blocker', 1, kind, state, hash_scheme, state_hash, recorded_at_ms, salt, \
+             leaf_hash, status FROM records WHERE idx = 0",
+        )
+        .await
+        .expect("a row in the way");
+    let err = store
+        .append(vec![new("b", "{}"), new("c", "{}")])
+        .await
+        .expect_err("the batch fails");
+    assert!(matches!(err, StoreError::Postgres(_)), "{err}");
+    let count = |sql: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(sql, &[])
+                .await
+                .expect("count")
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM records WHERE twin_id IN ('b', 'c')").await,
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM twins").await, 1);
+    assert_eq!(count("SELECT size FROM log_head").await, 1);
+    admin
+        .batch_execute("DELETE FROM records WHERE twin_id = 'blocker'")
+        .await
+        .expect("out of the way");
+    // The pool's connections still work, and the next batch takes the same indexes.
+    for _ in 0..4 {
+        assert_eq!(store.frontier().await.expect("frontier").size(), 1);
+    }
+    let out = store
+        .append(vec![new("b", "{}"), new("c", "{}")])
+        .await
+        .expect("append");
+    let indexes: Vec<u64> = out
+        .results
+        .iter()
+        .filter_map(|a| match a {
+            Appended::New(r) => Some(r.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(indexes, [1, 2]);
+    assert_eq!(
+        store.tree_head(3).await.expect("head"),
+        out.frontier.head(),
+        "the stored tree is the one the batch extended"
+    );
+}
