@@ -1,17 +1,22 @@
 //! The append transaction on PostgreSQL, in two round trips: `BEGIN`, the lock on `log_head`
 //! and every read the batch's planner may ask about go out together; then, planned, every
 //! write and the `COMMIT` go out together. The lock is held for the second round trip, the
-//! planning and the commit's flush: on a busy machine each round trip costs scheduling, so the
-//! writes are array statements (`INSERT … SELECT FROM unnest`), which pipeline, rather than
-//! `COPY`, which takes round trips of its own.
+//! planning and the commit's flush, and every other append on the database waits for it, so
+//! the time a round trip takes is the log's limit:
+//! - the writes are array statements (`INSERT … SELECT FROM unnest`), which pipeline, rather
+//!   than `COPY`, which takes round trips of its own;
+//! - appends go through one connection driven by a thread of its own (`twinledger-writer`,
+//!   with a runtime of its own), so that the answer that ends a round trip is read at once,
+//!   not after the HTTP tasks queued on the service's runtime.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use deadpool_postgres::Object;
-use twinledger_core::RecordKind;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, Config, NoTls, Statement};
+use twinledger_core::{Bands, RecordKind};
 
-use super::{Param, PostgresStore, frontier_of};
+use super::{Param, frontier_of};
 use crate::batch::{self, BatchContext, Desired, Lookup, Plan, TwinState};
 use crate::model::{AppendOutcome, NewRecord};
 use crate::{Result, StoreError};
@@ -47,41 +52,164 @@ impl Lookup for Prefetched {
     }
 }
 
-impl PostgresStore {
-    pub(super) async fn append_batch(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
-        let client = self.client().await?;
-        match append_on(&client, batch, &self.bands).await {
-            Ok(outcome) => Ok(outcome),
-            Err(e) => {
-                // The connection may be inside a failed transaction: it is closed rather than
-                // handed to the next caller.
-                drop(Object::take(client));
-                Err(e)
-            }
-        }
+/// A batch for the append thread, and where its outcome goes.
+type Batch = (Vec<NewRecord>, oneshot::Sender<Result<AppendOutcome>>);
+
+/// The append thread's door: batches go in, outcomes come back. The thread ends when the last
+/// clone of the store is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Appender {
+    batches: mpsc::UnboundedSender<Batch>,
+}
+
+impl Appender {
+    /// Starts the thread; it connects at its first batch (and again after a failed one).
+    pub(super) fn start(config: Config, target: Arc<str>, bands: Bands) -> Result<Self> {
+        let (batches, queue) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Pool(format!("cannot start the append runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("twinledger-writer".into())
+            .spawn(move || runtime.block_on(serve(config, target, bands, queue)))
+            .map_err(|e| StoreError::Pool(format!("cannot start the append thread: {e}")))?;
+        Ok(Self { batches })
+    }
+
+    /// Appends `batch` on the append thread.
+    pub(super) async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        let stopped = || StoreError::Pool("the append thread has stopped".into());
+        self.batches.send((batch, reply)).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 }
 
-async fn append_on(
-    client: &Object,
-    batch: Vec<NewRecord>,
-    bands: &twinledger_core::Bands,
-) -> Result<AppendOutcome> {
+/// The append connection and its statements, prepared once.
+struct Connection {
+    client: Client,
+    statements: Statements,
+}
+
+struct Statements {
+    lock_head: Statement,
+    read_mode: Statement,
+    read_twins: Statement,
+    read_keys: Statement,
+    read_device_keys: Statement,
+    insert_records: Statement,
+    insert_nodes: Statement,
+    upsert_twins: Statement,
+    insert_keys: Statement,
+    set_head: Statement,
+    notify: Statement,
+}
+
+async fn serve(
+    config: Config,
+    target: Arc<str>,
+    bands: Bands,
+    mut queue: mpsc::UnboundedReceiver<Batch>,
+) {
+    let mut connection: Option<Connection> = None;
+    while let Some((batch, reply)) = queue.recv().await {
+        let conn = match connection.take().filter(|c| !c.client.is_closed()) {
+            Some(c) => c,
+            None => match connect(&config, &target).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    continue;
+                }
+            },
+        };
+        let outcome = append_on(&conn, batch, &bands).await;
+        // A connection whose append failed may be inside a failed transaction: the next batch
+        // gets a new one.
+        if outcome.is_ok() {
+            connection = Some(conn);
+        }
+        let _ = reply.send(outcome);
+    }
+}
+
+async fn connect(config: &Config, target: &str) -> Result<Connection> {
+    let (client, driver) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| super::connect_error(target, e))?;
+    tokio::spawn(driver);
     let (lock_head, read_mode, read_twins, read_keys, read_device_keys) = tokio::try_join!(
-        client.prepare_cached("SELECT size, peaks FROM log_head FOR UPDATE"),
-        client.prepare_cached("SELECT value FROM meta WHERE key = 'mode'"),
-        client.prepare_cached(
+        client.prepare("SELECT size, peaks FROM log_head FOR UPDATE"),
+        client.prepare("SELECT value FROM meta WHERE key = 'mode'"),
+        client.prepare(
             "SELECT t.twin_id, t.latest_version, t.latest_leaf_hash, t.desired_idx, t.band, \
              d.version, d.state, d.annex \
              FROM twins t LEFT JOIN records d ON d.idx = t.desired_idx \
              WHERE t.twin_id = ANY($1)"
         ),
-        client.prepare_cached("SELECT key, idx, request FROM idempotency_keys WHERE key = ANY($1)"),
-        client.prepare_cached(
+        client.prepare("SELECT key, idx, request FROM idempotency_keys WHERE key = ANY($1)"),
+        client.prepare(
             "SELECT twin_id, public_key, require_signature FROM device_keys \
              WHERE twin_id = ANY($1)"
         ),
     )?;
+    let (insert_records, insert_nodes, upsert_twins, insert_keys, set_head, notify) = tokio::try_join!(
+        client.prepare(
+            "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
+             prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, annex) \
+             SELECT i, t, v, k, s, h, sh, p, r, salt, l, $12, a FROM unnest($1::bigint[], \
+             $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], \
+             $8::bytea[], $9::bigint[], $10::bytea[], $11::bytea[], $13::text[]) \
+             AS u(i, t, v, k, s, h, sh, p, r, salt, l, a)"
+        ),
+        client.prepare(
+            "INSERT INTO tree_nodes (key, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])"
+        ),
+        // A desired record moves the twin's desired state and a shift event its band: the
+        // planner gives each twin's row as the batch left it, so every column is set.
+        client.prepare(
+            "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
+             created_at_ms, updated_at_ms, desired_idx, band) \
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], \
+             $5::bigint[], $6::bigint[], $7::bigint[], $8::text[]) \
+             ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
+             latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
+             updated_at_ms = excluded.updated_at_ms, desired_idx = excluded.desired_idx, \
+             band = excluded.band"
+        ),
+        client.prepare(
+            "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
+             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])"
+        ),
+        client.prepare("UPDATE log_head SET size = $1, peaks = $2"),
+        client.prepare("SELECT pg_notify($1, $2)"),
+    )?;
+    Ok(Connection {
+        client,
+        statements: Statements {
+            lock_head,
+            read_mode,
+            read_twins,
+            read_keys,
+            read_device_keys,
+            insert_records,
+            insert_nodes,
+            upsert_twins,
+            insert_keys,
+            set_head,
+            notify,
+        },
+    })
+}
+
+async fn append_on(
+    conn: &Connection,
+    batch: Vec<NewRecord>,
+    bands: &Bands,
+) -> Result<AppendOutcome> {
+    let (client, st) = (&conn.client, &conn.statements);
     let twin_ids = distinct(batch.iter().map(|n| n.twin_id.as_str()));
     let keys = distinct(
         batch
@@ -111,11 +239,11 @@ async fn append_on(
                     .await?,
             )
         },
-        async { Ok(client.query_one(&lock_head, &[]).await?) },
-        async { Ok(client.query_opt(&read_mode, &[]).await?) },
-        async { Ok(client.query(&read_twins, &twin_ids).await?) },
-        async { Ok(client.query(&read_keys, &keys).await?) },
-        async { Ok(client.query(&read_device_keys, &reporting).await?) },
+        async { Ok(client.query_one(&st.lock_head, &[]).await?) },
+        async { Ok(client.query_opt(&st.read_mode, &[]).await?) },
+        async { Ok(client.query(&st.read_twins, &twin_ids).await?) },
+        async { Ok(client.query(&st.read_keys, &keys).await?) },
+        async { Ok(client.query(&st.read_device_keys, &reporting).await?) },
     )?;
     let locked = std::time::Instant::now();
     let frontier = frontier_of(&head)?;
@@ -126,7 +254,7 @@ async fn append_on(
         any_device_key: true,
     };
     let plan = batch::plan(batch, &frontier, bands, context, &mut lookup)?;
-    write_and_commit(client, &plan).await?;
+    write_and_commit(conn, &plan).await?;
     let mut outcome = plan.outcome;
     outcome.held = locked.elapsed();
     Ok(outcome)
@@ -187,38 +315,8 @@ fn prefetched(
 /// Every write of `plan` and the `COMMIT`, in one round trip. A statement that fails aborts
 /// the transaction, and the `COMMIT` sent behind it then rolls it back: nothing of the batch
 /// stays, and its error is returned.
-async fn write_and_commit(client: &Object, plan: &Plan) -> Result<()> {
-    let (insert_records, insert_nodes, upsert_twins, insert_keys, set_head, notify) = tokio::try_join!(
-        client.prepare_cached(
-            "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
-             prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, annex) \
-             SELECT i, t, v, k, s, h, sh, p, r, salt, l, $12, a FROM unnest($1::bigint[], \
-             $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], \
-             $8::bytea[], $9::bigint[], $10::bytea[], $11::bytea[], $13::text[]) \
-             AS u(i, t, v, k, s, h, sh, p, r, salt, l, a)"
-        ),
-        client.prepare_cached(
-            "INSERT INTO tree_nodes (key, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])"
-        ),
-        // A desired record moves the twin's desired state and a shift event its band: the
-        // planner gives each twin's row as the batch left it, so every column is set.
-        client.prepare_cached(
-            "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
-             created_at_ms, updated_at_ms, desired_idx, band) \
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], \
-             $5::bigint[], $6::bigint[], $7::bigint[], $8::text[]) \
-             ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
-             latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
-             updated_at_ms = excluded.updated_at_ms, desired_idx = excluded.desired_idx, \
-             band = excluded.band"
-        ),
-        client.prepare_cached(
-            "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
-             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])"
-        ),
-        client.prepare_cached("UPDATE log_head SET size = $1, peaks = $2"),
-        client.prepare_cached("SELECT pg_notify($1, $2)"),
-    )?;
+async fn write_and_commit(conn: &Connection, plan: &Plan) -> Result<()> {
+    let (client, st) = (&conn.client, &conn.statements);
     let r = &plan.records;
     let indexes: Vec<i64> = r.iter().map(|r| r.index).collect();
     let twins_of: Vec<&str> = r.iter().map(|r| r.twin_id.as_str()).collect();
@@ -287,13 +385,13 @@ async fn write_and_commit(client: &Object, plan: &Plan) -> Result<()> {
     // Joined, not tried: the COMMIT must go out behind the writes whatever they answer, and
     // every answer must be read before the connection is used again.
     let (records, nodes, twins, keys, head, announce, commit) = tokio::join!(
-        run(&insert_records, &record_params[..], wrote),
-        run(&insert_nodes, &node_params[..], !plan.nodes.is_empty()),
-        run(&upsert_twins, &twin_params[..], !plan.twins.is_empty()),
-        run(&insert_keys, &key_params[..], !plan.keys.is_empty()),
-        run(&set_head, &head_params[..], wrote),
+        run(&st.insert_records, &record_params[..], wrote),
+        run(&st.insert_nodes, &node_params[..], !plan.nodes.is_empty()),
+        run(&st.upsert_twins, &twin_params[..], !plan.twins.is_empty()),
+        run(&st.insert_keys, &key_params[..], !plan.keys.is_empty()),
+        run(&st.set_head, &head_params[..], wrote),
         // Delivered on commit, once per batch that wrote: other nodes learn of its records.
-        run(&notify, &notify_params[..], wrote),
+        run(&st.notify, &notify_params[..], wrote),
         async { Ok::<_, StoreError>(client.batch_execute("COMMIT").await?) },
     );
     records?;

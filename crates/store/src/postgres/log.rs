@@ -102,7 +102,7 @@ impl PostgresStore {
 #[async_trait]
 impl LogStore for PostgresStore {
     async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
-        self.append_batch(batch).await
+        self.appender.append(batch).await
     }
 
     async fn frontier(&self) -> Result<Frontier> {

@@ -48,6 +48,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// Where appends go: a connection and a thread of their own.
+    appender: append::Appender,
     /// What the pool connects with, for connections of their own (`LISTEN`).
     config: std::sync::Arc<tokio_postgres::Config>,
     /// Log sizes seen with the write-ahead log position after them, until the synchronous
@@ -55,7 +57,6 @@ pub struct PostgresStore {
     unreplicated: std::sync::Arc<std::sync::Mutex<Replication>>,
     /// Where the pool connects, the password left out, for error messages.
     target: std::sync::Arc<str>,
-    bands: Bands,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -78,7 +79,7 @@ impl PostgresStore {
         let target: std::sync::Arc<str> = describe(&config).into();
         let shared = std::sync::Arc::new(config.clone());
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -88,12 +89,13 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Pool(e.to_string()))?;
+        let appender = append::Appender::start(config.clone(), target.clone(), bands.clone())?;
         let store = Self {
             pool,
+            appender,
             config: shared,
             unreplicated: std::sync::Arc::default(),
             target,
-            bands,
         };
         let mut client = store.client().await?;
         migrate(&mut client).await?;
