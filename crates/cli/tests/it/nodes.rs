@@ -54,6 +54,47 @@ impl Fleet {
         ));
     }
 
+    /// Deploys the contract of `mode` on `rpc`, recorded in the database at `url`, and starts
+    /// `size` nodes on that database.
+    fn launch(
+        size: usize,
+        url: String,
+        rpc: String,
+        mode: &str,
+        broker_port: Option<u16>,
+        databases: Vec<LocalCluster>,
+    ) -> Self {
+        let dirs: Vec<_> = (0..size).map(|_| data_dir()).collect();
+        let deploy = run(&[
+            "deploy",
+            "--mode",
+            mode,
+            "--rpc",
+            &rpc,
+            "--database",
+            &url,
+            "--data-dir",
+            dirs[0].path().to_str().expect("path"),
+        ]);
+        assert!(
+            deploy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&deploy.stderr)
+        );
+        let mut fleet = Self {
+            nodes: (0..size).map(|_| None).collect(),
+            dirs,
+            url,
+            rpc,
+            broker_port,
+            _databases: databases,
+        };
+        for n in 0..size {
+            fleet.start(n);
+        }
+        fleet
+    }
+
     fn live(&self) -> Vec<&App> {
         self.nodes.iter().flatten().collect()
     }
@@ -158,32 +199,7 @@ async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_ancho
     let broker = LocalBroker::start(broker_dir.path(), 0)
         .await
         .expect("mosquitto");
-    let dirs: Vec<_> = (0..3).map(|_| data_dir()).collect();
-    let deploy = run(&[
-        "deploy",
-        "--rpc",
-        &rpc,
-        "--database",
-        &url,
-        "--data-dir",
-        dirs[0].path().to_str().expect("path"),
-    ]);
-    assert!(
-        deploy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deploy.stderr)
-    );
-    let mut fleet = Fleet {
-        nodes: vec![None, None, None],
-        dirs,
-        url,
-        rpc,
-        broker_port: Some(broker.port()),
-        _databases: vec![pg],
-    };
-    for n in 0..3 {
-        fleet.start(n);
-    }
+    let mut fleet = Fleet::launch(3, url, rpc, "log", Some(broker.port()), vec![pg]);
     for app in fleet.live() {
         poll_until(app, "/health", 30, |h| h["mqtt"]["connected"] == true).await;
     }
@@ -433,31 +449,7 @@ async fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_write() {
     );
     let chain = start_node(NodeKind::Anvil, 0, None).await;
     let rpc = chain.url().to_owned();
-    let dirs: Vec<_> = (0..2).map(|_| data_dir()).collect();
-    let deploy = run(&[
-        "deploy",
-        "--rpc",
-        &rpc,
-        "--database",
-        &url,
-        "--data-dir",
-        dirs[0].path().to_str().expect("path"),
-    ]);
-    assert!(
-        deploy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deploy.stderr)
-    );
-    let mut fleet = Fleet {
-        nodes: vec![None, None],
-        dirs,
-        url,
-        rpc,
-        broker_port: None,
-        _databases: vec![primary, standby],
-    };
-    fleet.start(0);
-    fleet.start(1);
+    let fleet = Fleet::launch(2, url, rpc, "log", None, vec![primary, standby]);
     let urls: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(
         fleet
             .nodes
@@ -534,33 +526,7 @@ async fn in_legacy_mode_every_node_answers_the_seed_endpoint_with_the_transactio
     let url = pg.url("postgres");
     let chain = start_node(NodeKind::Anvil, 0, None).await;
     let rpc = chain.url().to_owned();
-    let dirs: Vec<_> = (0..2).map(|_| data_dir()).collect();
-    let deploy = run(&[
-        "deploy",
-        "--mode",
-        "legacy",
-        "--rpc",
-        &rpc,
-        "--database",
-        &url,
-        "--data-dir",
-        dirs[0].path().to_str().expect("path"),
-    ]);
-    assert!(
-        deploy.status.success(),
-        "{}",
-        String::from_utf8_lossy(&deploy.stderr)
-    );
-    let mut fleet = Fleet {
-        nodes: vec![None, None],
-        dirs,
-        url,
-        rpc,
-        broker_port: None,
-        _databases: vec![pg],
-    };
-    fleet.start(0);
-    fleet.start(1);
+    let fleet = Fleet::launch(2, url, rpc, "legacy", None, vec![pg]);
     let anchoring = fleet.anchoring().await.expect("one node anchors");
     // Each node answers with the transaction that anchored its record, the one that sent it
     // and the one that learnt of it from the database alike.

@@ -285,16 +285,7 @@ impl BenchArgs {
         if !self.block_time.is_empty() {
             let anvil = crate::chain::find_anvil(&settings)?;
             let result = self.timed(&work, &anvil).await;
-            if self.work_dir.is_none() {
-                let _ = std::fs::remove_dir_all(&work);
-            }
-            let report = result?;
-            if self.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                timed::print_timed(&report);
-            }
-            return Ok(ExitCode::SUCCESS);
+            return self.report(&work, result, timed::print_timed);
         }
         if let Some(database) = &settings.store.url {
             if database != "postgres" {
@@ -304,16 +295,7 @@ impl BenchArgs {
                 );
             }
             let result = self.databases(&work, &settings).await;
-            if self.work_dir.is_none() {
-                let _ = std::fs::remove_dir_all(&work);
-            }
-            let report = result?;
-            if self.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                database::print_databases(&report);
-            }
-            return Ok(ExitCode::SUCCESS);
+            return self.report(&work, result, database::print_databases);
         }
         let mut report = BenchReport {
             machine: machine(),
@@ -329,6 +311,26 @@ impl BenchArgs {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print_table(&report);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Removes the work directory (unless `--work-dir` keeps it) and prints the report of a
+    /// measurement that ended with `result`.
+    fn report<R: serde::Serialize>(
+        &self,
+        work: &Path,
+        result: Result<R>,
+        table: impl Fn(&R),
+    ) -> Result<ExitCode> {
+        if self.work_dir.is_none() {
+            let _ = std::fs::remove_dir_all(work);
+        }
+        let report = result?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            table(&report);
         }
         Ok(ExitCode::SUCCESS)
     }
