@@ -310,12 +310,15 @@ async fn take(ledger: &Ledger, config: &MqttConfig, p: &Publish) -> bool {
     }
 }
 
-/// How far back a redelivered message is looked for among its twin's records.
+/// How far back a redelivered message is looked for among its twin's records: a node that died
+/// holding it may come back minutes later, its twin's log moved on meanwhile.
 const REDELIVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
-const REDELIVERY_VERSIONS: u64 = 64;
+const REDELIVERY_VERSIONS_MAX: u64 = 50_000;
+const REDELIVERY_PAGE: u64 = 1000;
 
-/// Whether `state` was recorded from MQTT for `twin` among its latest versions, within
-/// [`REDELIVERY_WINDOW_MS`].
+/// Whether `state` was recorded from MQTT for `twin` within [`REDELIVERY_WINDOW_MS`] of its
+/// latest record (looking back at most [`REDELIVERY_VERSIONS_MAX`] versions, newest first).
+/// Only a message the broker marks as delivered again is looked for, so this is rare.
 async fn recently_recorded(ledger: &Ledger, twin: &TwinId, state: &Value) -> bool {
     let Ok(hash) = HashScheme::JcsSha256.hash(state) else {
         return false;
@@ -323,26 +326,37 @@ async fn recently_recorded(ledger: &Ledger, twin: &TwinId, state: &Value) -> boo
     let Ok(summary) = ledger.twin(twin).await else {
         return false;
     };
-    let from = summary
-        .latest_version
-        .saturating_sub(REDELIVERY_VERSIONS - 1)
-        .max(1);
-    let Ok(rows) = ledger
-        .store()
-        .history(twin, from, REDELIVERY_VERSIONS as usize)
-        .await
-    else {
-        return false;
-    };
     let since = summary.updated_at_ms - REDELIVERY_WINDOW_MS;
-    rows.iter().any(|r| {
-        r.kind == RecordKind::Reported.as_str()
-            && r.recorded_at_ms >= since
-            && r.state_hash == hash
-            && r.annex
-                .as_deref()
-                .is_some_and(|a| a.contains(r#""source":"mqtt""#))
-    })
+    let oldest = summary
+        .latest_version
+        .saturating_sub(REDELIVERY_VERSIONS_MAX)
+        .max(1);
+    let mut to = summary.latest_version;
+    while to >= oldest {
+        let from = to.saturating_sub(REDELIVERY_PAGE - 1).max(oldest);
+        let Ok(rows) = ledger
+            .store()
+            .history(twin, from, (to - from + 1) as usize)
+            .await
+        else {
+            return false;
+        };
+        if rows.iter().any(|r| {
+            r.kind == RecordKind::Reported.as_str()
+                && r.recorded_at_ms >= since
+                && r.state_hash == hash
+                && r.annex
+                    .as_deref()
+                    .is_some_and(|a| a.contains(r#""source":"mqtt""#))
+        }) {
+            return true;
+        }
+        if from == oldest || rows.first().is_none_or(|r| r.recorded_at_ms < since) {
+            return false;
+        }
+        to = from - 1;
+    }
+    false
 }
 
 /// Publishes the desired state of each twin that enters the diverged band.

@@ -2,7 +2,6 @@
 //! with a message that says why, before anything starts, and the password is never shown.
 
 use twinledger_chain::NodeKind;
-use twinledger_store::postgres::LocalCluster;
 use twinledger_testkit::free_port;
 
 use crate::support::*;
@@ -28,10 +27,7 @@ fn refused(dir: &std::path::Path, url: &str, extra: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_that_cannot_serve_this_ledger_is_refused_before_anything_starts() {
-    let pg = tokio::task::spawn_blocking(LocalCluster::start)
-        .await
-        .expect("task")
-        .expect("PostgreSQL starts");
+    let pg = postgres().await;
     let good = pg.url("postgres");
     let dir = data_dir();
 

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use twinledger_core::Bands;
-use twinledger_store::postgres::LocalCluster;
 use twinledger_store::{PostgresStore, Table, TableStore};
 use twinledger_testkit::App;
 
@@ -96,10 +95,7 @@ async fn a_sqlite_ledger_moves_to_postgres_with_its_proofs_and_a_used_target_is_
     let mut app = app;
     app.terminate();
 
-    let cluster = tokio::task::spawn_blocking(LocalCluster::start)
-        .await
-        .expect("task")
-        .expect("PostgreSQL starts");
+    let cluster = postgres().await;
     let url = cluster.url("postgres");
     let db = format!("{data}/twinledger.db");
     let started = Instant::now();

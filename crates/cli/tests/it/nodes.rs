@@ -188,10 +188,7 @@ async fn mqtt_writer(port: u16, twin: String, stop: Arc<AtomicBool>) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_on_one_database_lose_nothing_when_a_node_and_then_the_anchoring_node_die() {
-    let pg = tokio::task::spawn_blocking(LocalCluster::start)
-        .await
-        .expect("task")
-        .expect("PostgreSQL starts");
+    let pg = postgres().await;
     let url = pg.url("postgres");
     let chain = start_node(NodeKind::Anvil, 0, None).await;
     let rpc = chain.url().to_owned();
@@ -408,10 +405,7 @@ async fn connect_pg(url: &str) -> tokio_postgres::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_write() {
-    let primary = tokio::task::spawn_blocking(LocalCluster::start)
-        .await
-        .expect("task")
-        .expect("PostgreSQL starts");
+    let primary = postgres().await;
     let standby = tokio::task::block_in_place(|| primary.standby()).expect("the standby starts");
     let admin = connect_pg(&primary.url("postgres")).await;
     for sql in [
@@ -519,10 +513,7 @@ async fn anchored_size(fleet: &Fleet) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn in_legacy_mode_every_node_answers_the_seed_endpoint_with_the_transaction() {
-    let pg = tokio::task::spawn_blocking(LocalCluster::start)
-        .await
-        .expect("task")
-        .expect("PostgreSQL starts");
+    let pg = postgres().await;
     let url = pg.url("postgres");
     let chain = start_node(NodeKind::Anvil, 0, None).await;
     let rpc = chain.url().to_owned();

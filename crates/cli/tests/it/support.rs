@@ -329,3 +329,11 @@ pub async fn metric(app: &App, series: &str) -> Option<f64> {
     assert_eq!(r.status().as_u16(), 200, "/metrics");
     sample(&r.text().await.expect("page"), series)
 }
+
+/// A throwaway PostgreSQL (initdb and pg_ctl on a free port), started off the async workers.
+pub async fn postgres() -> twinledger_store::postgres::LocalCluster {
+    tokio::task::spawn_blocking(twinledger_store::postgres::LocalCluster::start)
+        .await
+        .expect("task")
+        .expect("PostgreSQL starts")
+}

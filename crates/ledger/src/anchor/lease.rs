@@ -74,18 +74,23 @@ impl Leadership {
                         }
                     }
                     _ = tokio::time::sleep(LEASE_RENEWAL) => {
-                        match self.store.anchor_lease(&self.holder, LEASE_TTL).await {
-                            Ok(Some(e)) if e == epoch => renewed = Instant::now(),
-                            Ok(_) => {
+                        // A renewal that hangs (a database that does not answer) must not keep
+                        // this node anchoring past its lease: it is given until the give-up
+                        // time, not longer.
+                        let left = HOLDER_GIVES_UP.saturating_sub(renewed.elapsed());
+                        let renewal = self.store.anchor_lease(&self.holder, LEASE_TTL);
+                        match tokio::time::timeout(left, renewal).await {
+                            Ok(Ok(Some(e))) if e == epoch => renewed = Instant::now(),
+                            Ok(Ok(_)) => {
                                 tracing::warn!(target: "twinledger::anchor", holder = %self.holder, epoch, "the anchoring lease went to another node; this node stops anchoring");
                                 break false;
                             }
-                            Err(e) if renewed.elapsed() >= HOLDER_GIVES_UP => {
-                                tracing::warn!(target: "twinledger::anchor", holder = %self.holder, error = %e, "cannot renew the anchoring lease; this node stops anchoring before it runs out");
-                                break false;
-                            }
-                            Err(e) => {
+                            Ok(Err(e)) if renewed.elapsed() < HOLDER_GIVES_UP => {
                                 tracing::warn!(target: "twinledger::anchor", error = %e, "cannot renew the anchoring lease; trying again");
+                            }
+                            _ => {
+                                tracing::warn!(target: "twinledger::anchor", holder = %self.holder, "cannot renew the anchoring lease; this node stops anchoring before it runs out");
+                                break false;
                             }
                         }
                     }
