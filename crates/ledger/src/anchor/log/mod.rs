@@ -512,6 +512,22 @@ impl LogAnchorer {
                     s.confirmed = s.confirmed.min(r.head.size);
                     s.finalized = s.finalized.min(r.head.size);
                 });
+                // An anchor dropped from flight above may have been mined meanwhile (the
+                // reconciliation found it): its callers are answered, and it waits for its
+                // confirmations and finality like one settled here.
+                if let Some((size, receipt)) = self.latest_mined().await
+                    && size == r.head.size
+                {
+                    self.metrics.anchored_below(size);
+                    self.waiters
+                        .resolve_below(Level::Anchored, size, &anchor_info(size, &receipt));
+                    if p.unconfirmed.back().is_none_or(|(s, _)| *s < size) {
+                        p.unconfirmed.push_back((size, receipt.clone()));
+                    }
+                    if p.unfinalized.back().is_none_or(|(s, _)| *s < size) {
+                        p.unfinalized.push_back((size, receipt));
+                    }
+                }
                 self.resume(p, r.waiting, done);
             }
             Err(e) => {
