@@ -79,6 +79,9 @@ pub(crate) fn run(
     // write is refused until a restart, which lets SQLite recover the log from what is on disk.
     let mut failed_storage: Option<String> = None;
     while let Some(first) = rx.blocking_recv() {
+        if failed_storage.is_none() {
+            runtime.block_on(store.await_turn());
+        }
         let mut replies = Vec::with_capacity(batch_max);
         let mut next = Some(first);
         while let Some(req) = next.take() {

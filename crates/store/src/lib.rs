@@ -51,6 +51,12 @@ pub trait LogStore: Send + Sync + 'static {
     /// passes none, so that several writers on one database can each append.
     async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome>;
 
+    /// Returns when the next batch should be cut. Where writers on other nodes append to the
+    /// same log, a store may wait here for the log's serialization point, so that the batch
+    /// carries every submission that arrived meanwhile; a store with one writer returns at
+    /// once. The caller appends one batch after each turn.
+    async fn await_turn(&self) {}
+
     /// The tree's frontier, rebuilt from stored nodes (at start-up).
     async fn frontier(&self) -> Result<Frontier>;
 

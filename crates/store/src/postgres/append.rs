@@ -1,16 +1,19 @@
 //! The append transaction on PostgreSQL, in two round trips: `BEGIN`, the lock on `log_head`
 //! and every read the batch's planner may ask about go out together; then, planned, every
-//! write and the `COMMIT` go out together. The lock is held for the second round trip, the
-//! planning and the commit's flush, and every other append on the database waits for it, so
-//! the time a round trip takes is the log's limit:
+//! write (one statement) and the `COMMIT` go out together. The lock is held for the second
+//! round trip, the planning and the commit's flush, and every other append on the database
+//! waits for it, so the time a round trip takes is the log's limit:
 //! - the writes are array statements (`INSERT … SELECT FROM unnest`), which pipeline, rather
 //!   than `COPY`, which takes round trips of its own;
 //! - appends go through one connection driven by a thread of its own (`twinledger-writer`,
 //!   with a runtime of its own), so that the answer that ends a round trip is read at once,
-//!   not after the HTTP tasks queued on the service's runtime.
+//!   not after the HTTP tasks queued on the service's runtime;
+//! - when other nodes append too, the lock is taken before the batch is cut (the turn), so
+//!   that each hold of the lock carries all the node's waiting writers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -52,37 +55,67 @@ impl Lookup for Prefetched {
     }
 }
 
-/// A batch for the append thread, and where its outcome goes.
-type Batch = (Vec<NewRecord>, oneshot::Sender<Result<AppendOutcome>>);
+/// What the append thread is asked to do.
+enum Request {
+    /// Take the lock now if other nodes are appending (see [`Appender::await_turn`]).
+    Turn(oneshot::Sender<()>),
+    /// Append a batch, and say how it went.
+    Batch(Vec<NewRecord>, oneshot::Sender<Result<AppendOutcome>>),
+}
 
 /// The append thread's door: batches go in, outcomes come back. The thread ends when the last
 /// clone of the store is dropped.
 #[derive(Debug, Clone)]
 pub(super) struct Appender {
-    batches: mpsc::UnboundedSender<Batch>,
+    requests: mpsc::UnboundedSender<Request>,
+    /// Whether the last batch found batches of other nodes since this node's previous one.
+    contended: Arc<AtomicBool>,
 }
 
 impl Appender {
     /// Starts the thread; it connects at its first batch (and again after a failed one).
     pub(super) fn start(config: Config, target: Arc<str>, bands: Bands) -> Result<Self> {
-        let (batches, queue) = mpsc::unbounded_channel();
+        let (requests, queue) = mpsc::unbounded_channel();
+        let contended = Arc::new(AtomicBool::new(false));
+        let flag = contended.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StoreError::Pool(format!("cannot start the append runtime: {e}")))?;
         std::thread::Builder::new()
             .name("twinledger-writer".into())
-            .spawn(move || runtime.block_on(serve(config, target, bands, queue)))
+            .spawn(move || runtime.block_on(serve(config, target, bands, queue, flag)))
             .map_err(|e| StoreError::Pool(format!("cannot start the append thread: {e}")))?;
-        Ok(Self { batches })
+        Ok(Self {
+            requests,
+            contended,
+        })
     }
 
     /// Appends `batch` on the append thread.
     pub(super) async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
         let (reply, outcome) = oneshot::channel();
         let stopped = || StoreError::Pool("the append thread has stopped".into());
-        self.batches.send((batch, reply)).map_err(|_| stopped())?;
+        self.requests
+            .send(Request::Batch(batch, reply))
+            .map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
+    }
+
+    /// Returns once the next batch may be cut. When the last batch found that other nodes had
+    /// appended since this one's previous batch, the lock is contended: it is taken now, before
+    /// the batch is cut, so that the batch carries every submission that arrived while the
+    /// lock was held elsewhere (a batch cut first would carry about half of this node's
+    /// writers, the other half having been answered just before). Uncontended, it returns at
+    /// once and the lock is taken with the batch's reads, one round trip fewer.
+    pub(super) async fn await_turn(&self) {
+        if !self.contended.load(Ordering::Relaxed) {
+            return;
+        }
+        let (reply, turn) = oneshot::channel();
+        if self.requests.send(Request::Turn(reply)).is_ok() {
+            let _ = turn.await;
+        }
     }
 }
 
@@ -90,6 +123,17 @@ impl Appender {
 struct Connection {
     client: Client,
     statements: Statements,
+    /// The log's size after this connection's last batch.
+    size: u64,
+    /// The log's size when this connection's plans were last discarded.
+    planned_at: u64,
+    /// Whether the last batch found batches of other nodes since this connection's previous one.
+    contended: bool,
+    /// The ledger's mode once it is set (it never changes after).
+    mode: Option<String>,
+    /// The `log_head` row, when this connection's transaction holds its lock for the next
+    /// batch, and when the lock was granted.
+    locked: Option<(tokio_postgres::Row, std::time::Instant)>,
 }
 
 struct Statements {
@@ -98,23 +142,34 @@ struct Statements {
     read_twins: Statement,
     read_keys: Statement,
     read_device_keys: Statement,
-    insert_records: Statement,
-    insert_nodes: Statement,
-    upsert_twins: Statement,
-    insert_keys: Statement,
-    set_head: Statement,
-    notify: Statement,
+    /// Every write of a batch, in one statement.
+    write: Statement,
 }
 
 async fn serve(
     config: Config,
     target: Arc<str>,
     bands: Bands,
-    mut queue: mpsc::UnboundedReceiver<Batch>,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+    contended: Arc<AtomicBool>,
 ) {
     let mut connection: Option<Connection> = None;
-    while let Some((batch, reply)) = queue.recv().await {
-        let conn = match connection.take().filter(|c| !c.client.is_closed()) {
+    while let Some(request) = queue.recv().await {
+        let (batch, reply) = match request {
+            Request::Turn(reply) => {
+                if let Some(mut conn) = connection.take() {
+                    // A failed lock leaves the connection to be replaced; the batch that
+                    // follows connects again and reports what fails.
+                    if !conn.contended || conn.locked.is_some() || conn.lock().await.is_ok() {
+                        connection = Some(conn);
+                    }
+                }
+                let _ = reply.send(());
+                continue;
+            }
+            Request::Batch(batch, reply) => (batch, reply),
+        };
+        let mut conn = match connection.take().filter(|c| !c.client.is_closed()) {
             Some(c) => c,
             None => match connect(&config, &target).await {
                 Ok(c) => c,
@@ -124,7 +179,8 @@ async fn serve(
                 }
             },
         };
-        let outcome = append_on(&conn, batch, &bands).await;
+        let outcome = append_on(&mut conn, batch, &bands).await;
+        contended.store(conn.contended, Ordering::Relaxed);
         // A connection whose append failed may be inside a failed transaction: the next batch
         // gets a new one.
         if outcome.is_ok() {
@@ -155,38 +211,41 @@ async fn connect(config: &Config, target: &str) -> Result<Connection> {
              WHERE twin_id = ANY($1)"
         ),
     )?;
-    let (insert_records, insert_nodes, upsert_twins, insert_keys, set_head, notify) = tokio::try_join!(
-        client.prepare(
-            "INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, state_hash, \
-             prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, annex) \
-             SELECT i, t, v, k, s, h, sh, p, r, salt, l, $12, a FROM unnest($1::bigint[], \
-             $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], \
-             $8::bytea[], $9::bigint[], $10::bytea[], $11::bytea[], $13::text[]) \
-             AS u(i, t, v, k, s, h, sh, p, r, salt, l, a)"
-        ),
-        client.prepare(
-            "INSERT INTO tree_nodes (key, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])"
-        ),
-        // A desired record moves the twin's desired state and a shift event its band: the
-        // planner gives each twin's row as the batch left it, so every column is set.
-        client.prepare(
-            "INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
-             created_at_ms, updated_at_ms, desired_idx, band) \
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], \
-             $5::bigint[], $6::bigint[], $7::bigint[], $8::text[]) \
-             ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
-             latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
-             updated_at_ms = excluded.updated_at_ms, desired_idx = excluded.desired_idx, \
-             band = excluded.band"
-        ),
-        client.prepare(
-            "INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
-             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bigint[])"
-        ),
-        client.prepare("UPDATE log_head SET size = $1, peaks = $2"),
-        client.prepare("SELECT pg_notify($1, $2)"),
-    )?;
+    // One statement for every write of a batch: each statement in a pipeline is answered
+    // (and its answer sent) on its own, so five statements cost the server and this thread
+    // five times the messages of one. Each part sees the same snapshot, and none reads what
+    // another writes.
+    let write = client
+        .prepare(
+            "WITH \
+             r AS (INSERT INTO records (idx, twin_id, version, kind, state, hash_scheme, \
+               state_hash, prev_leaf_hash, recorded_at_ms, salt, leaf_hash, status, annex) \
+               SELECT i, t, v, k, s, h, sh, p, r, salt, l, $12, a FROM unnest($1::bigint[], \
+               $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bytea[], \
+               $8::bytea[], $9::bigint[], $10::bytea[], $11::bytea[], $13::text[]) \
+               AS u(i, t, v, k, s, h, sh, p, r, salt, l, a)), \
+             n AS (INSERT INTO tree_nodes (key, hash) \
+               SELECT * FROM unnest($14::bigint[], $15::bytea[])), \
+             t AS (INSERT INTO twins (twin_id, latest_version, latest_idx, latest_leaf_hash, \
+               created_at_ms, updated_at_ms, desired_idx, band) \
+               SELECT * FROM unnest($16::text[], $17::bigint[], $18::bigint[], $19::bytea[], \
+               $20::bigint[], $21::bigint[], $22::bigint[], $23::text[]) \
+               ON CONFLICT (twin_id) DO UPDATE SET latest_version = excluded.latest_version, \
+               latest_idx = excluded.latest_idx, latest_leaf_hash = excluded.latest_leaf_hash, \
+               updated_at_ms = excluded.updated_at_ms, desired_idx = excluded.desired_idx, \
+               band = excluded.band), \
+             k AS (INSERT INTO idempotency_keys (key, request, idx, created_at_ms) \
+               SELECT * FROM unnest($24::text[], $25::bytea[], $26::bigint[], $27::bigint[])), \
+             h AS (UPDATE log_head SET size = $28, peaks = $29) \
+             SELECT pg_notify($30, $31)",
+        )
+        .await?;
     Ok(Connection {
+        size: 0,
+        planned_at: 0,
+        contended: false,
+        mode: None,
+        locked: None,
         client,
         statements: Statements {
             lock_head,
@@ -194,22 +253,44 @@ async fn connect(config: &Config, target: &str) -> Result<Connection> {
             read_twins,
             read_keys,
             read_device_keys,
-            insert_records,
-            insert_nodes,
-            upsert_twins,
-            insert_keys,
-            set_head,
-            notify,
+            write,
         },
     })
 }
 
+impl Connection {
+    /// `BEGIN`, after `DISCARD PLANS` when they are due. PostgreSQL keeps a statement's generic
+    /// plan until the next ANALYZE, and one made while the tables were nearly empty joins the
+    /// twins to their desired records by scanning every record: on a new ledger the batch's
+    /// read grew with the log, under the lock (10 ms at 50,000 records). The plans are made
+    /// again each time the log has grown fourfold.
+    fn begin(&mut self) -> &'static str {
+        if self.size >= (self.planned_at * 4).max(1024) {
+            self.planned_at = self.size;
+            "DISCARD PLANS; BEGIN ISOLATION LEVEL READ COMMITTED"
+        } else {
+            "BEGIN ISOLATION LEVEL READ COMMITTED"
+        }
+    }
+
+    /// Begins the next batch's transaction and takes the lock, in one round trip.
+    async fn lock(&mut self) -> Result<()> {
+        let begin = self.begin();
+        let (client, st) = (&self.client, &self.statements);
+        let ((), head) = tokio::try_join!(
+            async { Ok::<_, StoreError>(client.batch_execute(begin).await?) },
+            async { Ok(client.query_one(&st.lock_head, &[]).await?) },
+        )?;
+        self.locked = Some((head, std::time::Instant::now()));
+        Ok(())
+    }
+}
+
 async fn append_on(
-    conn: &Connection,
+    conn: &mut Connection,
     batch: Vec<NewRecord>,
     bands: &Bands,
 ) -> Result<AppendOutcome> {
-    let (client, st) = (&conn.client, &conn.statements);
     let twin_ids = distinct(batch.iter().map(|n| n.twin_id.as_str()));
     let keys = distinct(
         batch
@@ -222,32 +303,55 @@ async fn append_on(
             .filter(|n| n.kind == RecordKind::Reported)
             .map(|n| n.twin_id.as_str()),
     );
-    // Pipelined, in this order (the order the futures are first polled): the transaction
-    // begins, the lock is taken, and the reads after it wait for it, so they see every batch
-    // committed before this one. READ COMMITTED: each statement after the lock sees every
-    // batch committed before it, on any node, which is what keeps versions and idempotency
-    // keys right. Device keys are read for the batch's reporting twins whether or not any
-    // exist: in the same round trip, that costs less than asking first.
     let twin_ids: [&Param<'_>; 1] = [&twin_ids];
     let keys: [&Param<'_>; 1] = [&keys];
     let reporting: [&Param<'_>; 1] = [&reporting];
-    let ((), head, mode, twin_rows, key_rows, device_rows) = tokio::try_join!(
+    // Pipelined, in this order (the order the futures are first polled): the transaction
+    // begins, the lock is taken (unless the turn took it already), and the reads after it wait
+    // for it, so they see every batch committed before this one. READ COMMITTED: each
+    // statement after the lock sees every batch committed before it, on any node, which is
+    // what keeps versions and idempotency keys right. Device keys are read for the batch's
+    // reporting twins whether or not any exist: in the same round trip, that costs less than
+    // asking first.
+    // Either the turn holds the lock already, or the batch begins and takes it.
+    let lock = match conn.locked.take() {
+        Some(held) => Ok(held),
+        None => Err(conn.begin()),
+    };
+    let cached_mode = conn.mode.take();
+    let (client, st) = (&conn.client, &conn.statements);
+    let (head, mode, twin_rows, key_rows, device_rows) = tokio::try_join!(
         async {
-            Ok::<_, StoreError>(
-                client
-                    .batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-                    .await?,
-            )
+            Ok::<_, StoreError>(match lock {
+                Ok(held) => held,
+                Err(begin) => {
+                    let (_, head) = tokio::try_join!(
+                        client.batch_execute(begin),
+                        client.query_one(&st.lock_head, &[]),
+                    )?;
+                    (head, std::time::Instant::now())
+                }
+            })
         },
-        async { Ok(client.query_one(&st.lock_head, &[]).await?) },
-        async { Ok(client.query_opt(&st.read_mode, &[]).await?) },
+        async {
+            Ok(match cached_mode {
+                Some(mode) => Some(mode),
+                None => client
+                    .query_opt(&st.read_mode, &[])
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
+            })
+        },
         async { Ok(client.query(&st.read_twins, &twin_ids).await?) },
         async { Ok(client.query(&st.read_keys, &keys).await?) },
         async { Ok(client.query(&st.read_device_keys, &reporting).await?) },
     )?;
-    let locked = std::time::Instant::now();
+    let (head, locked) = head;
     let frontier = frontier_of(&head)?;
-    let mode: Option<String> = mode.map(|r| r.try_get(0)).transpose()?;
+    // Batches of other nodes landed since this connection's last one.
+    conn.contended = frontier.size() != conn.size;
+    conn.mode.clone_from(&mode);
     let mut lookup = prefetched(&twin_rows, &key_rows, &device_rows)?;
     let context = BatchContext {
         log_mode: mode.as_deref() == Some("log"),
@@ -257,6 +361,7 @@ async fn append_on(
     write_and_commit(conn, &plan).await?;
     let mut outcome = plan.outcome;
     outcome.held = locked.elapsed();
+    conn.size = outcome.frontier.size();
     Ok(outcome)
 }
 
@@ -373,32 +478,57 @@ async fn write_and_commit(conn: &Connection, plan: &Plan) -> Result<()> {
     let size = frontier.size() as i64;
     let peaks: Vec<u8> = frontier.peaks().iter().flat_map(|p| p.0).collect();
     let announced = size.to_string();
-    let head_params: [&Param<'_>; 2] = [&size, &peaks];
-    let notify_params: [&Param<'_>; 2] = [&LOG_CHANNEL, &announced];
-    let wrote = !plan.records.is_empty();
-    let run = |stmt, params, needed: bool| async move {
-        if needed {
-            client.execute(stmt, params).await?;
-        }
-        Ok::<_, StoreError>(())
-    };
-    // Joined, not tried: the COMMIT must go out behind the writes whatever they answer, and
-    // every answer must be read before the connection is used again.
-    let (records, nodes, twins, keys, head, announce, commit) = tokio::join!(
-        run(&st.insert_records, &record_params[..], wrote),
-        run(&st.insert_nodes, &node_params[..], !plan.nodes.is_empty()),
-        run(&st.upsert_twins, &twin_params[..], !plan.twins.is_empty()),
-        run(&st.insert_keys, &key_params[..], !plan.keys.is_empty()),
-        run(&st.set_head, &head_params[..], wrote),
-        // Delivered on commit, once per batch that wrote: other nodes learn of its records.
-        run(&st.notify, &notify_params[..], wrote),
+    let [i, tw, v, kd, sa, sc, sh, pr, rc, sl, lf, status, an] = record_params;
+    let [nk, nh] = node_params;
+    let [ti, tv, tl, tf, tc, tu, td, tb] = twin_params;
+    let [kn, kr, ki, kc] = key_params;
+    let params: [&Param<'_>; 31] = [
+        i,
+        tw,
+        v,
+        kd,
+        sa,
+        sc,
+        sh,
+        pr,
+        rc,
+        sl,
+        lf,
+        status,
+        an,
+        nk,
+        nh,
+        ti,
+        tv,
+        tl,
+        tf,
+        tc,
+        tu,
+        td,
+        tb,
+        kn,
+        kr,
+        ki,
+        kc,
+        &size,
+        &peaks,
+        &LOG_CHANNEL,
+        &announced,
+    ];
+    // A batch of replays only writes nothing. Joined, not tried: the COMMIT must go out behind
+    // the writes whatever they answer, and every answer must be read before the connection is
+    // used again. The notification is delivered on commit, once per batch that wrote: other
+    // nodes learn of its records.
+    let wrote = !(plan.records.is_empty() && plan.keys.is_empty());
+    let (written, commit) = tokio::join!(
+        async {
+            if wrote {
+                client.execute(&st.write, &params[..]).await?;
+            }
+            Ok::<_, StoreError>(())
+        },
         async { Ok::<_, StoreError>(client.batch_execute("COMMIT").await?) },
     );
-    records?;
-    nodes?;
-    twins?;
-    keys?;
-    head?;
-    announce?;
+    written?;
     commit
 }

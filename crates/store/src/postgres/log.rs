@@ -105,6 +105,10 @@ impl LogStore for PostgresStore {
         self.appender.append(batch).await
     }
 
+    async fn await_turn(&self) {
+        self.appender.await_turn().await
+    }
+
     async fn frontier(&self) -> Result<Frontier> {
         let client = self.client().await?;
         let row = client

@@ -31,7 +31,13 @@ use crate::model::{Anchor, ApiKey, StoreStats, StoredRecord};
 use crate::{Result, Store, StoreError};
 
 /// Migrations in order; `schema_version.version` counts how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_fillfactor.sql"),
+];
+
+/// The schema version this binary migrates to (and the newest it accepts).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock migrations run under, so that nodes starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x7477_696e_6c65_6467;
@@ -187,7 +193,7 @@ async fn migrate(client: &mut Object) -> Result<()> {
         Some(row) => row.try_get(0)?,
         None => 0,
     };
-    let supported = MIGRATIONS.len() as i64;
+    let supported = SCHEMA_VERSION;
     if found > supported {
         return Err(StoreError::SchemaTooNew { found, supported });
     }

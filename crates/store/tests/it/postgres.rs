@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use twinledger_core::{Bands, Hash, TreeHead};
-use twinledger_store::postgres::ROLE;
+use twinledger_store::postgres::{ROLE, SCHEMA_VERSION};
 use twinledger_store::{AnchorStore, Appended, LogStore, PostgresStore, Store, StoreError};
 
 use super::backends::{cluster, connect, fresh_database};
@@ -33,7 +33,7 @@ async fn a_database_of_a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: SCHEMA_VERSION
             }
         ),
         "{err}"
@@ -57,7 +57,7 @@ async fn stores_connecting_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [SCHEMA_VERSION]);
     // And again, with the schema in place: nothing to do, nothing broken.
     let again = PostgresStore::connect(&url, Bands::default())
         .await
@@ -94,6 +94,9 @@ async fn two_stores_appending_at_once_keep_one_dense_log() {
                 // Every task sends the same key in its batch `batch`, half of them through
                 // each store: one of them writes it.
                 records.push(keyed("shared", &format!("key-{batch}"), 1));
+                // As the ledger's writer does: contended, the turn takes the lock before the
+                // batch is cut, and the batch appends under it.
+                store.await_turn().await;
                 let out = store.append(records).await.expect("append");
                 replays += out
                     .results
