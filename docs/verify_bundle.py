@@ -62,7 +62,17 @@ def root_from_inclusion(index, size, leaf_hash, path):  # RFC 9162 section 2.1.3
         fn >>= 1; sn >>= 1
     return r if sn == 0 else None
 
+FIELDS = {None: "format record leaf leaf_hash inclusion_proof tree_head anchor",
+          "record": "index twin_id version kind state hash_scheme state_hash prev_leaf_hash "
+                    "recorded_at_ms salt", "inclusion_proof": "leaf_index tree_size path",
+          "tree_head": "size root", "anchor": "chain_id contract tx_hash block_number block_timestamp"}
+
 def check(b):
+    for part, names in FIELDS.items():  # every field required, no other (annex optional)
+        o = b if part is None else b[part]
+        optional = {"annex"} if part == "record" else set()
+        assert isinstance(o, dict) and set(o) - optional == set(names.split()), \
+            f"the fields of {part or 'the bundle'} are not the format's"
     assert b["format"] == "twinledger-proof-v1", "unknown format"
     r, p, head = b["record"], b["inclusion_proof"], b["tree_head"]
     assert state_hash(r["state"], r["hash_scheme"]).hex() == r["state_hash"], "state hash differs"

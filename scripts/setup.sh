@@ -26,6 +26,9 @@ command -v losetup >/dev/null || [ -x /sbin/losetup ] || missing+=(mount)
 command -v python3 >/dev/null || missing+=(python3)
 # Schemathesis, the outside fuzzer of the HTTP API, runs from a virtual environment (.venv).
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# The dashboard's browser tests drive Debian's Chromium with playwright-core (never a downloaded
+# browser).
+command -v chromium >/dev/null || missing+=(chromium)
 # The metrics tests: promtool checks the scraped page and docs/alerts.yml, and a real
 # Prometheus server scrapes a running service.
 command -v promtool >/dev/null || missing+=(prometheus)

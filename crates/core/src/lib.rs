@@ -26,7 +26,7 @@ pub mod signature;
 
 pub use congruence::{Band, Bands, Comparison, CongruenceError, Tolerance, Tolerances};
 pub use signature::{DeviceKey, DeviceSignature, DeviceSigner, SignatureError};
-pub use twin::{MAX_TWIN_ID_CHARS, TwinId, TwinIdError};
+pub use twin::{MAX_TWIN_ID_CHARS, TwinId, TwinIdError, check_twin_prefix};
 pub mod proof;
 pub mod tree;
 

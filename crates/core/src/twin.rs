@@ -24,6 +24,28 @@ pub enum TwinIdError {
     DotSegment,
 }
 
+/// Checks that `prefix` can begin a twin id (the empty prefix begins every id): no more
+/// characters than an id, and none an id may not hold, so that a search by prefix refuses
+/// what no id holds before it reaches a database (PostgreSQL cannot even take a NUL).
+pub fn check_twin_prefix(prefix: &str) -> Result<(), TwinIdError> {
+    let chars = prefix.chars().count();
+    if chars > MAX_TWIN_ID_CHARS {
+        return Err(TwinIdError::TooLong(chars));
+    }
+    for c in prefix.chars() {
+        if c.is_whitespace() {
+            return Err(TwinIdError::ForbiddenChar("whitespace"));
+        }
+        if c.is_control() {
+            return Err(TwinIdError::ForbiddenChar("control characters"));
+        }
+        if matches!(c, '/' | '\\' | '+' | '#') {
+            return Err(TwinIdError::ForbiddenChar("'/', '\\', '+' or '#'"));
+        }
+    }
+    Ok(())
+}
+
 /// The identifier of a digital twin: 1 to 128 characters, no whitespace, no control characters,
 /// and none of `/ \ + #` (they would be path or MQTT topic separators).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,21 +59,7 @@ impl TwinId {
         if id.is_empty() {
             return Err(TwinIdError::Empty);
         }
-        let chars = id.chars().count();
-        if chars > MAX_TWIN_ID_CHARS {
-            return Err(TwinIdError::TooLong(chars));
-        }
-        for c in id.chars() {
-            if c.is_whitespace() {
-                return Err(TwinIdError::ForbiddenChar("whitespace"));
-            }
-            if c.is_control() {
-                return Err(TwinIdError::ForbiddenChar("control characters"));
-            }
-            if matches!(c, '/' | '\\' | '+' | '#') {
-                return Err(TwinIdError::ForbiddenChar("'/', '\\', '+' or '#'"));
-            }
-        }
+        check_twin_prefix(&id)?;
         if id == "." || id == ".." {
             return Err(TwinIdError::DotSegment);
         }

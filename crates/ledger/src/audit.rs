@@ -267,7 +267,7 @@ async fn scan(
     // Every twin's summary must agree with its history.
     let mut after: Option<String> = None;
     loop {
-        let page = store.twins(after.as_deref(), 1000).await?;
+        let page = store.twins("", after.as_deref(), 1000).await?;
         for t in &page {
             let scanned = twins.get(&t.twin_id).map_or(0, |s| s.version);
             if scanned != t.latest_version {

@@ -44,10 +44,11 @@ fn refuse(status: StatusCode, message: String, key_id: Option<&str>) -> Response
     r
 }
 
-/// Routes answered to anyone: health, and the API's description (`/openapi.json`, `/docs`),
-/// which holds nothing about the ledger.
+/// Routes answered to anyone: health, the API's description (`/openapi.json`, `/docs`) and the
+/// dashboard's scripts and styles, which hold nothing about the ledger.
 pub(crate) fn is_public(path: &str) -> bool {
     path == "/health"
+        || path.starts_with(crate::dashboard::ASSETS)
         || path == crate::openapi::DOCUMENT_PATH
         || path == crate::openapi::UI_PATH
         || path

@@ -160,13 +160,13 @@ async fn get_desired(
 /// One assessed report: its version and time, with the congruence recorded with it (score,
 /// band, diverging fields).
 #[derive(Serialize, ToSchema)]
-struct Assessment {
+pub(crate) struct Assessment {
     version: i64,
     recorded_at_ms: i64,
     /// The annex's `congruence` member, as recorded.
     #[serde(flatten)]
     #[schema(ignore)]
-    congruence: serde_json::Map<String, serde_json::Value>,
+    pub(crate) congruence: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `GET /v1/twins/{id}/congruence`.
@@ -183,7 +183,7 @@ struct CongruenceView {
     next_after_version: Option<i64>,
 }
 
-fn assessment(row: &StoredRecord) -> Option<Assessment> {
+pub(crate) fn assessment(row: &StoredRecord) -> Option<Assessment> {
     let annex: serde_json::Value = serde_json::from_str(row.annex.as_deref()?).ok()?;
     let congruence = annex.get("congruence")?.as_object()?.clone();
     Some(Assessment {

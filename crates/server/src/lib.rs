@@ -7,6 +7,7 @@
 mod auth;
 mod body;
 mod congruence;
+mod dashboard;
 mod error;
 mod events;
 mod metrics;
@@ -109,6 +110,7 @@ pub fn router(
     );
     let mut routes = routes
         .merge(Router::from(ui))
+        .merge(dashboard::routes())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed);
     if state.config.noop_route {

@@ -66,6 +66,22 @@ pub(crate) fn limit(p: &HashMap<String, String>) -> Result<usize, ApiError> {
     }
 }
 
+/// The `prefix` and `after` of a listing of twins, checked: a prefix some id can start with, and
+/// an id to list after.
+pub(crate) fn twin_listing<'a>(
+    prefix: Option<&'a String>,
+    after: Option<&String>,
+) -> Result<(&'a str, Option<TwinId>), ApiError> {
+    let prefix = prefix.map(String::as_str).unwrap_or_default();
+    twinledger_core::check_twin_prefix(prefix)
+        .map_err(|e| ApiError::bad_request(format!("prefix: {e}")))?;
+    let after = after
+        .map(|a| TwinId::new(a.as_str()))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("after: {e}")))?;
+    Ok((prefix, after))
+}
+
 pub(crate) fn twin_id(s: String) -> Result<TwinId, ApiError> {
     TwinId::new(s).map_err(|e| ApiError::bad_request(e.to_string()))
 }
@@ -378,6 +394,7 @@ async fn post_state(
     path = "/v1/twins",
     tag = "twins",
     params(
+        ("prefix" = Option<String>, Query, nullable = false, max_length = 128, description = "Only twins whose id starts with this."),
         ("after" = Option<String>, Query, nullable = false, description = "List twins after this id (`next_after` of the previous page)."),
         ("limit" = Option<u32>, Query, nullable = false, minimum = 1, maximum = 1000, description = "Page size (default 100)."),
     ),
@@ -392,10 +409,14 @@ async fn list_twins(
     q: Params,
 ) -> Result<Response, ApiError> {
     check(&caller, Scope::Read, None)?;
-    let p = params(q, &["after", "limit"])?;
+    let p = params(q, &["prefix", "after", "limit"])?;
     let limit = limit(&p)?;
-    let after = p.get("after").cloned();
-    let twins = app.ledger.store().twins(after.as_deref(), limit).await?;
+    let (prefix, after) = twin_listing(p.get("prefix"), p.get("after"))?;
+    let twins = app
+        .ledger
+        .store()
+        .twins(prefix, after.as_ref().map(TwinId::as_str), limit)
+        .await?;
     let next = (twins.len() == limit)
         .then(|| twins.last().map(|t| t.twin_id.clone()))
         .flatten();

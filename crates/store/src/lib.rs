@@ -98,8 +98,15 @@ pub trait TwinStore: Send + Sync + 'static {
     /// The twin's summary, if the twin exists.
     async fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>>;
 
-    /// Twins in id order after `after` (exclusive), at most `limit`.
-    async fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>>;
+    /// Twins whose id starts with `prefix` (all of them for `""`), in id order after `after`
+    /// (exclusive), at most `limit`: one range of the twins' index, however many twins there
+    /// are.
+    async fn twins(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TwinSummary>>;
 
     /// One version of a twin, exactly as stored.
     async fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>>;

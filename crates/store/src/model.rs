@@ -326,3 +326,14 @@ pub struct ApiKey {
     /// When it was revoked, if it was.
     pub revoked_at_ms: Option<i64>,
 }
+
+/// The bounds of a listing of twins whose id starts with `prefix`, after `after`:
+/// `id > .0 AND id >= .1 AND id < .2`, which both databases answer from the twins' index
+/// (ids compare as UTF-8 bytes, and no id holds U+10FFFF, the greatest character).
+pub(crate) fn twin_range(prefix: &str, after: Option<&str>) -> (String, String, String) {
+    (
+        after.unwrap_or_default().to_owned(),
+        prefix.to_owned(),
+        format!("{prefix}\u{10FFFF}"),
+    )
+}

@@ -193,9 +193,15 @@ async fn every_bad_request_is_a_4xx_json_error_and_writes_nothing() {
             .unwrap_or_else(|| panic!("{what}: {answer}"));
         assert!(msg.contains(expected), "{what}: {msg:?} lacks {expected:?}");
     }
+    let long_prefix = format!("/v1/twins?prefix={}", "p".repeat(129));
     for (what, path) in [
         ("huge limit", "/v1/twins?limit=99999999999999999999"),
         ("negative limit", "/v1/twins?limit=-5"),
+        ("NUL in a prefix", "/v1/twins?prefix=a%00b"),
+        ("space in a prefix", "/v1/twins?prefix=a%20b"),
+        ("a prefix longer than any id", &long_prefix),
+        ("an after that is no id", "/v1/twins?after=a%2Fb"),
+        ("NUL in the fleet's prefix", "/dashboard?prefix=%00"),
         ("zero limit", "/v1/twins/t/history?limit=0"),
         ("negative cursor", "/v1/twins/t/history?cursor=-1"),
         ("garbage cursor", "/v1/twins/t/history?cursor=%FF%FE"),

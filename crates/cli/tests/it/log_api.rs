@@ -52,6 +52,12 @@ async fn the_v1_api_records_lists_pages_and_reports_heads() {
     let (_, twins) = get(&app, "/v1/twins?after=pump-1").await;
     assert_eq!(twins["twins"][0]["twin_id"], "pump-2");
     assert_eq!(twins["next_after"], Value::Null);
+    let (status, twins) = get(&app, "/v1/twins?prefix=pump-2").await;
+    assert_eq!(status, 200, "{twins}");
+    assert_eq!(twins["twins"].as_array().map(Vec::len), Some(1), "{twins}");
+    assert_eq!(twins["twins"][0]["twin_id"], "pump-2");
+    let (_, twins) = get(&app, "/v1/twins?prefix=valve").await;
+    assert_eq!(twins["twins"], json!([]));
 
     let (_, twin) = get(&app, "/v1/twins/pump-1").await;
     assert_eq!(twin["latest_version"], 5);

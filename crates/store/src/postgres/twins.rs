@@ -40,15 +40,24 @@ impl TwinStore for PostgresStore {
         row.as_ref().map(twin_summary).transpose()
     }
 
-    async fn twins(&self, after: Option<&str>, limit_to: usize) -> Result<Vec<TwinSummary>> {
+    async fn twins(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit_to: usize,
+    ) -> Result<Vec<TwinSummary>> {
+        let (after, from, below) = crate::model::twin_range(prefix, after);
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {TWIN_COLUMNS} FROM twins WHERE $1::text IS NULL OR twin_id > $1 \
-                 ORDER BY twin_id LIMIT $2"
+                "SELECT {TWIN_COLUMNS} FROM twins \
+                 WHERE twin_id > $1 AND twin_id >= $2 AND twin_id < $3 \
+                 ORDER BY twin_id LIMIT $4"
             ))
             .await?;
-        let rows = client.query(&stmt, &[&after, &limit(limit_to)]).await?;
+        let rows = client
+            .query(&stmt, &[&after, &from, &below, &limit(limit_to)])
+            .await?;
         rows.iter().map(twin_summary).collect()
     }
 

@@ -72,9 +72,15 @@ impl TwinStore for SqliteStore {
         self.run(move |db| db.twin(&id)).await
     }
 
-    async fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
-        let after = after.map(str::to_owned);
-        self.run(move |db| db.twins(after.as_deref(), limit)).await
+    async fn twins(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TwinSummary>> {
+        let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
+        self.run(move |db| db.twins(&prefix, after.as_deref(), limit))
+            .await
     }
 
     async fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>> {

@@ -19,13 +19,21 @@ impl Database {
         })
     }
 
-    pub(super) fn twins(&self, after: Option<&str>, limit: usize) -> Result<Vec<TwinSummary>> {
+    pub(super) fn twins(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TwinSummary>> {
+        let (after, from, below) = crate::model::twin_range(prefix, after);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {TWIN_COLUMNS} FROM twins WHERE ?1 IS NULL OR twin_id > ?1 \
-                 ORDER BY twin_id LIMIT ?2"
+                "SELECT {TWIN_COLUMNS} FROM twins \
+                 WHERE twin_id > ?1 AND twin_id >= ?2 AND twin_id < ?3 \
+                 ORDER BY twin_id LIMIT ?4"
             ))?;
-            let rows = stmt.query_map(params![after, limit as i64], twin_summary)?;
+            let rows = stmt.query_map(params![after, from, below, limit], twin_summary)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }

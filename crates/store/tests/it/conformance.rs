@@ -48,7 +48,7 @@ conformance!(
     anchors_go_from_sent_to_mined_to_confirmed,
     api_keys_are_stored_listed_and_revoked_once,
     a_scan_reads_the_whole_log_in_batches_and_unbounded_limits_read_everything,
-    twins_are_paged_in_id_order,
+    twins_are_paged_in_id_order_and_found_by_prefix,
     a_copy_to_either_backend_reads_back_identically_and_appends_on,
     a_target_that_holds_anything_is_refused_and_left_unchanged,
 );
@@ -785,19 +785,19 @@ async fn a_scan_reads_the_whole_log_in_batches_and_unbounded_limits_read_everyth
     );
 }
 
-async fn twins_are_paged_in_id_order(db: Db) {
+async fn twins_are_paged_in_id_order_and_found_by_prefix(db: Db) {
     let store = &*db.store;
     append(
         store,
-        ["b", "B", "a-1", "a", "c", "a_2"]
+        ["b", "B", "a-1", "a", "c", "a_2", "ab", "é-1", "é"]
             .iter()
             .map(|t| new(t, "{}"))
             .collect(),
     )
     .await;
-    let page = |after: Option<&'static str>, limit: usize| async move {
+    let page = |prefix: &'static str, after: Option<&'static str>, limit: usize| async move {
         store
-            .twins(after, limit)
+            .twins(prefix, after, limit)
             .await
             .expect("twins")
             .into_iter()
@@ -806,12 +806,19 @@ async fn twins_are_paged_in_id_order(db: Db) {
     };
     // Bytewise, whatever the database's locale.
     assert_eq!(
-        page(None, usize::MAX).await,
-        ["B", "a", "a-1", "a_2", "b", "c"]
+        page("", None, usize::MAX).await,
+        ["B", "a", "a-1", "a_2", "ab", "b", "c", "é", "é-1"]
     );
-    assert_eq!(page(None, 2).await, ["B", "a"]);
-    assert_eq!(page(Some("a"), 2).await, ["a-1", "a_2"]);
-    assert_eq!(page(Some("c"), 2).await, Vec::<String>::new());
+    assert_eq!(page("", None, 2).await, ["B", "a"]);
+    assert_eq!(page("", Some("a"), 2).await, ["a-1", "a_2"]);
+    assert_eq!(page("", Some("é-1"), 2).await, Vec::<String>::new());
+    // A prefix is a range of the index, paged the same way; case and accents count.
+    assert_eq!(page("a", None, 10).await, ["a", "a-1", "a_2", "ab"]);
+    assert_eq!(page("a", Some("a-1"), 2).await, ["a_2", "ab"]);
+    assert_eq!(page("a-", None, 10).await, ["a-1"]);
+    assert_eq!(page("é", None, 10).await, ["é", "é-1"]);
+    assert_eq!(page("A", None, 10).await, Vec::<String>::new());
+    assert_eq!(page("c", Some("b"), 10).await, ["c"]);
 }
 
 /// A ledger with a row in every table: several twins with desired and reported states (so
@@ -938,7 +945,7 @@ async fn readings(store: &dyn Store) -> String {
         "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
         store.stats().await.expect("stats"),
         store.frontier().await.expect("frontier").head(),
-        store.twins(None, usize::MAX).await.expect("twins"),
+        store.twins("", None, usize::MAX).await.expect("twins"),
         store.anchors(0, usize::MAX).await.expect("anchors"),
         store.api_keys().await.expect("api keys"),
     );

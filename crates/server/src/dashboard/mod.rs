@@ -1,0 +1,28 @@
+//! The dashboard: pages for operators and auditors, rendered here (maud) from what the API
+//! reads, with its scripts and styles inside the binary, so that it works with no internet.
+//! Each page keeps itself current from one `EventSource` on `/v1/events` per tab
+//! (`assets/live.mjs`), asking the server for the fragments that changed.
+
+mod assets;
+mod fleet;
+mod layout;
+
+use axum::Router;
+use axum::response::Redirect;
+use axum::routing::get;
+
+use crate::AppState;
+
+/// Where the dashboard lives.
+pub(crate) const ROOT: &str = "/dashboard";
+
+/// Where its scripts and styles are served from (public: they hold nothing of the ledger).
+pub(crate) const ASSETS: &str = "/dashboard/assets/";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to(ROOT) }))
+        .route(ROOT, get(fleet::page))
+        .route("/dashboard/fleet/rows", get(fleet::rows))
+        .route("/dashboard/assets/{*path}", get(assets::serve))
+}
