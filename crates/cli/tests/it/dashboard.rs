@@ -8,12 +8,13 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// Runs `browser/<scenario>.mjs` against `app`; fails with what the browser saw.
-fn scenario(app: &twinledger_testkit::App, name: &str) {
+/// Runs `browser/<scenario>.mjs` against `app` with `args`; fails with what the browser saw.
+fn scenario(app: &twinledger_testkit::App, name: &str, args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/it/browser/{name}.mjs"));
     let out = Command::new("node")
         .arg(&script)
         .arg(&app.base_url)
+        .args(args)
         .output()
         .expect("node runs");
     assert!(
@@ -45,5 +46,54 @@ async fn the_fleet_shows_each_twin_and_follows_a_report_without_a_reload() {
         let (status, body) = post_state(&app, twin, "", state).await;
         assert_eq!(status, 201, "{body}");
     }
-    scenario(&app, "fleet");
+    scenario(&app, "fleet", &[]);
+}
+
+#[tokio::test]
+async fn the_verify_page_checks_a_bundle_in_the_browser_and_names_a_tampered_version() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    for rpm in [1000, 1001, 1002] {
+        let (status, body) = post_state(&app, "fan-1", "", json!({"rpm": rpm})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (bytes, _) = anchored_bundle(&app, "fan-1", 3).await;
+    poll_until(&app, "/v1/twins/fan-1/versions/1", 30, |r| {
+        r["status"] != "pending"
+    })
+    .await;
+    let files = data_dir();
+    let valid = files.path().join("fan-1-v3.json");
+    std::fs::write(&valid, &bytes).expect("bundle");
+    let edited = files.path().join("edited.json");
+    let text = String::from_utf8(bytes).expect("utf-8");
+    assert!(text.contains("\"rpm\":1002"));
+    std::fs::write(&edited, text.replace("\"rpm\":1002", "\"rpm\":1003")).expect("edited");
+    let node: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("node.json")).expect("node.json"))
+            .expect("json");
+    let rpc = node["url"].as_str().expect("url").to_owned();
+    let contract: String = db(dir.path())
+        .query_row(
+            "SELECT value FROM meta WHERE key LIKE 'log_contract.%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("contract");
+    let path = |p: &std::path::Path| p.to_str().expect("path").to_owned();
+    let (valid, edited) = (path(&valid), path(&edited));
+    scenario(&app, "verify", &[&rpc, &contract, &valid, &edited, "fan-1"]);
+
+    // An edit in the database, as an attacker with sqlite3 would make it.
+    db(dir.path())
+        .execute(
+            "UPDATE records SET state = '{\"rpm\":1500}' WHERE twin_id = 'fan-1' AND version = 2",
+            [],
+        )
+        .expect("edit");
+    scenario(
+        &app,
+        "verify",
+        &[&rpc, &contract, &valid, &edited, "fan-1", "2"],
+    );
 }

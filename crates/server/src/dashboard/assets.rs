@@ -1,4 +1,6 @@
-//! The dashboard's scripts and styles, embedded at build time from `crates/server/assets`.
+//! The dashboard's scripts and styles, embedded at build time: `crates/server/assets` (ours, and
+//! in `vendor/` copies of npm packages at the versions `package-lock.json` pins) and the
+//! proof-bundle verifier's modules (`verifier/`), which the verify page runs.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,6 +12,14 @@ use crate::ApiError;
 #[derive(RustEmbed)]
 #[folder = "assets/"]
 struct Assets;
+
+/// The verifier's browser modules: not its command line or its tests.
+#[derive(RustEmbed)]
+#[folder = "../../verifier/"]
+#[include = "*.mjs"]
+#[exclude = "cli.mjs"]
+#[exclude = "test/*"]
+struct Verifier;
 
 /// Content types of what the dashboard serves; anything else is not served.
 fn content_type(path: &str) -> Option<&'static str> {
@@ -24,7 +34,11 @@ fn content_type(path: &str) -> Option<&'static str> {
 }
 
 pub(super) async fn serve(Path(path): Path<String>) -> Response {
-    let (Some(kind), Some(file)) = (content_type(&path), Assets::get(&path)) else {
+    let file = match path.strip_prefix("verifier/") {
+        Some(module) => Verifier::get(module),
+        None => Assets::get(&path),
+    };
+    let (Some(kind), Some(file)) = (content_type(&path), file) else {
         return ApiError::new(StatusCode::NOT_FOUND, format!("no asset {path:?}")).into_response();
     };
     let mut response = file.data.into_owned().into_response();

@@ -6,6 +6,7 @@
 mod assets;
 mod fleet;
 mod layout;
+mod verify;
 
 use axum::Router;
 use axum::response::Redirect;
@@ -24,5 +25,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to(ROOT) }))
         .route(ROOT, get(fleet::page))
         .route("/dashboard/fleet/rows", get(fleet::rows))
+        .route("/dashboard/verify", get(verify::page))
         .route("/dashboard/assets/{*path}", get(assets::serve))
 }
