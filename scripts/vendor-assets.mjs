@@ -18,8 +18,14 @@ const entries = [
   "@noble/hashes/esm/sha3.js",
   "@noble/curves/esm/ed25519.js",
 ];
-// Each package's licence goes with its files.
-const licences = ["@noble/hashes/LICENSE", "@noble/curves/LICENSE"];
+// Files copied as they are (a classic script, a style sheet), and each package's licence.
+const verbatim = [
+  "uplot/dist/uPlot.iife.min.js",
+  "uplot/dist/uPlot.min.css",
+  "uplot/LICENSE",
+  "@noble/hashes/LICENSE",
+  "@noble/curves/LICENSE",
+];
 
 /** `@noble/x/name.js` (a package export) to its ES module file. */
 function resolveBare(spec) {
@@ -41,7 +47,7 @@ function closure() {
       todo.push(next);
     }
   }
-  return [...seen, ...licences].sort();
+  return [...seen, ...verbatim].sort();
 }
 
 function walk(dir) {

@@ -3,7 +3,8 @@
 // changes is asked again from the server as page fragments; nothing is computed here.
 
 const live = document.getElementById("live");
-const source = new EventSource("/v1/events");
+/** The tab's stream; page modules import it rather than opening their own. */
+export const source = new EventSource("/v1/events");
 source.addEventListener("open", () => {
   live.textContent = "live";
   live.className = "on";

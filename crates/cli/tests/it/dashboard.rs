@@ -27,7 +27,7 @@ fn scenario(app: &twinledger_testkit::App, name: &str, args: &[&str]) {
 }
 
 #[tokio::test]
-async fn the_fleet_shows_each_twin_and_follows_a_report_without_a_reload() {
+async fn the_fleet_and_the_twin_page_follow_reports_without_a_reload() {
     let dir = data_dir();
     let app = embedded_app(dir.path());
     let (status, body) = put_json(
@@ -47,6 +47,7 @@ async fn the_fleet_shows_each_twin_and_follows_a_report_without_a_reload() {
         assert_eq!(status, 201, "{body}");
     }
     scenario(&app, "fleet", &[]);
+    scenario(&app, "twin", &[]);
 }
 
 #[tokio::test]

@@ -60,7 +60,7 @@ fn row_markup(r: &Row) -> Markup {
     let status = status_text(r.status);
     html! {
         tr id={ "twin-" (t.twin_id) } data-twin=(t.twin_id) data-status=(status) {
-            td { a href={ (super::ROOT) "/twins/" (t.twin_id) } { (t.twin_id) } }
+            td { a href={ (super::ROOT) "/twins/" (super::encode(&t.twin_id)) } { (t.twin_id) } }
             td.num { (t.latest_version) }
             td { (layout::time(t.updated_at_ms)) }
             td {
@@ -131,10 +131,10 @@ pub(super) async fn page(
         }
         nav.pages {
             @if q.after.is_some() {
-                a href={ (super::ROOT) "?prefix=" (encode(&q.prefix)) } { "First page" }
+                a href={ (super::ROOT) "?prefix=" (super::encode(&q.prefix)) } { "First page" }
             }
             @if let Some(next) = &next {
-                a rel="next" href={ (super::ROOT) "?prefix=" (encode(&q.prefix)) "&after=" (encode(next)) } { "Next page" }
+                a rel="next" href={ (super::ROOT) "?prefix=" (super::encode(&q.prefix)) "&after=" (super::encode(next)) } { "Next page" }
             }
         }
     };
@@ -160,9 +160,4 @@ pub(super) async fn rows(
         }
     }
     Ok(html! { @for r in &rows { (row_markup(r)) } })
-}
-
-/// `s` as a query string value.
-fn encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

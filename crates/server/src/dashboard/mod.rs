@@ -6,6 +6,7 @@
 mod assets;
 mod fleet;
 mod layout;
+mod twin;
 mod verify;
 
 use axum::Router;
@@ -25,6 +26,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(|| async { Redirect::to(ROOT) }))
         .route(ROOT, get(fleet::page))
         .route("/dashboard/fleet/rows", get(fleet::rows))
+        .route("/dashboard/twins/{id}", get(twin::page))
         .route("/dashboard/verify", get(verify::page))
         .route("/dashboard/assets/{*path}", get(assets::serve))
+}
+
+/// `s` as a query string value.
+fn encode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -95,7 +95,7 @@ fn verdict_markup(v: &TwinVerdict) -> Markup {
                     @for p in &v.problems {
                         li {
                             @if let Some(version) = p.version {
-                                a href={ (super::ROOT) "/twins/" (v.twin_id) "?version=" (version) } {
+                                a href={ (super::ROOT) "/twins/" (super::encode(&v.twin_id)) "?version=" (version) } {
                                     "version " (version)
                                 }
                                 ": "
