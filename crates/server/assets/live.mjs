@@ -4,7 +4,9 @@
 
 const live = document.getElementById("live");
 /** The tab's stream; page modules import it rather than opening their own. */
-export const source = new EventSource("/v1/events");
+export const source = new EventSource(
+  document.querySelector("[data-stream]")?.dataset.stream ?? "/v1/events",
+);
 source.addEventListener("open", () => {
   live.textContent = "live";
   live.className = "on";

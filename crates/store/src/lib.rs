@@ -184,6 +184,9 @@ pub trait AnchorStore: Send + Sync + 'static {
     /// Anchors in size order, from `from_size`, at most `limit`.
     async fn anchors(&self, from_size: u64, limit: usize) -> Result<Vec<Anchor>>;
 
+    /// Anchors newest first, of sizes below `below_size`, at most `limit`.
+    async fn anchors_below(&self, below_size: u64, limit: usize) -> Result<Vec<Anchor>>;
+
     /// The smallest mined (or confirmed) anchor whose tree holds leaf `index`.
     async fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>>;
 

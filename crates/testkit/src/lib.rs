@@ -107,9 +107,13 @@ impl App {
         own_group: bool,
     ) -> Result<App, String> {
         let mut command = Command::new(bin);
+        command.arg("serve");
+        // A free port unless the test asks for one (to come back on the same after a restart).
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("--data-dir")
             .arg(data_dir)
             .args(args)
             .env("RUST_LOG", "info,twinledger::node=warn")

@@ -98,3 +98,47 @@ async fn the_verify_page_checks_a_bundle_in_the_browser_and_names_a_tampered_ver
         &[&rpc, &contract, &valid, &edited, "fan-1", "2"],
     );
 }
+
+#[tokio::test]
+async fn the_events_page_resumes_after_the_service_restarts_without_losing_or_repeating() {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    let dir = data_dir();
+    let mut app = embedded_app(dir.path());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/browser/events.mjs");
+    let mut browser = Command::new("node")
+        .arg(&script)
+        .arg(&app.base_url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let stdout = browser.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let asked = lines.by_ref().map_while(Result::ok).any(|l| l == "restart");
+    if !asked {
+        let out = browser.wait_with_output().expect("scenario ends");
+        panic!(
+            "the scenario failed before the restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let listen = app.base_url.trim_start_matches("http://").to_owned();
+    app.terminate();
+    drop(app);
+    let app = twinledger_testkit::App::spawn(&bin(), dir.path(), &["--listen", &listen]);
+    // The line, then the end of its input: the scenario goes on.
+    let mut stdin = browser.stdin.take().expect("stdin");
+    writeln!(stdin, "go").expect("tell the scenario");
+    drop(stdin);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = browser.wait_with_output().expect("scenario ends");
+    assert!(
+        out.status.success(),
+        "browser scenario events failed after the restart:\n{}\n{}\nservice log:\n{}",
+        rest.join("\n"),
+        String::from_utf8_lossy(&out.stderr),
+        app.output()
+    );
+}

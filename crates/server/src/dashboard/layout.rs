@@ -3,7 +3,12 @@
 use maud::{DOCTYPE, Markup, html};
 
 /// The pages of the navigation, with the path each lives at.
-const PAGES: [(&str, &str); 2] = [("Fleet", super::ROOT), ("Verify", "/dashboard/verify")];
+const PAGES: [(&str, &str); 4] = [
+    ("Fleet", super::ROOT),
+    ("Events", "/dashboard/events"),
+    ("Anchors", "/dashboard/anchors"),
+    ("Verify", "/dashboard/verify"),
+];
 
 /// A page titled `title` (`current` names its entry in the navigation) around `body`.
 pub(super) fn page(title: &str, current: &str, body: Markup) -> Markup {

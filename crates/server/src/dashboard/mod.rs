@@ -3,7 +3,9 @@
 //! Each page keeps itself current from one `EventSource` on `/v1/events` per tab
 //! (`assets/live.mjs`), asking the server for the fragments that changed.
 
+mod anchors;
 mod assets;
+mod events;
 mod fleet;
 mod layout;
 mod twin;
@@ -28,6 +30,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard/fleet/rows", get(fleet::rows))
         .route("/dashboard/twins/{id}", get(twin::page))
         .route("/dashboard/verify", get(verify::page))
+        .route("/dashboard/events", get(events::page))
+        .route("/dashboard/anchors", get(anchors::page))
         .route("/dashboard/assets/{*path}", get(assets::serve))
 }
 

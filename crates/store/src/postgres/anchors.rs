@@ -158,6 +158,19 @@ impl AnchorStore for PostgresStore {
         .await
     }
 
+    async fn anchors_below(&self, below_size: u64, limit_to: usize) -> Result<Vec<Anchor>> {
+        self.anchors_where(
+            &format!(
+                "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE size < $1 ORDER BY size DESC LIMIT $2"
+            ),
+            &[
+                &i64::try_from(below_size).unwrap_or(i64::MAX),
+                &limit(limit_to),
+            ],
+        )
+        .await
+    }
+
     async fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
         Ok(self
             .anchors_where(

@@ -150,6 +150,18 @@ impl Database {
         })
     }
 
+    pub(super) fn anchors_below(&self, below_size: u64, limit: usize) -> Result<Vec<Anchor>> {
+        let below = i64::try_from(below_size).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ANCHOR_COLUMNS} FROM anchors WHERE size < ?1 ORDER BY size DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![below, limit], anchor_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     pub(super) fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
         self.read(|c| {
             Ok(c.prepare_cached(&format!(

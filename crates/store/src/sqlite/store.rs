@@ -190,6 +190,11 @@ impl AnchorStore for SqliteStore {
         self.run(move |db| db.anchors(from_size, limit)).await
     }
 
+    async fn anchors_below(&self, below_size: u64, limit: usize) -> Result<Vec<Anchor>> {
+        self.run(move |db| db.anchors_below(below_size, limit))
+            .await
+    }
+
     async fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
         self.run(move |db| db.anchor_covering(index)).await
     }

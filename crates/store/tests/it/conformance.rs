@@ -686,6 +686,15 @@ async fn anchors_go_from_sent_to_mined_to_confirmed(db: Db) {
         [(4, "confirmed"), (9, "sent")]
     );
     assert_eq!(store.anchors(5, 10).await.expect("anchors").len(), 1);
+    let sizes = |anchors: Vec<twinledger_store::Anchor>| -> Vec<u64> {
+        anchors.iter().map(|a| a.size).collect()
+    };
+    // Newest first, below a size.
+    let below = |size, limit| store.anchors_below(size, limit);
+    assert_eq!(sizes(below(u64::MAX, 10).await.expect("below")), [9, 4]);
+    assert_eq!(sizes(below(u64::MAX, 1).await.expect("below")), [9]);
+    assert_eq!(sizes(below(9, 10).await.expect("below")), [4]);
+    assert_eq!(sizes(below(4, 10).await.expect("below")), Vec::<u64>::new());
     // Sent again after a reorganisation: back to sent, its block forgotten.
     store
         .put_anchor_sent(4, &root, 0, "0x05")

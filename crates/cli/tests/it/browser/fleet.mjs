@@ -38,4 +38,19 @@ await run(async (page) => {
   if (JSON.stringify(twins) !== JSON.stringify(["valve-1", "valve-2"])) {
     throw new Error(`the search for "valve" shows ${JSON.stringify(twins)}`);
   }
+
+  // The anchors that moved the rows are on the anchors page, newest first.
+  await page.goto(base + "/dashboard/anchors");
+  const anchors = await page.$$eval("#anchors tbody tr", (rows) =>
+    rows.map((r) => ({ size: Number(r.dataset.size), cells: [...r.cells].map((c) => c.textContent.trim()) })),
+  );
+  if (anchors.length === 0) throw new Error("no anchor shown");
+  const sizes = anchors.map((a) => a.size);
+  if (JSON.stringify(sizes) !== JSON.stringify([...sizes].sort((a, b) => b - a))) {
+    throw new Error(`anchors not newest first: ${JSON.stringify(sizes)}`);
+  }
+  const [size, records, , tx, block, , gas] = anchors[0].cells;
+  if (Number(size) !== sizes[0] || !(Number(records) >= 1) || !tx.startsWith("0x") || !(Number(block) >= 1) || !(Number(gas) > 0)) {
+    throw new Error(`the newest anchor shows ${JSON.stringify(anchors[0].cells)}`);
+  }
 });
