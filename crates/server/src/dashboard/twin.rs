@@ -16,10 +16,22 @@ use crate::{ApiError, AppState};
 /// Versions listed in the history.
 const HISTORY: usize = 20;
 
+/// The query: `version` to show, `compare` to set beside it (an empty field is none).
 #[derive(serde::Deserialize)]
 pub(super) struct TwinQuery {
-    version: Option<u64>,
-    compare: Option<u64>,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    compare: String,
+}
+
+fn version_param(name: &str, value: &str) -> Result<Option<u64>, ApiError> {
+    match value.trim() {
+        "" => Ok(None),
+        v => v.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("{name} must be a version number, not {v:?}"))
+        }),
+    }
 }
 
 /// `GET /dashboard/twins/{id}[?version=V[&compare=W]]`.
@@ -31,6 +43,10 @@ pub(super) async fn page(
 ) -> Result<Markup, ApiError> {
     let id = crate::v1::twin_id(id)?;
     check(&caller, Scope::Read, Some(&id))?;
+    let (version, compare) = (
+        version_param("version", &q.version)?,
+        version_param("compare", &q.compare)?,
+    );
     let twin = app.ledger.twin(&id).await?;
     let store = app.ledger.store();
     let desired = match twin.desired_index {
@@ -52,7 +68,7 @@ pub(super) async fn page(
         .and_then(|a| a.congruence.get("diverging").cloned())
         .and_then(|d| serde_json::from_value(d).ok())
         .unwrap_or_default();
-    let shown = match q.version {
+    let shown = match version {
         Some(v) => Some(store.record(&id, v).await?.ok_or_else(|| {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -61,11 +77,10 @@ pub(super) async fn page(
         })?),
         None => None,
     };
-    let compared = match q.compare {
+    let compared = match compare {
         Some(v) => store.record(&id, v).await?,
         None => None,
     };
-    let versions: Vec<u64> = (1..=twin.latest_version).rev().collect();
     let body = html! {
         h1 { "Twin " code { (id) } }
         p.summary {
@@ -94,12 +109,12 @@ pub(super) async fn page(
             h2 { "History" }
             form.search method="get" {
                 label for="version" { "Show version" }
-                select #version name="version" { @for v in &versions { option value=(v) selected[q.version == Some(*v)] { (v) } } }
+                // Numbers, not lists: a twin may have millions of versions.
+                input #version name="version" type="number" min="1" max=(twin.latest_version)
+                    value=(version.unwrap_or(twin.latest_version)) required;
                 label for="compare" { "compared with" }
-                select #compare name="compare" {
-                    option value="" { "—" }
-                    @for v in &versions { option value=(v) selected[q.compare == Some(*v)] { (v) } }
-                }
+                input #compare name="compare" type="number" min="1" max=(twin.latest_version)
+                    value=[compare] placeholder="version";
                 button type="submit" { "Show" }
             }
             @if let Some(s) = &shown { (version_view(s, compared.as_ref())) }

@@ -28,4 +28,11 @@ await run(async (page) => {
   await page.goto(base + "/dashboard/twins/pump-1?version=2&compare=4");
   const marked = await page.$$eval("#version-view table.compared tr.diverging td:first-child", (c) => c.map((td) => td.textContent.trim()));
   if (JSON.stringify(marked) !== JSON.stringify(["/rpm"])) throw new Error(`versions 2 and 4 differ in ${JSON.stringify(marked)}`);
+
+  // The form: one version alone (the comparison left empty).
+  await page.fill("#version", "1");
+  await page.fill("#compare", "");
+  await Promise.all([page.waitForURL(/version=1/), page.click("#history form button")]);
+  const alone = await page.textContent("#version-view h3");
+  if (alone.trim() !== "Version 1 (desired)") throw new Error(`the form shows ${alone}`);
 });

@@ -411,9 +411,16 @@ impl LogAnchorer {
                     }
                     Err(SendFailure { message, refused }) => {
                         self.metrics.anchor_failed();
-                        self.fail(&message, &mut backoff, &mut retry_at);
                         if refused && p.in_flight.is_empty() {
+                            // The chain holds another head than this service thought: often
+                            // its own anchor, mined after all (a restart of the embedded chain
+                            // lost track of it). The rewind reads the chain's head and answers
+                            // the callers it covers; failing them first would tell them the
+                            // chain is unavailable about records it holds (a CI run saw a 503).
+                            self.note_failure(&message, &mut backoff, &mut retry_at);
                             self.rewind(&mut p, Rewind::Failed(message), &done_tx).await;
+                        } else {
+                            self.fail(&message, &mut backoff, &mut retry_at);
                         }
                     }
                 }
@@ -468,10 +475,15 @@ impl LogAnchorer {
     }
 
     fn fail(&self, msg: &str, backoff: &mut Duration, retry_at: &mut Option<Instant>) {
+        self.note_failure(msg, backoff, retry_at);
+        self.waiters.fail_all(msg);
+    }
+
+    /// Notes a failed anchor and backs off, leaving the callers waiting.
+    fn note_failure(&self, msg: &str, backoff: &mut Duration, retry_at: &mut Option<Instant>) {
         tracing::warn!(target: "twinledger::anchor", error = %msg, retry_in_ms = backoff.as_millis() as u64, "anchoring failed; records stay pending");
         self.state
             .send_modify(|s| s.last_error = Some(msg.to_owned()));
-        self.waiters.fail_all(msg);
         *retry_at = Some(Instant::now() + *backoff);
         *backoff = (*backoff * 2).min(Duration::from_secs(5));
     }
