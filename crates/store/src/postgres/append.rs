@@ -438,7 +438,29 @@ async fn write_and_commit(conn: &Connection, plan: &Plan) -> Result<()> {
     let salts: Vec<&[u8]> = r.iter().map(|r| r.salt.as_slice()).collect();
     let leaves_of: Vec<&[u8]> = r.iter().map(|r| r.leaf_hash.0.as_slice()).collect();
     let annexes: Vec<Option<&str>> = r.iter().map(|r| r.annex.as_deref()).collect();
-    let record_params: [&Param<'_>; 13] = [
+    let node_keys: Vec<i64> = plan.nodes.iter().map(|(k, _)| *k).collect();
+    let node_hashes: Vec<&[u8]> = plan.nodes.iter().map(|(_, h)| h.0.as_slice()).collect();
+    let t = &plan.twins;
+    let twin_ids: Vec<&str> = t.iter().map(|t| t.twin_id.as_str()).collect();
+    let versions: Vec<i64> = t.iter().map(|t| t.latest_version).collect();
+    let latest: Vec<i64> = t.iter().map(|t| t.latest_idx).collect();
+    let leaves: Vec<&[u8]> = t.iter().map(|t| t.latest_leaf_hash.0.as_slice()).collect();
+    let created: Vec<i64> = t.iter().map(|t| t.created_at_ms).collect();
+    let updated: Vec<i64> = t.iter().map(|t| t.updated_at_ms).collect();
+    let desired: Vec<Option<i64>> = t.iter().map(|t| t.desired_idx).collect();
+    let bands: Vec<Option<&str>> = t.iter().map(|t| t.band.as_deref()).collect();
+    let k = &plan.keys;
+    let key_names: Vec<&str> = k.iter().map(|k| k.key.as_str()).collect();
+    let requests: Vec<&[u8]> = k.iter().map(|k| k.request.0.as_slice()).collect();
+    let key_indexes: Vec<i64> = k.iter().map(|k| k.index).collect();
+    let key_created: Vec<i64> = k.iter().map(|k| k.created_at_ms).collect();
+    let frontier = &plan.outcome.frontier;
+    let size = frontier.size() as i64;
+    let peaks: Vec<u8> = frontier.peaks().iter().flat_map(|p| p.0).collect();
+    let announced = size.to_string();
+    // In the order of the statement's parameters: $1-$13 the records, $14-$15 the tree nodes,
+    // $16-$23 the twins, $24-$27 the idempotency keys, $28-$29 the head, $30-$31 the notice.
+    let params: [&Param<'_>; 31] = [
         &indexes,
         &twins_of,
         &versions_of,
@@ -452,64 +474,20 @@ async fn write_and_commit(conn: &Connection, plan: &Plan) -> Result<()> {
         &leaves_of,
         &plan.status,
         &annexes,
-    ];
-    let node_keys: Vec<i64> = plan.nodes.iter().map(|(k, _)| *k).collect();
-    let node_hashes: Vec<&[u8]> = plan.nodes.iter().map(|(_, h)| h.0.as_slice()).collect();
-    let node_params: [&Param<'_>; 2] = [&node_keys, &node_hashes];
-    let t = &plan.twins;
-    let twin_ids: Vec<&str> = t.iter().map(|t| t.twin_id.as_str()).collect();
-    let versions: Vec<i64> = t.iter().map(|t| t.latest_version).collect();
-    let latest: Vec<i64> = t.iter().map(|t| t.latest_idx).collect();
-    let leaves: Vec<&[u8]> = t.iter().map(|t| t.latest_leaf_hash.0.as_slice()).collect();
-    let created: Vec<i64> = t.iter().map(|t| t.created_at_ms).collect();
-    let updated: Vec<i64> = t.iter().map(|t| t.updated_at_ms).collect();
-    let desired: Vec<Option<i64>> = t.iter().map(|t| t.desired_idx).collect();
-    let bands: Vec<Option<&str>> = t.iter().map(|t| t.band.as_deref()).collect();
-    let twin_params: [&Param<'_>; 8] = [
-        &twin_ids, &versions, &latest, &leaves, &created, &updated, &desired, &bands,
-    ];
-    let k = &plan.keys;
-    let key_names: Vec<&str> = k.iter().map(|k| k.key.as_str()).collect();
-    let requests: Vec<&[u8]> = k.iter().map(|k| k.request.0.as_slice()).collect();
-    let key_indexes: Vec<i64> = k.iter().map(|k| k.index).collect();
-    let key_created: Vec<i64> = k.iter().map(|k| k.created_at_ms).collect();
-    let key_params: [&Param<'_>; 4] = [&key_names, &requests, &key_indexes, &key_created];
-    let frontier = &plan.outcome.frontier;
-    let size = frontier.size() as i64;
-    let peaks: Vec<u8> = frontier.peaks().iter().flat_map(|p| p.0).collect();
-    let announced = size.to_string();
-    let [i, tw, v, kd, sa, sc, sh, pr, rc, sl, lf, status, an] = record_params;
-    let [nk, nh] = node_params;
-    let [ti, tv, tl, tf, tc, tu, td, tb] = twin_params;
-    let [kn, kr, ki, kc] = key_params;
-    let params: [&Param<'_>; 31] = [
-        i,
-        tw,
-        v,
-        kd,
-        sa,
-        sc,
-        sh,
-        pr,
-        rc,
-        sl,
-        lf,
-        status,
-        an,
-        nk,
-        nh,
-        ti,
-        tv,
-        tl,
-        tf,
-        tc,
-        tu,
-        td,
-        tb,
-        kn,
-        kr,
-        ki,
-        kc,
+        &node_keys,
+        &node_hashes,
+        &twin_ids,
+        &versions,
+        &latest,
+        &leaves,
+        &created,
+        &updated,
+        &desired,
+        &bands,
+        &key_names,
+        &requests,
+        &key_indexes,
+        &key_created,
         &size,
         &peaks,
         &LOG_CHANNEL,
