@@ -76,7 +76,8 @@ source.addEventListener("record", (e) => {
 });
 
 // Setting a desired state: a JSON body with `state` (and optional `tolerances`), sent with the
-// write key typed in. The key never leaves this tab except to this service.
+// write key typed in (it never leaves this tab except to this service), or else with the
+// session's cookie, which the browser adds itself.
 document.getElementById("set").addEventListener("click", async () => {
   const out = document.getElementById("set-result");
   let body;

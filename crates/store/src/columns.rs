@@ -2,8 +2,8 @@
 //! order, and a copy writes them in the same order.
 
 /// An anchor, as `model::Anchor`.
-pub(crate) const ANCHOR_COLUMNS: &str =
-    "size, root, prev_size, tx_hash, status, block_number, block_hash, block_time, gas_used";
+pub(crate) const ANCHOR_COLUMNS: &str = "size, root, prev_size, tx_hash, status, block_number, block_hash, block_time, gas_used, \
+     replacements";
 
 /// A record row, as `model::StoredRecord`.
 pub(crate) const RECORD_COLUMNS: &str = "idx, twin_id, version, kind, state, hash_scheme, \

@@ -162,7 +162,7 @@ pub trait AnchorStore: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// Notes that the anchor of `size` was sent again under another transaction (a replacement
-    /// with higher fees).
+    /// with higher fees), and counts the replacement.
     async fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()>;
 
     /// Marks the anchor of `size` mined in `block_number`.

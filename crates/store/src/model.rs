@@ -305,6 +305,8 @@ pub struct Anchor {
     pub block_time: Option<u64>,
     /// Gas the transaction used.
     pub gas_used: Option<u64>,
+    /// Times the transaction was replaced with higher fees before one was mined.
+    pub replacements: u64,
 }
 
 /// An API key as stored: never the secret, only its hash.

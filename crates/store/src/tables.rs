@@ -95,7 +95,7 @@ impl Table {
             ],
             Table::TreeNodes => &[Int, Bytes],
             Table::Twins => &[Text, Int, Int, Int, Int, Int, Text, Bytes],
-            Table::Anchors => &[Int, Bytes, Int, Text, Text, Int, Text, Int, Int],
+            Table::Anchors => &[Int, Bytes, Int, Text, Text, Int, Text, Int, Int, Int],
             Table::IdempotencyKeys => &[Text, Bytes, Int, Int],
             Table::ApiKeys => &[Text, Bytes, Text, Text, Text, Int, Int],
             Table::DeviceKeys => &[Text, Text, Bool, Int],
@@ -304,6 +304,7 @@ impl TableRows {
                     Cell::Text(a.block_hash.as_deref()),
                     opt_int(a.block_time),
                     opt_int(a.gas_used),
+                    int(a.replacements),
                 ]
             }
             TableRows::IdempotencyKeys(v) => {

@@ -142,3 +142,102 @@ async fn the_events_page_resumes_after_the_service_restarts_without_losing_or_re
         app.output()
     );
 }
+
+#[tokio::test]
+async fn with_reads_needing_a_key_the_dashboard_asks_once_and_refuses_cross_site_writes() {
+    let dir = data_dir();
+    let app = embedded_app_with(dir.path(), "[auth]\nreads = true\n");
+    let read = key(dir.path(), &["--scope", "read"]);
+    let write = key(dir.path(), &["--scope", "write"]);
+    let report = http()
+        .post(app.url("/v1/twins/press-1/states"))
+        .bearer_auth(&write)
+        .json(&json!({"force": 9}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(report.status().as_u16(), 201);
+    scenario(&app, "session", &[&read, &write]);
+
+    // The cookie goes with requests other sites make too: it writes only from the service's
+    // own pages, and a script asking for a fragment gets JSON, not the prompt.
+    let desired = |origin: &str, session: &str| {
+        http()
+            .put(app.url("/v1/twins/press-1/desired"))
+            .header("cookie", format!("twinledger_key={session}"))
+            .header("origin", origin)
+            .json(&json!({"state": {"force": 11}}))
+            .send()
+    };
+    let host = app.base_url.trim_start_matches("http://").to_owned();
+    let foreign = desired("http://evil.example", &write).await.expect("put");
+    assert_eq!(foreign.status().as_u16(), 403);
+    let body: serde_json::Value = foreign.json().await.expect("json");
+    assert!(
+        body["error"].as_str().expect("error").contains("own pages"),
+        "{body}"
+    );
+    let versions = || -> i64 {
+        db(dir.path())
+            .query_row(
+                "SELECT COUNT(*) FROM records WHERE twin_id = 'press-1'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count")
+    };
+    assert_eq!(versions(), 3, "the refused write left nothing");
+    let own = desired(&format!("http://{host}"), &write)
+        .await
+        .expect("put");
+    assert_eq!(own.status().as_u16(), 201);
+    assert_eq!(versions(), 4);
+    let by_reader = desired(&format!("http://{host}"), &read)
+        .await
+        .expect("put");
+    assert_eq!(by_reader.status().as_u16(), 403);
+    let fragment = http()
+        .get(app.url("/dashboard/fleet/rows?id=press-1"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(fragment.status().as_u16(), 401);
+    assert!(fragment.text().await.expect("body").contains("\"error\""));
+    // Signing in from another site is refused too.
+    let login = http()
+        .post(app.url("/dashboard/session"))
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={read}&next=%2Fdashboard"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(login.status().as_u16(), 403);
+    assert!(login.headers().get("set-cookie").is_none());
+
+    // A revoked key ends its session: the prompt again, and the cookie is forgotten.
+    let id = read.split('_').nth(1).expect("id");
+    let data = dir.path().to_str().expect("path");
+    assert!(
+        run(&["keys", "revoke", id, "--data-dir", data])
+            .status
+            .success()
+    );
+    let page = http()
+        .get(app.url("/dashboard"))
+        .header("cookie", format!("twinledger_key={read}"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(page.status().as_u16(), 401);
+    let forget = page.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_owned();
+    assert!(
+        forget.starts_with("twinledger_key=;") && forget.contains("Max-Age=0"),
+        "{forget}"
+    );
+    assert!(page.text().await.expect("body").contains("was revoked"));
+}

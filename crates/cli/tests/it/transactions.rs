@@ -174,6 +174,19 @@ async fn a_stuck_anchor_is_replaced_with_higher_fees_also_after_a_restart() {
         before + 1,
         "nothing left behind"
     );
+    // Each replacement is counted on its anchor, for the dashboard's anchors page.
+    let counted: i64 = db(dir.path())
+        .query_row(
+            "SELECT replacements FROM anchors WHERE tx_hash = ?1",
+            [&tx],
+            |r| r.get(0),
+        )
+        .expect("the mined anchor");
+    assert!(
+        counted as usize > replaced.len(),
+        "{counted} replacements counted, more than {} were logged before the restart",
+        replaced.len()
+    );
     let (_, verdict) = get(&app, "/v1/twins/pump/verify").await;
     assert_eq!(verdict["integrity"], "Valid", "{verdict}");
     drop(app);

@@ -1,5 +1,7 @@
 //! Anchors: the tree heads on chain, newest first, with their transactions, blocks, gas, the
-//! records each covers and its confirmations; replacements and reorganisations counted above.
+//! records each covers, its confirmations and the times its transaction was replaced; the
+//! reorganisations that dropped anchors are counted above (a dropped anchor's records go into a
+//! later head, so there is no row left to count them on).
 
 use axum::extract::{Query, State};
 use maud::{Markup, html};
@@ -39,17 +41,18 @@ pub(super) async fn page(
         p.summary {
             "Contract " code { (health.contract) }
             @if let Some(h) = head { ", chain head at block " (h) }
-            ". Replacements (fee bumps) " (a.replacements) ", reorganisations " (a.reorganisations) "."
+            ". Since this service started: " (a.replacements) " replacements (fee bumps), "
+            (a.reorganisations) " reorganisations that dropped anchors (their records are anchored again in a later head)."
             @if let Some(e) = &a.last_error { " " span.bad { "Anchoring fails: " (e) } }
         }
         table #anchors {
             thead { tr {
                 th { "Tree size" } th { "Records" } th { "Root" } th { "Transaction" } th { "Block" }
-                th { "Time (UTC)" } th { "Gas" } th { "Confirmations" } th { "Status" }
+                th { "Time (UTC)" } th { "Gas" } th { "Confirmations" } th title="Times the transaction was replaced with higher fees" { "Replaced" } th { "Status" }
             } }
             tbody {
                 @for x in &anchors {
-                    tr data-size=(x.size) {
+                    tr id={ "anchor-" (x.size) } data-size=(x.size) {
                         td.num { (x.size) }
                         td.num { (x.size - x.prev_size) }
                         td { code title=(x.root.to_hex()) { (short(&x.root.to_hex())) } }
@@ -58,6 +61,7 @@ pub(super) async fn page(
                         td { @if let Some(t) = x.block_time { (layout::time(t as i64 * 1000)) } }
                         td.num { @if let Some(g) = x.gas_used { (g) } }
                         td.num { @if let (Some(b), Some(h)) = (x.block_number, head) { (h.saturating_sub(b) + 1) } }
+                        td.num { (x.replacements) }
                         td { span class={ "status status-" (x.status) } { (x.status) } }
                     }
                 }
@@ -68,7 +72,21 @@ pub(super) async fn page(
             nav.pages { a rel="next" href={ (super::ROOT) "/anchors?below=" (last.size) } { "Older anchors" } }
         }
     };
-    Ok(layout::page("Anchors", "Anchors", body))
+    Ok(layout::page(
+        "Anchors",
+        "Anchors",
+        layout::key_id(&caller),
+        body,
+    ))
+}
+
+/// The anchors page showing the anchor of tree size `size` first, scrolled to it.
+pub(super) fn link(size: u64) -> String {
+    format!(
+        "{}/anchors?below={}#anchor-{size}",
+        super::ROOT,
+        size.saturating_add(1)
+    )
 }
 
 fn short(hex: &str) -> String {

@@ -63,5 +63,10 @@ pub(super) async fn page(
         }
         script type="module" src={ (super::ASSETS) "events.mjs" } {}
     };
-    Ok(layout::page("Events", "Events", body))
+    Ok(layout::page(
+        "Events",
+        "Events",
+        layout::key_id(&caller),
+        body,
+    ))
 }

@@ -138,7 +138,12 @@ pub(super) async fn page(
             }
         }
     };
-    Ok(layout::page("Fleet", "Fleet", body))
+    Ok(layout::page(
+        "Fleet",
+        "Fleet",
+        layout::key_id(&caller),
+        body,
+    ))
 }
 
 /// `GET /dashboard/fleet/rows?id=…&id=…`: the rows of these twins, for the live page to swap

@@ -1,6 +1,9 @@
 //! The frame every page shares: the navigation, the styles, the live script.
 
+use axum::Extension;
 use maud::{DOCTYPE, Markup, html};
+
+use crate::auth::MaybeCaller;
 
 /// The pages of the navigation, with the path each lives at.
 const PAGES: [(&str, &str); 4] = [
@@ -10,8 +13,14 @@ const PAGES: [(&str, &str); 4] = [
     ("Verify", "/dashboard/verify"),
 ];
 
-/// A page titled `title` (`current` names its entry in the navigation) around `body`.
-pub(super) fn page(title: &str, current: &str, body: Markup) -> Markup {
+/// The key a page was asked for with, shown beside the way to end its session.
+pub(super) fn key_id(caller: &MaybeCaller) -> Option<&str> {
+    caller.as_ref().map(|Extension(c)| c.key_id.as_str())
+}
+
+/// A page titled `title` (`current` names its entry in the navigation) around `body`, for the
+/// holder of the key `key_id` (when reads need one).
+pub(super) fn page(title: &str, current: &str, key_id: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -31,6 +40,12 @@ pub(super) fn page(title: &str, current: &str, body: Markup) -> Markup {
                         }
                     }
                     span #live title="Live updates from /v1/events" { "connecting" }
+                    @if let Some(id) = key_id {
+                        form.session method="post" action=(super::session::END_PATH) {
+                            span.muted title="The API key of this session" { "key " code { (id) } }
+                            button type="submit" { "End session" }
+                        }
+                    }
                 }
                 main { (body) }
             }

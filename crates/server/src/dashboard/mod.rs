@@ -8,12 +8,13 @@ mod assets;
 mod events;
 mod fleet;
 mod layout;
+pub(crate) mod session;
 mod twin;
 mod verify;
 
 use axum::Router;
 use axum::response::Redirect;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::AppState;
 
@@ -33,6 +34,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/dashboard/events", get(events::page))
         .route("/dashboard/anchors", get(anchors::page))
         .route("/dashboard/assets/{*path}", get(assets::serve))
+        .route(session::PATH, post(session::start))
+        .route(session::END_PATH, post(session::end))
 }
 
 /// `s` as a query string value.

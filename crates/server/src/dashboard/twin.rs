@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use maud::{Markup, html};
 use serde_json::Value;
 use twinledger_ledger::Scope;
-use twinledger_store::StoredRecord;
+use twinledger_store::{Anchor, StoredRecord};
 
 use super::layout;
 use crate::auth::{MaybeCaller, check};
@@ -77,6 +77,10 @@ pub(super) async fn page(
         })?),
         None => None,
     };
+    let anchor = match &shown {
+        Some(r) if compare.is_none() => store.anchor_covering(r.index).await?,
+        _ => None,
+    };
     let compared = match compare {
         Some(v) => store.record(&id, v).await?,
         None => None,
@@ -117,7 +121,7 @@ pub(super) async fn page(
                     value=[compare] placeholder="version";
                 button type="submit" { "Show" }
             }
-            @if let Some(s) = &shown { (version_view(s, compared.as_ref())) }
+            @if let Some(s) = &shown { (version_view(s, compared.as_ref(), anchor.as_ref())) }
             table {
                 thead { tr { th { "Version" } th { "Kind" } th { "Recorded (UTC)" } th { "State" } } }
                 tbody #versions {
@@ -143,7 +147,7 @@ pub(super) async fn page(
         }
         section #set-desired {
             h2 { "Set a new desired state" }
-            p.muted { "Recorded through PUT /v1/twins/" (id) "/desired with the write key you give (it stays in this tab)." }
+            p.muted { "Recorded through PUT /v1/twins/" (id) "/desired with the write key you give (it stays in this tab), or else with this session's key." }
             textarea #desired-state rows="4" cols="60" placeholder=r#"{"state": {"rpm": 1500}, "tolerances": {"/rpm": {"absolute": 50}}}"# {}
             div.fields { label { "Write key " input #write-key type="password" size="40" autocomplete="off"; } }
             button #set type="button" { "Record" }
@@ -153,7 +157,12 @@ pub(super) async fn page(
         script src={ (super::ASSETS) "vendor/uplot/dist/uPlot.iife.min.js" } {}
         script type="module" src={ (super::ASSETS) "twin.mjs" } {}
     };
-    Ok(layout::page(&format!("Twin {id}"), "", body))
+    Ok(layout::page(
+        &format!("Twin {id}"),
+        "",
+        layout::key_id(&caller),
+        body,
+    ))
 }
 
 /// The leaves of a JSON value by JSON Pointer, in document order (arrays count as one leaf).
@@ -193,11 +202,18 @@ fn state_table(r: &StoredRecord, marked: &[String], name: &str) -> Markup {
 }
 
 /// One version's state; with another, the two side by side with the differing fields marked.
-fn version_view(a: &StoredRecord, b: Option<&StoredRecord>) -> Markup {
+fn version_view(a: &StoredRecord, b: Option<&StoredRecord>, anchor: Option<&Anchor>) -> Markup {
     let Some(b) = b else {
         return html! {
             div #version-view {
                 h3 { "Version " (a.version) " (" (a.kind) ")" }
+                p.muted #version-anchor {
+                    "Log index " (a.index) ". "
+                    @if let Some(x) = anchor {
+                        "Anchored in the tree head of size "
+                        a href=(super::anchors::link(x.size)) { (x.size) } " (" (x.status) ")."
+                    } @else { "Not anchored yet." }
+                }
                 (state_table(a, &[], "shown"))
             }
         };

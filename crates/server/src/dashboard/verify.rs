@@ -74,7 +74,12 @@ pub(super) async fn page(
         script type="importmap" { (PreEscaped(IMPORT_MAP)) }
         script type="module" src={ (super::ASSETS) "verify.mjs" } {}
     };
-    Ok(layout::page("Verify", "Verify", body))
+    Ok(layout::page(
+        "Verify",
+        "Verify",
+        layout::key_id(&caller),
+        body,
+    ))
 }
 
 fn verdict_markup(v: &TwinVerdict) -> Markup {

@@ -89,7 +89,7 @@ impl AnchorStore for PostgresStore {
              VALUES ($1, $2, $3, $4, 'sent') ON CONFLICT (size) DO UPDATE SET \
              root = excluded.root, prev_size = excluded.prev_size, tx_hash = excluded.tx_hash, \
              status = 'sent', block_number = NULL, block_hash = NULL, block_time = NULL, \
-             gas_used = NULL",
+             gas_used = NULL, replacements = 0",
             &[
                 &position(size),
                 &root.0.as_slice(),
@@ -103,7 +103,8 @@ impl AnchorStore for PostgresStore {
 
     async fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()> {
         self.change(
-            "UPDATE anchors SET tx_hash = $2 WHERE size = $1 AND status = 'sent'",
+            "UPDATE anchors SET tx_hash = $2, replacements = replacements + 1 \
+             WHERE size = $1 AND status = 'sent'",
             &[&position(size), &tx_hash],
         )
         .await?;

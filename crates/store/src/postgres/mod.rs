@@ -34,6 +34,7 @@ use crate::{Result, Store, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_fillfactor.sql"),
+    include_str!("../../migrations/postgres/0003_anchor_replacements.sql"),
 ];
 
 /// The schema version this binary migrates to (and the newest it accepts).
@@ -269,6 +270,7 @@ fn anchor_row(row: &Row) -> Result<Anchor> {
         block_hash: row.try_get(6)?,
         block_time: row.try_get::<_, Option<i64>>(7)?.map(|v| v as u64),
         gas_used: row.try_get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        replacements: row.try_get::<_, i64>(9)? as u64,
     })
 }
 

@@ -76,7 +76,7 @@ impl Database {
                  VALUES (?1, ?2, ?3, ?4, 'sent') ON CONFLICT (size) DO UPDATE SET \
                  root = excluded.root, prev_size = excluded.prev_size, tx_hash = excluded.tx_hash, \
                  status = 'sent', block_number = NULL, block_hash = NULL, block_time = NULL, \
-                 gas_used = NULL",
+                 gas_used = NULL, replacements = 0",
             )?
             .execute(params![
                 size as i64,
@@ -91,7 +91,8 @@ impl Database {
     pub(super) fn set_anchor_tx(&self, size: u64, tx_hash: &str) -> Result<()> {
         self.write(|c| {
             c.prepare_cached(
-                "UPDATE anchors SET tx_hash = ?2 WHERE size = ?1 AND status = 'sent'",
+                "UPDATE anchors SET tx_hash = ?2, replacements = replacements + 1 \
+                 WHERE size = ?1 AND status = 'sent'",
             )?
             .execute(params![size as i64, tx_hash])?;
             Ok(())

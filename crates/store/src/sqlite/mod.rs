@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_twins_without_rowid.sql"),
     include_str!("../../migrations/sqlite/0009_tree_nodes_in_completion_order.sql"),
     include_str!("../../migrations/sqlite/0010_logged_status.sql"),
+    include_str!("../../migrations/sqlite/0011_anchor_replacements.sql"),
 ];
 
 /// Readers kept open between calls; more are opened on demand and closed after use.
@@ -266,6 +267,7 @@ fn anchor_row(row: &Row<'_>) -> rusqlite::Result<Anchor> {
         block_hash: row.get(6)?,
         block_time: row.get::<_, Option<i64>>(7)?.map(|v| v as u64),
         gas_used: row.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        replacements: row.get::<_, i64>(9)? as u64,
     })
 }
 

@@ -666,6 +666,7 @@ async fn anchors_go_from_sent_to_mined_to_confirmed(db: Db) {
         block_hash: Some("0xb100".into()),
         block_time: Some(1_700_000_100),
         gas_used: Some(21_000),
+        replacements: 1,
     };
     assert_eq!(
         store.anchor_covering(3).await.expect("covering"),
@@ -702,8 +703,12 @@ async fn anchors_go_from_sent_to_mined_to_confirmed(db: Db) {
         .expect("resent");
     let again = store.anchors(4, 1).await.expect("anchors");
     assert_eq!(
-        (again[0].status.as_str(), again[0].block_number),
-        ("sent", None)
+        (
+            again[0].status.as_str(),
+            again[0].block_number,
+            again[0].replacements
+        ),
+        ("sent", None, 0)
     );
     store.delete_anchor(9).await.expect("delete");
     assert_eq!(store.anchors(0, 10).await.expect("anchors").len(), 1);

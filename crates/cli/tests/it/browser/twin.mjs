@@ -1,6 +1,6 @@
 // The twin page (after fleet.mjs ran on the same service): the congruence chart grows and marks
 // a band change as a report arrives, without a reload; the diverging fields are marked; two
-// versions compare side by side.
+// versions compare side by side; a version links to its anchor.
 import { base, post, run, until } from "./support.mjs";
 
 const chart = (page) =>
@@ -35,4 +35,21 @@ await run(async (page) => {
   await Promise.all([page.waitForURL(/version=1/), page.click("#history form button")]);
   const alone = await page.textContent("#version-view h3");
   if (alone.trim() !== "Version 1 (desired)") throw new Error(`the form shows ${alone}`);
+
+  // A version links to the anchor that covers it: the anchors page, that row first and targeted.
+  const link = await until(
+    "the version's anchor",
+    async () => {
+      await page.reload();
+      return page.getAttribute("#version-anchor a", "href");
+    },
+    (href) => href !== null,
+    30000,
+  );
+  const size = Number(link.split("#anchor-")[1]);
+  if (!(size >= 1)) throw new Error(`the anchor link ${link}`);
+  await Promise.all([page.waitForURL(new RegExp(`#anchor-${size}$`)), page.click("#version-anchor a")]);
+  const first = await page.getAttribute("#anchors tbody tr:first-child", "id");
+  const targeted = await page.$eval(`#anchor-${size}`, (row) => row.matches(":target"));
+  if (first !== `anchor-${size}` || !targeted) throw new Error(`the anchors page: first row ${first}, targeted ${targeted}`);
 });
