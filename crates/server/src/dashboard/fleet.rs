@@ -117,7 +117,9 @@ pub(super) async fn page(
             input #prefix name="prefix" type="search" value=(q.prefix) autocomplete="off";
             button type="submit" { "Search" }
         }
-        table #fleet {
+        // What a twin new to the ledger needs to belong on this page, for the live script.
+        table #fleet data-prefix=(q.prefix) data-after=(q.after.as_ref().map_or("", |a| a.as_str()))
+            data-page=(PAGE) {
             thead { tr {
                 th { "Twin" } th { "Version" } th { "Updated (UTC)" } th { "Band" }
                 th { "Score" } th { "Chain" }

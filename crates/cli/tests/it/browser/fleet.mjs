@@ -1,5 +1,5 @@
-// The fleet page: rows as the API has them, a POSTed report changing its row live (no reload),
-// and the search by id prefix kept in the URL.
+// The fleet page: rows as the API has them, a POSTed report changing its row live (no reload), a
+// new twin joining in its place, and the search by id prefix kept in the URL.
 import { base, post, run, until } from "./support.mjs";
 
 const cells = (page, twin) =>
@@ -28,6 +28,15 @@ await run(async (page) => {
     throw new Error(`pump-1's row shows ${JSON.stringify(after)}`);
   }
   if (!(await page.evaluate(() => window.notReloaded))) throw new Error("the page reloaded");
+
+  // A twin new to the ledger joins the page in its place among the ids.
+  await post("/v1/twins/pump-0/states", { rpm: 10 });
+  const order = await until(
+    "the new twin's row",
+    () => page.$$eval("#fleet tbody tr", (rows) => rows.map((r) => r.dataset.twin)),
+    (ids) => ids.includes("pump-0"),
+  );
+  if (order.indexOf("pump-0") !== order.indexOf("pump-1") - 1) throw new Error(`the rows are ${JSON.stringify(order)}`);
 
   // The anchor that follows moves the row's chain status, still without a reload.
   await until("pump-1 anchored", () => cells(page, "pump-1"), (c) => c[5] !== "pending", 30000);
