@@ -389,7 +389,8 @@ impl Ledger {
         });
         Ok(Self {
             inner: Arc::new(Inner {
-                verifier: Verifier::new(store.clone(), anchoring.clone()),
+                verifier: Verifier::new(store.clone(), anchoring.clone())
+                    .following(sizes_rx.clone()),
                 store,
                 anchoring,
                 writer: wtx,

@@ -7,9 +7,15 @@ use twinledger_store::StoredRecord;
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
 use twinledger_chain::{LegacyContract, LogContract};
 use twinledger_core::TreeHead;
-use twinledger_store::Store;
+
+use tokio::sync::watch;
+use twinledger_core::InclusionProof;
+use twinledger_store::{Store, StoreError};
+
+use crate::anchor::AnchoredSizes;
 
 use crate::anchor::legacy::chain_timestamp;
 use crate::{Anchoring, LedgerError, Result};
@@ -129,18 +135,84 @@ fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomput
     })
 }
 
+/// `Some(reason)` when `proof` does not put `leaf_hash` in `head`.
+fn included(
+    proof: std::result::Result<InclusionProof, StoreError>,
+    leaf_hash: Hash,
+    head: TreeHead,
+) -> Option<String> {
+    let proof = match proof {
+        Ok(p) => p,
+        Err(e) => {
+            return Some(format!(
+                "no inclusion proof in the anchored tree of size {}: {e}",
+                head.size
+            ));
+        }
+    };
+    proof.verify(&leaf_hash, &head.root).err().map(|e| {
+        format!(
+            "record is not in the tree of size {} anchored on chain, or a record next to it \
+             in the log was altered ({e}); `twinledger audit` tells which",
+            head.size
+        )
+    })
+}
+
+/// How long a tree head read from the chain is used at most, even while nothing the ledger
+/// follows has changed: the backstop for a change of the chain that nothing here noticed.
+const HEAD_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The chain's latest head as a running ledger last read it. Every verification needs it, and
+/// reading it is a call to the chain node (most of a verification's time when each asked).
+/// The copy is used only while the anchored size the ledger follows is the one it was read at:
+/// that size moves whenever an anchor of any node is mined, a reorganisation drops anchors or
+/// a restarted chain comes back with fewer (the anchorer rewinds it, and followers track it),
+/// and the next verification then reads the chain again. Whatever the size says, a copy is
+/// used for at most [`HEAD_MAX_AGE`]. Records are read from the database on every
+/// verification, so an edited record is reported at once whatever the copy.
+struct ChainHead {
+    anchored: watch::Receiver<AnchoredSizes>,
+    /// The head, the anchored size when it was read, and when.
+    last: std::sync::Mutex<Option<(TreeHead, u64, Instant)>>,
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl ChainHead {
+    fn fresh(&self) -> Option<TreeHead> {
+        let (head, anchored, at) = (*self.last.lock().ok()?)?;
+        (anchored == self.anchored.borrow().anchored && at.elapsed() < HEAD_MAX_AGE).then_some(head)
+    }
+}
+
 /// Checks stored records against their hashes and the chain. Needs no running ledger, so the
 /// CLI can verify a data directory on its own.
 #[derive(Clone)]
 pub struct Verifier {
     store: Arc<dyn Store>,
     anchoring: Anchoring,
+    head: Option<Arc<ChainHead>>,
 }
 
 impl Verifier {
     /// A verifier over `store` and the contract records are anchored with.
     pub fn new(store: Arc<dyn Store>, anchoring: Anchoring) -> Self {
-        Self { store, anchoring }
+        Self {
+            store,
+            anchoring,
+            head: None,
+        }
+    }
+
+    /// A verifier inside a running ledger, which keeps the chain's head between verifications
+    /// while `anchored` (the ledger's anchored sizes) stays the same ([`ChainHead`]).
+    pub(crate) fn following(mut self, anchored: watch::Receiver<AnchoredSizes>) -> Self {
+        self.head = Some(Arc::new(ChainHead {
+            anchored,
+            last: std::sync::Mutex::new(None),
+            reading: tokio::sync::Mutex::new(()),
+        }));
+        self
     }
 
     fn legacy(&self) -> Option<&LegacyContract> {
@@ -158,22 +230,32 @@ impl Verifier {
         leaf_hash: Hash,
         head: TreeHead,
     ) -> Result<Option<String>> {
-        let proof = match self.store.inclusion_proof(index, head.size).await {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(Some(format!(
-                    "no inclusion proof in the anchored tree of size {}: {e}",
-                    head.size
-                )));
-            }
+        let proof = self.store.inclusion_proof(index, head.size).await;
+        Ok(included(proof, leaf_hash, head))
+    }
+
+    /// The chain's latest tree head: read from the contract, or the copy read last while it is
+    /// still true (see [`ChainHead`]).
+    async fn chain_head(&self, contract: &LogContract) -> Result<TreeHead> {
+        let Some(cache) = &self.head else {
+            return Ok(contract.latest_head().await?);
         };
-        Ok(proof.verify(&leaf_hash, &head.root).err().map(|e| {
-            format!(
-                "record is not in the tree of size {} anchored on chain, or a record next to it \
-                 in the log was altered ({e}); `twinledger audit` tells which",
-                head.size
-            )
-        }))
+        if let Some(head) = cache.fresh() {
+            return Ok(head);
+        }
+        // One read of the chain at a time; the callers that waited for it use what it read.
+        let _reading = cache.reading.lock().await;
+        if let Some(head) = cache.fresh() {
+            return Ok(head);
+        }
+        // Taken before the chain is asked: an anchor mined meanwhile changes it again, and the
+        // next verification reads the chain again.
+        let anchored = cache.anchored.borrow().anchored;
+        let head = contract.latest_head().await?;
+        if let Ok(mut last) = cache.last.lock() {
+            *last = Some((head, anchored, Instant::now()));
+        }
+        Ok(head)
     }
 
     /// Every stored version of a twin, in version order.
@@ -358,9 +440,23 @@ impl Verifier {
         let mut prev_sound = true;
         let mut latest_anchored: Option<(StoredRecord, String)> = None;
         let log_head = match &self.anchoring {
-            Anchoring::Log(c) => Some(c.latest_head().await?),
+            Anchoring::Log(c) => Some(self.chain_head(c).await?),
             Anchoring::Legacy(_) => None,
         };
+        // Every anchored version's proof in one read of the store.
+        let mut proofs = std::collections::HashMap::new();
+        if let Some(head) = log_head {
+            let anchored: Vec<u64> = rows
+                .iter()
+                .map(|r| r.index)
+                .filter(|&i| i < head.size)
+                .collect();
+            let made = self
+                .store
+                .inclusion_proofs(anchored.clone(), head.size)
+                .await?;
+            proofs.extend(anchored.into_iter().zip(made));
+        }
         for row in &rows {
             let version = u64::try_from(row.version).unwrap_or(0);
             if version > expected_version {
@@ -400,10 +496,15 @@ impl Verifier {
             if let Some(head) = log_head {
                 if row.index >= head.size {
                     pending.push(version);
-                } else if let Some(reason) = self
-                    .check_included(row.index, recomputed.leaf_hash, head)
-                    .await?
-                {
+                } else if let Some(reason) = included(
+                    proofs.remove(&row.index).unwrap_or_else(|| {
+                        Err(StoreError::Inconsistent(
+                            "the store gave no proof for this record".into(),
+                        ))
+                    }),
+                    recomputed.leaf_hash,
+                    head,
+                ) {
                     problems.push(problem(row, reason));
                 }
             } else if row.legacy_anchor().is_some() {

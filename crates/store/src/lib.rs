@@ -63,6 +63,15 @@ pub trait LogStore: Send + Sync + 'static {
     /// Inclusion proof of leaf `index` in the tree of `size` leaves.
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof>;
 
+    /// Inclusion proofs of the leaves at `indexes` in the tree of `size` leaves, in one read
+    /// (a twin's verification proves each of its versions). A proof that cannot be made (a
+    /// node is missing) is an error in its place; the outer error is the read's.
+    async fn inclusion_proofs(
+        &self,
+        indexes: Vec<u64>,
+        size: u64,
+    ) -> Result<Vec<Result<InclusionProof>>>;
+
     /// Consistency proof from the tree of `first` leaves to the tree of `second`.
     async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof>;
 

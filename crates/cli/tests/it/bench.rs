@@ -28,6 +28,8 @@ fn the_benchmark_smoke_run_reports_every_measure() {
         "/batched/gas_per_record",
         "/log_over_legacy",
         "/log_over_ceiling",
+        "/verify_over_ceiling_median",
+        "/proof_over_ceiling_median",
     ] {
         assert!(
             num(&r.pointer(path).expect(path).clone()) > 0.0,

@@ -301,17 +301,36 @@ async fn an_exported_proof_bundle_is_verified_against_the_chain_and_forgeries_fa
 }
 
 /// Each kind of tampering, on its own twin of five anchored versions, is reported at the
-/// version it touched.
+/// version it touched, at once after a verification that found it Valid (what the service keeps
+/// between verifications, the chain's head, hides no edit).
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_pinpoints_edits_deletions_insertions_swaps_and_rewrites() {
     let dir = data_dir();
     let app = embedded_app(dir.path());
-    for twin in ["t-edit", "t-del", "t-ins", "t-swap", "t-rewrite", "t-clean"] {
+    let twins = ["t-edit", "t-del", "t-ins", "t-swap", "t-rewrite", "t-clean"];
+    for twin in twins {
         for v in 1..=5 {
             let (status, _) = post_state(&app, twin, "?wait=anchored", json!({"v": v})).await;
             assert_eq!(status, 201);
         }
     }
+    for twin in twins {
+        let (_, verdict) = get(&app, &format!("/v1/twins/{twin}/verify")).await;
+        assert_eq!(
+            verdict["integrity"], "Valid",
+            "{twin} before the edits: {verdict}"
+        );
+    }
+    // A new anchor is used at once, not when the kept head ages out: the version acknowledged
+    // as anchored verifies Valid, not Pending.
+    let (status, _) = post_state(&app, "t-clean", "?wait=anchored", json!({"v": 6})).await;
+    assert_eq!(status, 201);
+    let (_, clean) = get(&app, "/v1/twins/t-clean/verify").await;
+    assert_eq!(
+        (clean["integrity"].as_str(), clean["versions"].as_u64()),
+        (Some("Valid"), Some(6)),
+        "{clean}"
+    );
     let db = db(dir.path());
     db.execute(
         "UPDATE records SET state = '{\"v\":33}' WHERE twin_id = 't-edit' AND version = 3",

@@ -27,6 +27,15 @@ impl LogStore for SqliteStore {
         self.run(move |db| db.inclusion_proof(index, size)).await
     }
 
+    async fn inclusion_proofs(
+        &self,
+        indexes: Vec<u64>,
+        size: u64,
+    ) -> Result<Vec<Result<InclusionProof>>> {
+        self.run(move |db| db.inclusion_proofs(&indexes, size))
+            .await
+    }
+
     async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
         self.run(move |db| db.consistency_proof(first, second))
             .await

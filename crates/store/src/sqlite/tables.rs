@@ -57,7 +57,8 @@ impl SqliteStore {
     }
 }
 
-/// Calls `f` with each row `sql` selects, in one read transaction, until it returns false.
+/// Calls `f` with each row `sql` selects, until it returns false (in the one read transaction
+/// every `Database::read` runs in).
 fn each_row<T>(
     c: &Connection,
     sql: &str,
@@ -65,9 +66,8 @@ fn each_row<T>(
     read: ReadRow<T>,
     f: &mut dyn FnMut(T) -> bool,
 ) -> Result<()> {
-    let tx = c.unchecked_transaction()?;
     {
-        let mut stmt = tx.prepare(sql)?;
+        let mut stmt = c.prepare(sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         while let Some(row) = rows.next()? {
             if !f(read(row)?) {
@@ -75,7 +75,6 @@ fn each_row<T>(
             }
         }
     }
-    tx.commit()?;
     Ok(())
 }
 

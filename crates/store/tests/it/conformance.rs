@@ -284,6 +284,20 @@ async fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistenc
                 .verify(&leaves[index as usize], &head.root)
                 .expect("inclusion");
         }
+        // Several in one read: the same proofs, in the order asked.
+        let asked: Vec<u64> = (0..size).rev().collect();
+        let proofs = store
+            .inclusion_proofs(asked.clone(), size)
+            .await
+            .expect("proofs");
+        assert_eq!(proofs.len(), asked.len());
+        for (index, proof) in asked.iter().zip(proofs) {
+            let proof = proof.expect("proof");
+            assert_eq!(
+                proof,
+                store.inclusion_proof(*index, size).await.expect("proof")
+            );
+        }
         if size < n {
             let full = store.tree_head(n).await.expect("head");
             let proof = store.consistency_proof(size, n).await.expect("proof");
@@ -292,6 +306,13 @@ async fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistenc
     }
     // A tree larger than the log has nodes nobody stored.
     let err = store.tree_head(n + 1).await.expect_err("beyond the log");
+    assert!(err.to_string().contains("is missing"), "{err}");
+    // A proof that cannot be made is an error in its place, not the read's.
+    let beyond = store
+        .inclusion_proofs(vec![0], n + 1)
+        .await
+        .expect("the read");
+    let err = beyond[0].as_ref().expect_err("beyond the log");
     assert!(err.to_string().contains("is missing"), "{err}");
 }
 

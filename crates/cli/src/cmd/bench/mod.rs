@@ -22,7 +22,7 @@ mod timed;
 
 use load::{Request, drive, drive_over, ignore, reading, record_request, twin_of, written_index};
 use report::print_table;
-use report::{BatchedReport, BenchReport, Latency, LogModeReport, Round, ScalePoint};
+use report::{BatchedReport, BenchReport, Latency, LogModeReport, ReadRound, Round, ScalePoint};
 
 /// Options of `twinledger bench`.
 #[derive(Debug, Args)]
@@ -347,6 +347,7 @@ impl BenchArgs {
             acked_per_s: report.log.acked_per_s,
             log_over_ceiling: report.log_over_ceiling,
         });
+        self.read_rounds(&svc, report).await?;
         for round in 2..=self.rounds {
             eprintln!("bench: round {round} of {}", self.rounds);
             let ceiling = self.ceiling(&svc).await?;
@@ -393,6 +394,77 @@ impl BenchArgs {
             }
             svc.stop().await?;
         }
+        Ok(())
+    }
+
+    /// Rounds of the read path on twins of their own, ten anchored versions each (the
+    /// main load's twins gain versions from every later phase): the ceiling, verifications,
+    /// proof bundles, each round the three in turn.
+    async fn read_rounds(&self, svc: &Service, report: &mut BenchReport) -> Result<()> {
+        const VERSIONS: u64 = 10;
+        let twins = (self.records / 50).clamp(1, 1_000);
+        let twin = move |i: u64| format!("read-{:06}", i % twins);
+        let from = tree_size(svc).await?;
+        drive(
+            &svc.base,
+            self.writers,
+            twins * VERSIONS,
+            move |i| Request::post(format!("/v1/twins/{}/states", twin(i)), reading(i)),
+            ignore,
+        )
+        .await?;
+        watch_anchoring(svc.base.clone(), from + twins * VERSIONS, Arc::default()).await?;
+        let count = (self.records / 10).clamp(self.writers as u64, 20_000);
+        for round in 1..=self.rounds {
+            eprintln!("bench: reads, round {round} of {}", self.rounds);
+            let ceiling = self.ceiling(svc).await?;
+            let started = Instant::now();
+            drive(
+                &svc.base,
+                self.writers,
+                count,
+                move |i| Request::get(format!("/v1/twins/{}/verify", twin(i * 7919))),
+                |_, body| {
+                    let v: Value = serde_json::from_slice(body)?;
+                    if v["integrity"] != "Valid" || v["versions"] != VERSIONS {
+                        bail!("verify answered {v}");
+                    }
+                    Ok(None)
+                },
+            )
+            .await?;
+            let verify_per_s = per_s(count, started.elapsed());
+            let started = Instant::now();
+            drive(
+                &svc.base,
+                self.writers,
+                count,
+                move |i| {
+                    let v = 1 + (i / twins) % VERSIONS;
+                    Request::get(format!("/v1/twins/{}/versions/{v}/proof", twin(i * 7919)))
+                },
+                |_, body| {
+                    if !body.starts_with(br#"{"format":"twinledger-proof-v1""#) {
+                        bail!("not a proof bundle: {}", String::from_utf8_lossy(body));
+                    }
+                    Ok(None)
+                },
+            )
+            .await?;
+            let proof_per_s = per_s(count, started.elapsed());
+            report.reads.push(ReadRound {
+                http_ceiling_per_s: ceiling,
+                verify_per_s,
+                proof_per_s,
+                verify_over_ceiling: verify_per_s / ceiling,
+                proof_over_ceiling: proof_per_s / ceiling,
+            });
+        }
+        let median_of = |f: fn(&ReadRound) -> f64| median(report.reads.iter().map(f).collect());
+        report.verify_over_ceiling_median = median_of(|r| r.verify_over_ceiling);
+        report.proof_over_ceiling_median = median_of(|r| r.proof_over_ceiling);
+        report.log.verify_per_s = median_of(|r| r.verify_per_s);
+        report.log.versions_per_twin = VERSIONS as f64;
         Ok(())
     }
 
@@ -525,24 +597,6 @@ impl BenchArgs {
         r.anchors = anchors;
         r.gas_per_record = gas as f64 / anchored.max(1) as f64;
 
-        let verifies = (n / 20).clamp(w as u64, 2_000);
-        let started = Instant::now();
-        drive(
-            &svc.base,
-            w,
-            verifies,
-            move |i| Request::get(format!("/v1/twins/{}/verify", twin_of(i * 7919, twins))),
-            |_, body| {
-                let v: Value = serde_json::from_slice(body)?;
-                if v["integrity"] != "Valid" {
-                    bail!("verify answered {v}");
-                }
-                Ok(None)
-            },
-        )
-        .await?;
-        r.verify_per_s = per_s(verifies, started.elapsed());
-        r.versions_per_twin = n as f64 / twins as f64;
         r.bundle_verify_us = bundle_verify_us(&svc.base, &twin_of(0, twins)).await?;
         r.peak_rss_mib = svc.memory_mib().1;
         Ok(r)

@@ -57,9 +57,9 @@ pub struct LogModeReport {
     pub anchors: u64,
     /// Gas of all anchors divided by the records they anchored.
     pub gas_per_record: f64,
-    /// `GET /v1/twins/{id}/verify` requests answered per second.
+    /// `GET /v1/twins/{id}/verify` requests answered per second (median of the read rounds).
     pub verify_per_s: f64,
-    /// Versions per twin in those verify requests (average).
+    /// Versions of each twin verified (the median of the read rounds is reported).
     pub versions_per_twin: f64,
     /// In-process check of one record's proof bundle (hashes and inclusion), microseconds.
     pub bundle_verify_us: f64,
@@ -114,6 +114,22 @@ pub struct Round {
     pub log_over_ceiling: f64,
 }
 
+/// One round of the read path, on twins of exactly ten anchored versions: the ceiling, then
+/// verifications, then proof bundles, one after the other.
+#[derive(Debug, Default, Serialize)]
+pub struct ReadRound {
+    /// `POST /bench/noop` requests per second.
+    pub http_ceiling_per_s: f64,
+    /// `GET /v1/twins/{id}/verify` answered per second.
+    pub verify_per_s: f64,
+    /// `GET /v1/twins/{id}/versions/{v}/proof` answered per second.
+    pub proof_per_s: f64,
+    /// Verifications over the ceiling.
+    pub verify_over_ceiling: f64,
+    /// Proof bundles over the ceiling.
+    pub proof_over_ceiling: f64,
+}
+
 /// The whole report.
 #[derive(Debug, Default, Serialize)]
 pub struct BenchReport {
@@ -142,6 +158,12 @@ pub struct BenchReport {
     pub rounds: Vec<Round>,
     /// Median of the rounds' ratios.
     pub log_over_ceiling_median: f64,
+    /// Rounds of the read path (`--rounds` of them).
+    pub reads: Vec<ReadRound>,
+    /// Median of the read rounds' verifications over the ceiling.
+    pub verify_over_ceiling_median: f64,
+    /// Median of the read rounds' proof bundles over the ceiling.
+    pub proof_over_ceiling_median: f64,
     /// Costs as the log grows.
     pub scale: Vec<ScalePoint>,
 }
@@ -227,6 +249,27 @@ pub(super) fn print_table(r: &BenchReport) {
             &format!("  median of {} rounds ({})", r.rounds.len(), each.join(" ")),
             format!("{:.2}", r.log_over_ceiling_median),
         );
+    }
+    if !r.reads.is_empty() {
+        let each = |f: fn(&ReadRound) -> f64| -> String {
+            let v: Vec<String> = r.reads.iter().map(|x| format!("{:.3}", f(x))).collect();
+            v.join(" ")
+        };
+        row(
+            &format!(
+                "verify / HTTP ceiling, median ({})",
+                each(|x| x.verify_over_ceiling)
+            ),
+            format!("{:.3}", r.verify_over_ceiling_median),
+        );
+        row(
+            &format!(
+                "proof / HTTP ceiling, median ({})",
+                each(|x| x.proof_over_ceiling)
+            ),
+            format!("{:.3}", r.proof_over_ceiling_median),
+        );
+        row("  proof bundles per round (req/s)", each(|x| x.proof_per_s));
     }
     if !r.scale.is_empty() {
         println!(
