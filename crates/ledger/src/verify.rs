@@ -262,9 +262,13 @@ impl Verifier {
     pub async fn history(&self, id: &TwinId) -> Result<Vec<StoredRecord>> {
         let mut out = Vec::new();
         let mut from = 1;
+        // A small first page: most twins fit in it, and a store answers a small read at once
+        // where a large one waits for a thread (SQLite).
+        let mut page_size = 64;
         loop {
-            let page = self.store.history(id, from, 1000).await?;
-            let done = page.len() < 1000;
+            let page = self.store.history(id, from, page_size).await?;
+            let done = page.len() < page_size;
+            page_size = 1000;
             if let Some(last) = page.last() {
                 from = last.version.max(0) as u64 + 1;
             }

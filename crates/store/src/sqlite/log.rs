@@ -33,7 +33,7 @@ impl Database {
     }
 
     pub(super) fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        self.read(|c| InclusionProof::generate(&Nodes(c, Some(&self.nodes)), index, size))
+        self.read_snapshot(|c| InclusionProof::generate(&Nodes(c, Some(&self.nodes)), index, size))
     }
 
     /// One reader for all the proofs: one hop off the runtime instead of one each.
@@ -42,7 +42,7 @@ impl Database {
         indexes: &[u64],
         size: u64,
     ) -> Result<Vec<Result<InclusionProof>>> {
-        self.read(|c| {
+        self.read_snapshot(|c| {
             Ok(indexes
                 .iter()
                 .map(|&i| InclusionProof::generate(&Nodes(c, Some(&self.nodes)), i, size))
@@ -51,11 +51,13 @@ impl Database {
     }
 
     pub(super) fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
-        self.read(|c| ConsistencyProof::generate(&Nodes(c, Some(&self.nodes)), first, second))
+        self.read_snapshot(|c| {
+            ConsistencyProof::generate(&Nodes(c, Some(&self.nodes)), first, second)
+        })
     }
 
     pub(super) fn tree_head(&self, size: u64) -> Result<TreeHead> {
-        self.read(|c| {
+        self.read_snapshot(|c| {
             Ok(TreeHead {
                 size,
                 root: twinledger_core::range_root(&Nodes(c, Some(&self.nodes)), 0, size)?,

@@ -10,6 +10,10 @@ use crate::model::{
 };
 use crate::{AnchorStore, KeyStore, LogStore, RecordBatches, Result, Store, StoreError, TwinStore};
 
+/// Rows (or proofs) a read may ask for and still run on the calling thread
+/// ([`SqliteStore::now`]); more go to a blocking thread.
+const INLINE_ROWS: usize = 64;
+
 #[async_trait]
 impl LogStore for SqliteStore {
     async fn append(&self, batch: Vec<NewRecord>) -> Result<AppendOutcome> {
@@ -24,7 +28,7 @@ impl LogStore for SqliteStore {
     }
 
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        self.run(move |db| db.inclusion_proof(index, size)).await
+        self.now(|db| db.inclusion_proof(index, size))
     }
 
     async fn inclusion_proofs(
@@ -32,8 +36,12 @@ impl LogStore for SqliteStore {
         indexes: Vec<u64>,
         size: u64,
     ) -> Result<Vec<Result<InclusionProof>>> {
-        self.run(move |db| db.inclusion_proofs(&indexes, size))
-            .await
+        if indexes.len() <= INLINE_ROWS {
+            self.now(|db| db.inclusion_proofs(&indexes, size))
+        } else {
+            self.run(move |db| db.inclusion_proofs(&indexes, size))
+                .await
+        }
     }
 
     async fn consistency_proof(&self, first: u64, second: u64) -> Result<ConsistencyProof> {
@@ -78,7 +86,7 @@ impl LogStore for SqliteStore {
 impl TwinStore for SqliteStore {
     async fn twin(&self, id: &TwinId) -> Result<Option<TwinSummary>> {
         let id = id.clone();
-        self.run(move |db| db.twin(&id)).await
+        self.now(|db| db.twin(&id))
     }
 
     async fn twins(
@@ -94,7 +102,7 @@ impl TwinStore for SqliteStore {
 
     async fn record(&self, id: &TwinId, version: u64) -> Result<Option<StoredRecord>> {
         let id = id.clone();
-        self.run(move |db| db.record(&id, version)).await
+        self.now(|db| db.record(&id, version))
     }
 
     async fn history(
@@ -104,8 +112,12 @@ impl TwinStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredRecord>> {
         let id = id.clone();
-        self.run(move |db| db.history(&id, from_version, limit))
-            .await
+        if limit <= INLINE_ROWS {
+            self.now(|db| db.history(&id, from_version, limit))
+        } else {
+            self.run(move |db| db.history(&id, from_version, limit))
+                .await
+        }
     }
 
     async fn congruence_history(
@@ -205,7 +217,7 @@ impl AnchorStore for SqliteStore {
     }
 
     async fn anchor_covering(&self, index: u64) -> Result<Option<Anchor>> {
-        self.run(move |db| db.anchor_covering(index)).await
+        self.now(|db| db.anchor_covering(index))
     }
 
     async fn latest_mined_anchor(&self) -> Result<Option<Anchor>> {
@@ -235,7 +247,7 @@ impl KeyStore for SqliteStore {
 
     async fn api_key(&self, id: &str) -> Result<Option<ApiKey>> {
         let id = id.to_owned();
-        self.run(move |db| db.api_key(&id)).await
+        self.now(|db| db.api_key(&id))
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKey>> {

@@ -34,7 +34,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(BATCH);
             let mut open = true;
-            let read = db.read(|c| {
+            let read = db.read_snapshot(|c| {
                 each_row(c, &sql, &params, read, &mut |row| {
                     batch.push(row);
                     if batch.len() == BATCH {
@@ -57,8 +57,8 @@ impl SqliteStore {
     }
 }
 
-/// Calls `f` with each row `sql` selects, until it returns false (in the one read transaction
-/// every `Database::read` runs in).
+/// Calls `f` with each row `sql` selects, until it returns false (in the caller's read
+/// transaction: one snapshot of the whole table).
 fn each_row<T>(
     c: &Connection,
     sql: &str,
