@@ -58,7 +58,7 @@ pub enum Command {
     Openapi(cmd::openapi::OpenapiArgs),
 }
 
-/// Options that say which chain, which contract and who signs.
+/// Options that say which chain and which contract.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ChainArgs {
     /// Anchoring mode: `log` (Merkle log, default) or `legacy` (the seed's contract).
@@ -71,6 +71,29 @@ pub struct ChainArgs {
     /// Address of the deployed contract (TwinLedger in log mode, DigitalTwinStorage in legacy).
     #[arg(long, value_name = "ADDRESS")]
     pub contract: Option<String>,
+}
+
+impl ChainArgs {
+    /// The options given, as a settings layer.
+    pub fn layer(&self) -> Value {
+        let mut chain = Map::new();
+        if !self.rpc.is_empty() {
+            chain.insert("rpc".into(), Value::from(self.rpc.clone()));
+        }
+        if let Some(c) = &self.contract {
+            chain.insert("contract".into(), Value::from(c.clone()));
+        }
+        let mut layer = json!({ "chain": chain });
+        if let Some(m) = self.mode {
+            layer["mode"] = json!(m.as_str());
+        }
+        layer
+    }
+}
+
+/// Options that say who signs the commands that send transactions (`serve`, `deploy`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SignerArgs {
     /// Send from this unlocked node account (default: the node's first account).
     #[arg(long, value_name = "ADDRESS")]
     pub from: Option<String>,
@@ -90,7 +113,7 @@ pub struct ChainArgs {
     pub password_file: Option<PathBuf>,
 }
 
-impl ChainArgs {
+impl SignerArgs {
     /// The options given, as a settings layer.
     pub fn layer(&self) -> Value {
         let mut chain = Map::new();
@@ -99,21 +122,12 @@ impl ChainArgs {
                 chain.insert(k.into(), v);
             }
         };
-        put(
-            "rpc",
-            (!self.rpc.is_empty()).then(|| Value::from(self.rpc.clone())),
-        );
-        put("contract", self.contract.clone().map(Value::from));
         put("from", self.from.clone().map(Value::from));
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| json!(p));
         put("private_key_file", path(&self.private_key_file));
         put("keystore", path(&self.keystore));
         put("password_file", path(&self.password_file));
-        let mut layer = json!({ "chain": chain });
-        if let Some(m) = self.mode {
-            layer["mode"] = json!(m.as_str());
-        }
-        layer
+        json!({ "chain": chain })
     }
 }
 

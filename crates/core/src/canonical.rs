@@ -128,13 +128,20 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// precision formatting whenever that still reads back as `x`.
 pub(crate) fn shortest_digits(x: f64) -> (String, i32) {
     let x = x.abs();
-    let (digits, decpt) = split_scientific(&format!("{x:e}"));
+    // Ryu finds the same shortest digits as `{:e}` without formatting machinery or a temporary
+    // string: most of hashing a state of measurements was spent here.
+    let (digits, decpt) = if x.is_finite() && x != 0.0 {
+        split_decimal(ryu::Buffer::new().format_finite(x))
+    } else {
+        split_scientific(&format!("{x:e}"))
+    };
     // Decimals of up to 15 significant digits are further apart than the doubles near them,
     // so at most one of that length reads back as `x`: the shortest is then unique and there
     // is no nearer one to look for.
     if digits.len() <= 15 {
         return (digits, decpt);
     }
+    let (digits, decpt) = split_scientific(&format!("{x:e}"));
     let precision = digits.len().saturating_sub(1);
     let nearest = format!("{x:.precision$e}");
     if nearest.parse::<f64>() == Ok(x) {
@@ -144,6 +151,28 @@ pub(crate) fn shortest_digits(x: f64) -> (String, i32) {
         // nearest digits may miss `x` while Rust's choice does not.
         (digits, decpt)
     }
+}
+
+/// Splits Ryu's text (`25.3`, `0.001`, `1e16`, `1.5e-7`) into its significant digits and
+/// `decpt`, as [`split_scientific`] does Rust's `{:e}`.
+fn split_decimal(text: &str) -> (String, i32) {
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((text, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits = String::with_capacity(whole.len() + fraction.len());
+    let mut decpt = i32::try_from(whole.len())
+        .unwrap_or(0)
+        .saturating_add(exponent);
+    for b in whole.bytes().chain(fraction.bytes()) {
+        if digits.is_empty() && b == b'0' {
+            decpt -= 1;
+        } else {
+            digits.push(char::from(b));
+        }
+    }
+    let significant = digits.trim_end_matches('0').len();
+    digits.truncate(significant);
+    (digits, decpt)
 }
 
 /// Splits Rust's `{:e}` output `d.ddde[-]x` into its digits and `decpt`.
@@ -246,6 +275,44 @@ mod tests {
             checked > 50_000,
             "only {checked} values had 15 digits or fewer"
         );
+    }
+
+    #[test]
+    fn ryu_splits_as_rust_does() {
+        let mut bits: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut values = vec![
+            1.0,
+            0.5,
+            25.3,
+            0.001,
+            1e16,
+            1e21,
+            1e-7,
+            123_456.0,
+            5e-324,
+            f64::MAX,
+        ];
+        for i in 0..200_000u64 {
+            bits = bits
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            values.push(if i % 2 == 0 {
+                f64::from_bits(bits >> 1)
+            } else {
+                (bits % 100_000_000) as f64 / 10f64.powi((bits >> 60) as i32)
+            });
+        }
+        // Up to 15 digits the shortest are unique and must be equal; longer ones may break a
+        // tie the other way, and shortest_digits takes Rust's slow path for them.
+        for x in values.into_iter().filter(|x| x.is_finite() && *x != 0.0) {
+            let ryu = split_decimal(ryu::Buffer::new().format_finite(x));
+            let rust = split_scientific(&format!("{x:e}"));
+            if rust.0.len() <= 15 {
+                assert_eq!(ryu, rust, "{x:e}");
+            } else {
+                assert_eq!(ryu.0.len(), rust.0.len(), "{x:e}");
+            }
+        }
     }
 
     #[test]

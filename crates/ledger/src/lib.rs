@@ -20,7 +20,10 @@ mod writer;
 pub use access::{AccessError, Caller, IssuedKey, Scope, issue_key};
 pub use anchor::log::AnchorConfig;
 pub use anchor::{AnchorInfo, AnchoredSizes, AnchoringStatus};
-pub use audit::{AuditProblem, AuditReport, Divergence, audit};
+pub use audit::{
+    AuditCheckpoint, AuditEvent, AuditPlan, AuditProblem, AuditReport, AuditStart, Divergence,
+    audit,
+};
 pub use error::{LedgerError, Result};
 pub use ingestion::{IngestionReport, IngestionStats, Rejected, Rejection};
 pub use ledger::{Anchoring, Health, Ledger, LedgerConfig, Status, Submission, Wait, node_name};

@@ -89,46 +89,70 @@ struct Recomputed {
 }
 
 /// Why the device signature in a record's annex does not hold, if it does not.
-pub(crate) fn signature_problem(record: &twinledger_core::Record) -> Option<String> {
+fn signature_problem(record: &twinledger_core::Record) -> Option<String> {
     let member = record.annex.as_ref()?.get("signature")?;
     DeviceSignature::check_annex_member(member, &record.state)
         .err()
         .map(|e| format!("device signature: {e}"))
 }
 
-fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomputed> {
-    let record = match row.decode() {
+/// One stored row checked on its own, as verify and audit both check it.
+pub(crate) struct Recheck {
+    /// The state's hash and the leaf hash, recomputed from the state; `None` when the row
+    /// does not decode or its state cannot be hashed.
+    pub(crate) hashes: Option<(Hash, Hash)>,
+    /// Everything that does not match.
+    pub(crate) faults: Vec<String>,
+}
+
+/// Recomputes a stored row: decodes it, hashes its state, checks the stored state hash, the
+/// device signature and the stored leaf hash.
+pub(crate) fn recheck(row: &StoredRecord) -> Recheck {
+    let mut faults = Vec::new();
+    let mut record = match row.decode() {
         Ok(r) => r,
         Err(e) => {
-            problems.push(problem(row, format!("stored record is unreadable: {e}")));
-            return None;
+            faults.push(format!("stored record is unreadable: {e}"));
+            return Recheck {
+                hashes: None,
+                faults,
+            };
         }
     };
     let state_hash = match record.scheme.hash(&record.state) {
         Ok(h) => Hash(h),
         Err(e) => {
-            problems.push(problem(row, format!("state cannot be hashed: {e}")));
-            return None;
+            faults.push(format!("state cannot be hashed: {e}"));
+            return Recheck {
+                hashes: None,
+                faults,
+            };
         }
     };
     if state_hash != record.state_hash {
-        problems.push(problem(
-            row,
-            format!(
-                "state does not match its stored hash (expected {}, got {state_hash})",
-                record.state_hash
-            ),
+        faults.push(format!(
+            "state does not match its stored hash (expected {}, got {state_hash})",
+            record.state_hash
         ));
     }
     if let Some(reason) = signature_problem(&record) {
-        problems.push(problem(row, reason));
+        faults.push(reason);
     }
-    let mut recomputed = record.clone();
-    recomputed.state_hash = state_hash;
-    let leaf_hash = recomputed.leaf_hash();
+    record.state_hash = state_hash;
+    let leaf_hash = record.leaf_hash();
     if row.leaf_hash != leaf_hash.0 {
-        problems.push(problem(row, "record does not match its stored leaf hash"));
+        faults.push("record does not match its stored leaf hash".into());
     }
+    Recheck {
+        hashes: Some((state_hash, leaf_hash)),
+        faults,
+    }
+}
+
+fn recompute(row: &StoredRecord, problems: &mut Vec<Problem>) -> Option<Recomputed> {
+    let checked = recheck(row);
+    problems.extend(checked.faults.into_iter().map(|f| problem(row, f)));
+    let (state_hash, leaf_hash) = checked.hashes?;
     Some(Recomputed {
         state_hash: state_hash.to_hex(),
         leaf_hash,

@@ -60,6 +60,10 @@ pub trait LogStore: Send + Sync + 'static {
     /// The tree's frontier, rebuilt from stored nodes (at start-up).
     async fn frontier(&self) -> Result<Frontier>;
 
+    /// The frontier of the tree over the first `size` leaves, from stored nodes (an audit that
+    /// begins part-way).
+    async fn frontier_at(&self, size: u64) -> Result<Frontier>;
+
     /// Inclusion proof of leaf `index` in the tree of `size` leaves.
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof>;
 

@@ -6,15 +6,25 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::chain::Chain;
-use crate::cli::ChainArgs;
+use crate::cli::{ChainArgs, SignerArgs, merge};
 use crate::settings::Settings;
 
 /// Options of `deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// Chain and signer.
+    /// Chain.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Who signs the deployment.
+    #[command(flatten)]
+    pub signer: SignerArgs,
+}
+
+impl DeployArgs {
+    /// The options given, as a settings layer.
+    pub fn layer(&self) -> serde_json::Value {
+        merge(self.chain.layer(), self.signer.layer())
+    }
 }
 
 impl DeployArgs {

@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let layer = match &cli.command {
         Command::Serve(a) => a.layer(),
-        Command::Deploy(a) => a.chain.layer(),
+        Command::Deploy(a) => a.layer(),
         Command::Update(_) => json!({}),
         Command::Verify(a) => a.chain.layer(),
         Command::VerifyProof(_) => json!({}),

@@ -13,7 +13,7 @@ use twinledger_mqtt::{Ingestion, LocalBroker, MqttConfig};
 use twinledger_server::{AuthPolicy, HttpConfig};
 
 use crate::chain::{self, Chain};
-use crate::cli::{ChainArgs, merge};
+use crate::cli::{ChainArgs, SignerArgs, merge};
 use crate::settings::Settings;
 
 /// Options of `serve`.
@@ -22,9 +22,12 @@ pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8000).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Chain, contract and signer.
+    /// Chain and contract.
     #[command(flatten)]
     pub chain: ChainArgs,
+    /// Who signs anchors.
+    #[command(flatten)]
+    pub signer: SignerArgs,
     /// Serve `POST /bench/noop` (for `twinledger bench`'s HTTP ceiling).
     #[arg(long, hide = true)]
     pub bench_noop: bool,
@@ -33,7 +36,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The options given, as a settings layer.
     pub fn layer(&self) -> serde_json::Value {
-        let mut layer = self.chain.layer();
+        let mut layer = merge(self.chain.layer(), self.signer.layer());
         if let Some(l) = &self.listen {
             layer = merge(layer, json!({ "listen": l }));
         }

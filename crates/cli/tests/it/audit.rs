@@ -5,18 +5,23 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 fn audit(dir: &std::path::Path) -> (Option<i32>, Value) {
-    let out = run(&["audit", "--json", "--data-dir", dir.to_str().expect("path")]);
+    audit_with(dir, &[])
+}
+
+/// `twinledger audit --json` with `args`: its exit code and report.
+fn audit_with(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, Value) {
+    let mut all = vec!["audit", "--json", "--data-dir", dir.to_str().expect("path")];
+    all.extend(args);
+    let out = run(&all);
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("no JSON report: {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), report)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
-    let dir = data_dir();
-    let app = embedded_app(dir.path());
-    // Posted one at a time, each waiting for its anchor: every record gets an anchor of its own
-    // (sizes 1 to 30), so a divergence can be located to the single record.
+/// Thirty records of ten twins, posted one at a time, each waiting for its anchor: every record
+/// gets an anchor of its own (sizes 1 to 30), so a divergence can be located to the single
+/// record.
+async fn thirty_anchored(app: &twinledger_testkit::App) {
     for round in 0..3 {
         for i in 0..10 {
             let r = http()
@@ -28,6 +33,13 @@ async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
             assert_eq!(r.status().as_u16(), 201);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    thirty_anchored(&app).await;
     let (code, report) = audit(dir.path());
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["records"], 30);
@@ -137,5 +149,98 @@ async fn audit_is_clean_then_locates_edits_rewrites_and_deletions() {
             .contains("latest version is 3 but its records end at version 4"),
         "{report}"
     );
+    drop(app);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_begins_at_an_index_and_continues_from_a_checkpoint() {
+    let dir = data_dir();
+    let app = embedded_app(dir.path());
+    thirty_anchored(&app).await;
+    let checkpoint = dir.path().join("audit-checkpoint.json");
+
+    // From index 17: the tree before it comes from the stored nodes, and the head anchored for
+    // size 17 is compared first.
+    let (code, report) = audit_with(dir.path(), &["--from", "17"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["records"], 13, "{report}");
+    assert_eq!(report["began_at"], 17, "{report}");
+    assert_eq!(
+        report["anchored_heads_checked"], 14,
+        "sizes 17 to 30: {report}"
+    );
+    // The stored leaf hash of record 16 is one of those nodes: rewritten, the first head
+    // diverges (the full audit recomputes it from the record instead).
+    let stored: Vec<u8> = db(dir.path())
+        .query_row("SELECT leaf_hash FROM records WHERE idx = 16", [], |r| {
+            r.get(0)
+        })
+        .expect("leaf");
+    db(dir.path())
+        .execute(
+            "UPDATE records SET leaf_hash = ?1 WHERE idx = 16",
+            [[7u8; 32].as_slice()],
+        )
+        .expect("rewrite leaf");
+    let (code, report) = audit_with(dir.path(), &["--from", "17"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(
+        report["divergence"]["first_mismatching_size"], 17,
+        "{report}"
+    );
+    db(dir.path())
+        .execute(
+            "UPDATE records SET leaf_hash = ?1 WHERE idx = 16",
+            [stored.as_slice()],
+        )
+        .expect("restore leaf");
+
+    // An audit in two parts: the first stops at 12 and leaves a checkpoint.
+    let (code, report) = audit_with(dir.path(), &["--stop-at", "12", "--checkpoint-every", "5"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["stopped_at"], 12, "{report}");
+    assert_eq!(report["records"], 12, "{report}");
+    assert!(checkpoint.is_file(), "a checkpoint is left");
+    // A record past the checkpoint is edited; the second part finds it, counts all thirty
+    // records and removes the checkpoint.
+    db(dir.path())
+        .execute(
+            "UPDATE records SET state = '{\"round\":9}' WHERE idx = 20",
+            [],
+        )
+        .expect("edit");
+    let (code, report) = audit_with(dir.path(), &["--resume"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["records"], 30, "{report}");
+    assert_eq!(report["stopped_at"], Value::Null, "{report}");
+    let problems = report["problems"].as_array().expect("problems");
+    assert!(
+        !problems.is_empty() && problems.iter().all(|p| p["index"] == 20),
+        "{report}"
+    );
+    assert_eq!(
+        report["divergence"]["first_mismatching_size"], 21,
+        "{report}"
+    );
+    assert!(
+        !checkpoint.exists(),
+        "a finished audit removes its checkpoint"
+    );
+
+    // Nothing left to resume, and options that cannot hold: a clear error, exit 2.
+    for args in [
+        vec!["--resume"],
+        vec!["--from", "31"],
+        vec!["--from", "10", "--stop-at", "5"],
+    ] {
+        let mut all = vec!["audit", "--data-dir", dir.path().to_str().expect("path")];
+        all.extend(args.iter().copied());
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).trim().is_empty(),
+            "{args:?}"
+        );
+    }
     drop(app);
 }

@@ -117,6 +117,10 @@ impl LogStore for PostgresStore {
         frontier_of(&row)
     }
 
+    async fn frontier_at(&self, size: u64) -> Result<Frontier> {
+        self.with_nodes(|nodes| Frontier::load(nodes, size)).await
+    }
+
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
         self.with_nodes(|nodes| InclusionProof::generate(nodes, index, size))
             .await

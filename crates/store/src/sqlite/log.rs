@@ -32,6 +32,10 @@ impl Database {
         self.read(load_frontier)
     }
 
+    pub(super) fn frontier_at(&self, size: u64) -> Result<Frontier> {
+        self.read_snapshot(|c| Frontier::load(&Nodes(c, None), size))
+    }
+
     pub(super) fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
         self.read_snapshot(|c| InclusionProof::generate(&Nodes(c, Some(&self.nodes)), index, size))
     }

@@ -27,6 +27,10 @@ impl LogStore for SqliteStore {
         self.run(Database::frontier).await
     }
 
+    async fn frontier_at(&self, size: u64) -> Result<Frontier> {
+        self.run(move |db| db.frontier_at(size)).await
+    }
+
     async fn inclusion_proof(&self, index: u64, size: u64) -> Result<InclusionProof> {
         self.now(|db| db.inclusion_proof(index, size))
     }

@@ -278,6 +278,9 @@ async fn the_tree_is_stored_with_the_records_and_proves_inclusion_and_consistenc
             head.root,
             twinledger_core::root_of(&leaves[..size as usize])
         );
+        // The frontier part-way (an audit that begins at `size`) has the same head.
+        let frontier = store.frontier_at(size).await.expect("frontier");
+        assert_eq!(frontier.head(), head);
         for index in 0..size {
             let proof = store.inclusion_proof(index, size).await.expect("proof");
             proof
