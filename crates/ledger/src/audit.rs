@@ -467,6 +467,9 @@ async fn scan(
         divergence: None,
         problems: Vec::new(),
     };
+    // Heads at the size a checkpoint was taken were compared by the run that took it; a head at
+    // the index an audit begins at checks the stored nodes it begins with.
+    let mut compared_through = None;
     match plan.start {
         AuditStart::Beginning => {}
         AuditStart::Index(i) => {
@@ -490,13 +493,15 @@ async fn scan(
             fold.last_matching = c.last_matching_size;
             fold.divergence = c.divergence;
             fold.problems = c.problems;
+            compared_through = Some(c.next_index);
         }
     }
-    // Heads the audit has passed were compared before it (or, from an index, cannot be).
+    // Heads below where the audit begins were compared before it (or, from an index, cannot be).
+    let size = fold.frontier.size();
     while fold
         .heads
         .peek()
-        .is_some_and(|h| h.size < fold.frontier.size())
+        .is_some_and(|h| h.size < size || Some(h.size) == compared_through)
     {
         fold.heads.next();
     }

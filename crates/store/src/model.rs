@@ -282,6 +282,10 @@ pub struct StoreStats {
     pub twins: u64,
     /// Records not yet anchored.
     pub pending: u64,
+    /// Bytes the database takes on disk, records, tree nodes and indexes together: SQLite's
+    /// pages in its main file (the write-ahead log, bounded and emptied by checkpoints, apart),
+    /// PostgreSQL's `pg_database_size`.
+    pub bytes: u64,
 }
 
 /// A tree head sent to the TwinLedger contract, and where it landed.

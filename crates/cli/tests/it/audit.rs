@@ -212,6 +212,9 @@ async fn audit_begins_at_an_index_and_continues_from_a_checkpoint() {
     let (code, report) = audit_with(dir.path(), &["--resume"]);
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(report["records"], 30, "{report}");
+    // Every head compared once over the two parts, as one audit does: sizes 1 to 21, where the
+    // divergence ends the comparisons.
+    assert_eq!(report["anchored_heads_checked"], 21, "{report}");
     assert_eq!(report["stopped_at"], Value::Null, "{report}");
     let problems = report["problems"].as_array().expect("problems");
     assert!(

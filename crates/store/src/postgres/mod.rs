@@ -347,7 +347,8 @@ impl Store for PostgresStore {
         let row = client
             .query_one(
                 "SELECT (SELECT size FROM log_head), (SELECT COUNT(*) FROM twins), \
-                 (SELECT COUNT(*) FROM records WHERE status = 'pending')",
+                 (SELECT COUNT(*) FROM records WHERE status = 'pending'), \
+                 pg_database_size(current_database())",
                 &[],
             )
             .await?;
@@ -355,6 +356,7 @@ impl Store for PostgresStore {
             records: row.try_get::<_, i64>(0)? as u64,
             twins: row.try_get::<_, i64>(1)? as u64,
             pending: row.try_get::<_, i64>(2)? as u64,
+            bytes: row.try_get::<_, i64>(3)? as u64,
         })
     }
 }

@@ -401,10 +401,16 @@ impl Database {
                 [],
                 |r| r.get(0),
             )?;
+            let bytes: i64 = c.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(StoreStats {
                 records: records as u64,
                 twins: twins as u64,
                 pending: pending as u64,
+                bytes: bytes as u64,
             })
         })
     }

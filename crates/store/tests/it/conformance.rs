@@ -152,14 +152,17 @@ async fn append_assigns_dense_indexes_and_versions_and_links_each_twin(db: Db) {
     );
     assert!(store.record(&a, 4).await.expect("read").is_none());
     assert!(store.twin(&id("zz")).await.expect("read").is_none());
+    let stats = store.stats().await.expect("stats");
     assert_eq!(
-        store.stats().await.expect("stats"),
+        stats,
         StoreStats {
             records: 4,
             twins: 2,
-            pending: 4
+            pending: 4,
+            bytes: stats.bytes,
         }
     );
+    assert!(stats.bytes > 0, "{stats:?}");
 }
 
 async fn pending_records_come_in_log_order_until_anchored(db: Db) {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use twinledger_chain::{LocalNode, LocalNodeConfig, NodeKind};
 use twinledger_store::postgres::LocalCluster;
 
-use super::report::Latency;
+use super::report::{Latency, ReadRounds, ScalePoint, print_scale};
 use super::{BenchArgs, Service, machine, tree_size};
 use crate::settings::Settings;
 
@@ -33,6 +33,14 @@ pub struct DatabaseReport {
     pub postgres_over_sqlite_median: f64,
     /// Median of the rounds' three nodes over one node, both on PostgreSQL.
     pub three_nodes_over_one_median: f64,
+    /// The read path on SQLite, one node (after the write rounds).
+    pub reads_sqlite: ReadRounds,
+    /// The read path on PostgreSQL, one node.
+    pub reads_postgres: ReadRounds,
+    /// The scale curve on SQLite, one node, from the log the rounds left.
+    pub scale_sqlite: Vec<ScalePoint>,
+    /// The scale curve on PostgreSQL, one node.
+    pub scale_postgres: Vec<ScalePoint>,
 }
 
 /// One round: the same load on each set-up.
@@ -152,6 +160,20 @@ impl BenchArgs {
         }
         with_standby.stop().await?;
         drop((primary, standby));
+        eprintln!("bench: reads on SQLite");
+        report.reads_sqlite = self.read_rounds(&sqlite).await?;
+        eprintln!("bench: reads on PostgreSQL");
+        report.reads_postgres = self.read_rounds(&postgres).await?;
+        for (svc, curve, name) in [
+            (&sqlite, &mut report.scale_sqlite, "SQLite"),
+            (&postgres, &mut report.scale_postgres, "PostgreSQL"),
+        ] {
+            let mut size = tree_size(svc).await?;
+            for &target in &self.scale {
+                eprintln!("bench: scale curve on {name} at {target} records");
+                curve.push(self.scale_point(svc, &mut size, target).await?);
+            }
+        }
         postgres.stop().await?;
         sqlite.stop().await?;
         chain.stop(Duration::from_secs(10)).await?;
@@ -271,4 +293,23 @@ pub(super) fn print_databases(r: &DatabaseReport) {
         "\nmedian PostgreSQL / SQLite: {:.2}; median three nodes / one: {:.2}",
         r.postgres_over_sqlite_median, r.three_nodes_over_one_median
     );
+    println!("\nread path, over the HTTP ceiling of the same round (median):");
+    for (name, x) in [
+        ("SQLite", &r.reads_sqlite),
+        ("PostgreSQL", &r.reads_postgres),
+    ] {
+        println!(
+            "  {name:<11} verify {:.3}  proof bundles {:.3}",
+            x.verify_over_ceiling_median, x.proof_over_ceiling_median
+        );
+    }
+    for (name, curve) in [
+        ("SQLite", &r.scale_sqlite),
+        ("PostgreSQL", &r.scale_postgres),
+    ] {
+        if !curve.is_empty() {
+            println!("\nscale curve, {name}:");
+            print_scale(curve);
+        }
+    }
 }

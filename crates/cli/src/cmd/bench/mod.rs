@@ -22,7 +22,9 @@ mod timed;
 
 use load::{Request, drive, drive_over, ignore, reading, record_request, twin_of, written_index};
 use report::print_table;
-use report::{BatchedReport, BenchReport, Latency, LogModeReport, ReadRound, Round, ScalePoint};
+use report::{
+    BatchedReport, BenchReport, Latency, LogModeReport, ReadRound, ReadRounds, Round, ScalePoint,
+};
 
 /// Options of `twinledger bench`.
 #[derive(Debug, Args)]
@@ -82,6 +84,8 @@ struct Service {
     child: Child,
     base: String,
     data_dir: PathBuf,
+    /// The PostgreSQL URL it serves from, when not SQLite in `data_dir`.
+    database: Option<String>,
 }
 
 impl Service {
@@ -112,6 +116,11 @@ impl Service {
             child,
             base: String::new(),
             data_dir: data_dir.to_owned(),
+            database: extra
+                .iter()
+                .position(|a| *a == "--database")
+                .and_then(|i| extra.get(i + 1))
+                .map(|url| (*url).to_owned()),
         };
         let stdout = svc.child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -134,6 +143,16 @@ impl Service {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// What its database holds and takes on disk, read beside it.
+    async fn store_stats(&self) -> Result<twinledger_store::StoreStats> {
+        use twinledger_store::{PostgresStore, SqliteStore, Store};
+        let store: Arc<dyn Store> = match &self.database {
+            Some(url) => Arc::new(PostgresStore::connect(url, Default::default()).await?),
+            None => Arc::new(SqliteStore::open(self.data_dir.join("twinledger.db"))?),
+        };
+        Ok(store.stats().await?)
     }
 
     /// Resident memory now and at its peak, MiB (Linux `/proc`).
@@ -347,7 +366,12 @@ impl BenchArgs {
             acked_per_s: report.log.acked_per_s,
             log_over_ceiling: report.log_over_ceiling,
         });
-        self.read_rounds(&svc, report).await?;
+        let reads = self.read_rounds(&svc).await?;
+        report.verify_over_ceiling_median = reads.verify_over_ceiling_median;
+        report.proof_over_ceiling_median = reads.proof_over_ceiling_median;
+        report.log.verify_per_s = reads.verify_per_s_median;
+        report.log.versions_per_twin = reads.versions_per_twin;
+        report.reads = reads.rounds;
         for round in 2..=self.rounds {
             eprintln!("bench: round {round} of {}", self.rounds);
             let ceiling = self.ceiling(&svc).await?;
@@ -400,7 +424,7 @@ impl BenchArgs {
     /// Rounds of the read path on twins of their own, ten anchored versions each (the
     /// main load's twins gain versions from every later phase): the ceiling, verifications,
     /// proof bundles, each round the three in turn.
-    async fn read_rounds(&self, svc: &Service, report: &mut BenchReport) -> Result<()> {
+    async fn read_rounds(&self, svc: &Service) -> Result<ReadRounds> {
         const VERSIONS: u64 = 10;
         let twins = (self.records / 50).clamp(1, 1_000);
         let twin = move |i: u64| format!("read-{:06}", i % twins);
@@ -415,6 +439,7 @@ impl BenchArgs {
         .await?;
         watch_anchoring(svc.base.clone(), from + twins * VERSIONS, Arc::default()).await?;
         let count = (self.records / 10).clamp(self.writers as u64, 20_000);
+        let mut rounds = Vec::new();
         for round in 1..=self.rounds {
             eprintln!("bench: reads, round {round} of {}", self.rounds);
             let ceiling = self.ceiling(svc).await?;
@@ -452,7 +477,7 @@ impl BenchArgs {
             )
             .await?;
             let proof_per_s = per_s(count, started.elapsed());
-            report.reads.push(ReadRound {
+            rounds.push(ReadRound {
                 http_ceiling_per_s: ceiling,
                 verify_per_s,
                 proof_per_s,
@@ -460,12 +485,14 @@ impl BenchArgs {
                 proof_over_ceiling: proof_per_s / ceiling,
             });
         }
-        let median_of = |f: fn(&ReadRound) -> f64| median(report.reads.iter().map(f).collect());
-        report.verify_over_ceiling_median = median_of(|r| r.verify_over_ceiling);
-        report.proof_over_ceiling_median = median_of(|r| r.proof_over_ceiling);
-        report.log.verify_per_s = median_of(|r| r.verify_per_s);
-        report.log.versions_per_twin = VERSIONS as f64;
-        Ok(())
+        let median_of = |f: fn(&ReadRound) -> f64| median(rounds.iter().map(f).collect());
+        Ok(ReadRounds {
+            verify_over_ceiling_median: median_of(|r| r.verify_over_ceiling),
+            proof_over_ceiling_median: median_of(|r| r.proof_over_ceiling),
+            verify_per_s_median: median_of(|r| r.verify_per_s),
+            versions_per_twin: VERSIONS as f64,
+            rounds,
+        })
     }
 
     /// Full load on a service whose anchors are at least `interval_ms` apart.
@@ -702,8 +729,10 @@ impl BenchArgs {
             get_json(&c, &svc.url(&format!("/v1/twins/{twin}/verify"))).await?;
             verify.push(t.elapsed());
         }
-        let audit = audit_seconds(&svc.data_dir).await?;
+        let audit = audit_seconds(svc).await?;
+        let stats = svc.store_stats().await?;
         Ok(ScalePoint {
+            disk_bytes_per_record: stats.bytes as f64 / (*size).max(1) as f64,
             log_size: *size,
             append_per_s,
             append: Latency::of(samples.iter().map(|s| s.done - s.sent).collect()),
@@ -733,16 +762,21 @@ async fn bundle_verify_us(base: &str, twin: &str) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds))
 }
 
-/// Runs `twinledger audit` on a running service's data directory; its wall time in seconds.
-async fn audit_seconds(data_dir: &Path) -> Result<f64> {
+/// Runs `twinledger audit` on a running service's ledger; its wall time in seconds.
+async fn audit_seconds(svc: &Service) -> Result<f64> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let out = Command::new(exe)
+    let mut audit = Command::new(exe);
+    audit
         .arg("audit")
         .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--json")
-        .current_dir(data_dir)
+        .arg(&svc.data_dir)
+        .arg("--json");
+    if let Some(url) = &svc.database {
+        audit.args(["--database", url]);
+    }
+    let out = audit
+        .current_dir(&svc.data_dir)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()

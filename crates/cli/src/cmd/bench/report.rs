@@ -99,6 +99,9 @@ pub struct ScalePoint {
     pub verify: Latency,
     /// Seconds `twinledger audit` takes per million records at this size.
     pub audit_s_per_million: f64,
+    /// Bytes the database takes on disk per record at this size: records, tree nodes and
+    /// indexes (SQLite's main file; PostgreSQL's `pg_database_size`).
+    pub disk_bytes_per_record: f64,
     /// Resident memory of the service process, MiB.
     pub rss_mib: f64,
 }
@@ -112,6 +115,23 @@ pub struct Round {
     pub acked_per_s: f64,
     /// The two divided.
     pub log_over_ceiling: f64,
+}
+
+/// The read rounds on one service, with their medians.
+#[derive(Debug, Default, Serialize)]
+pub struct ReadRounds {
+    /// Each round.
+    pub rounds: Vec<ReadRound>,
+    /// Median of the rounds' verifications over the ceiling.
+    pub verify_over_ceiling_median: f64,
+    /// Median of the rounds' proof bundles over the ceiling.
+    pub proof_over_ceiling_median: f64,
+    /// Median verifications per second.
+    #[serde(skip)]
+    pub verify_per_s_median: f64,
+    /// Versions of each twin verified.
+    #[serde(skip)]
+    pub versions_per_twin: f64,
 }
 
 /// One round of the read path, on twins of exactly ten anchored versions: the ceiling, then
@@ -272,28 +292,36 @@ pub(super) fn print_table(r: &BenchReport) {
         row("  proof bundles per round (req/s)", each(|x| x.proof_per_s));
     }
     if !r.scale.is_empty() {
+        println!();
+        print_scale(&r.scale);
+    }
+}
+
+/// The scale curve as a table.
+pub(super) fn print_scale(points: &[ScalePoint]) {
+    println!(
+        "{:>10} {:>12} {:>22} {:>22} {:>22} {:>11} {:>9} {:>10}",
+        "log size",
+        "append/s",
+        "append p50/p99 ms",
+        "proof p50/p99 ms",
+        "verify p50/p99 ms",
+        "audit s/1M",
+        "RSS MiB",
+        "disk B/rec"
+    );
+    for p in points {
+        let pp = |x: &Latency| format!("{:.2} / {:.2}", x.p50_ms, x.p99_ms);
         println!(
-            "\n{:>10} {:>12} {:>22} {:>22} {:>22} {:>14} {:>9}",
-            "log size",
-            "append/s",
-            "append p50/p99 ms",
-            "proof p50/p99 ms",
-            "verify p50/p99 ms",
-            "audit s/1M",
-            "RSS MiB"
+            "{:>10} {:>12.0} {:>22} {:>22} {:>22} {:>11.2} {:>9.1} {:>10.0}",
+            p.log_size,
+            p.append_per_s,
+            pp(&p.append),
+            pp(&p.proof),
+            pp(&p.verify),
+            p.audit_s_per_million,
+            p.rss_mib,
+            p.disk_bytes_per_record
         );
-        for p in &r.scale {
-            let pp = |x: &Latency| format!("{:.2} / {:.2}", x.p50_ms, x.p99_ms);
-            println!(
-                "{:>10} {:>12.0} {:>22} {:>22} {:>22} {:>14.1} {:>9.1}",
-                p.log_size,
-                p.append_per_s,
-                pp(&p.append),
-                pp(&p.proof),
-                pp(&p.verify),
-                p.audit_s_per_million,
-                p.rss_mib
-            );
-        }
     }
 }
