@@ -63,11 +63,9 @@ fn the_benchmark_smoke_run_reports_every_measure() {
     let scale = r["scale"].as_array().expect("scale curve");
     assert_eq!(scale.len(), 2, "{r}");
     assert!(scale[0]["log_size"].as_u64() < scale[1]["log_size"].as_u64());
-    assert!(
-        scale
-            .iter()
-            .all(|p| num(&p["rss_mib"]) > 0.0 && num(&p["audit_s_per_million"]) > 0.0)
-    );
+    assert!(scale.iter().all(|p| num(&p["rss_mib"]) > 0.0
+        && num(&p["audit_s_per_million"]) > 0.0
+        && num(&p["disk_bytes_per_record"]) > 0.0));
 }
 
 /// `bench --block-time 1 --fee-spike --smoke`: anchoring on a timed chain is measured end to
@@ -144,6 +142,32 @@ fn the_database_benchmark_smoke_run_compares_postgres_with_sqlite() {
         (r["postgres_over_sqlite_median"].as_f64().unwrap_or(0.0) - ratio).abs() < 1e-9,
         "{r}"
     );
+    // The read path and the scale curve on both backends.
+    for backend in ["sqlite", "postgres"] {
+        let reads = &r[format!("reads_{backend}")];
+        for key in ["verify_over_ceiling_median", "proof_over_ceiling_median"] {
+            assert!(
+                reads[key].as_f64().is_some_and(|v| v > 0.0),
+                "{backend}.{key}: {r}"
+            );
+        }
+        let curve = r[format!("scale_{backend}")]
+            .as_array()
+            .expect("scale curve");
+        assert_eq!(curve.len(), 2, "{backend}: {r}");
+        for p in curve {
+            for key in [
+                "append_per_s",
+                "audit_s_per_million",
+                "disk_bytes_per_record",
+            ] {
+                assert!(
+                    p[key].as_f64().is_some_and(|v| v > 0.0),
+                    "{backend}.{key}: {r}"
+                );
+            }
+        }
+    }
     let refused = run(&["bench", "--smoke", "--database", "postgres://db/x"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("bench starts its own PostgreSQL"));
