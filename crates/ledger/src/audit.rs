@@ -127,16 +127,6 @@ pub struct AuditPlan {
     pub checkpoint_every: u64,
 }
 
-impl Default for AuditPlan {
-    fn default() -> Self {
-        Self {
-            start: AuditStart::Beginning,
-            stop_at: None,
-            checkpoint_every: 1_000_000,
-        }
-    }
-}
-
 /// Rows checked per task: checking a row (decoding it, hashing its state, its leaf and its
 /// signature) is most of an audit's work and needs nothing from other rows, so chunks of a
 /// batch are checked on every core while the scan reads ahead and one task folds them in order.
