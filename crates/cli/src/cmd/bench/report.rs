@@ -129,9 +129,6 @@ pub struct ReadRounds {
     /// Median verifications per second.
     #[serde(skip)]
     pub verify_per_s_median: f64,
-    /// Versions of each twin verified.
-    #[serde(skip)]
-    pub versions_per_twin: f64,
 }
 
 /// One round of the read path, on twins of exactly ten anchored versions: the ceiling, then
